@@ -1,0 +1,48 @@
+//! How an engine is opened. One typed value, built once at the edge and passed down.
+
+use std::path::PathBuf;
+
+/// Whether a batch is flushed to disk (fsync) before its callers are answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Every batch is fsynced before any caller of it is answered. The only setting for a shop.
+    Fsync,
+    /// Batches reach the OS but are not fsynced; a power cut loses them. For benchmarks only.
+    NoneBenchmarkOnly,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    /// Most records written (and fsynced) as one batch.
+    pub batch_records_max: usize,
+    /// Most records waiting for the writer; submitters wait for room beyond it.
+    pub queue_records_max: usize,
+    /// A snapshot is written once this many records were logged since the last one…
+    pub snapshot_every_records: u64,
+    /// …or this long after the last one, if anything was logged since.
+    pub snapshot_every_ms: u64,
+    /// Write a snapshot when the engine is closed cleanly.
+    pub snapshot_on_close: bool,
+    /// Longest sleep of the expiry scheduler; bounds how late an expiry can be.
+    pub expiry_tick_ms: u64,
+    /// sled's page cache.
+    pub cache_bytes: u64,
+}
+
+impl EngineConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            durability: Durability::Fsync,
+            batch_records_max: 1024,
+            queue_records_max: 65_536,
+            snapshot_every_records: 1_000_000,
+            snapshot_every_ms: 60_000,
+            snapshot_on_close: true,
+            expiry_tick_ms: 50,
+            cache_bytes: 256 * 1024 * 1024,
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! The engine: one data directory, its state, the log writer and the background work
+//! (expiry scheduler, snapshotter).
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::clock::{Clock, Millis};
+use crate::config::EngineConfig;
+use crate::counter::StockCounts;
+use crate::error::{EngineError, OpenError};
+use crate::ids::{ReservationId, Sku, UserId};
+use crate::record::{ReleaseReason, Seq};
+use crate::recovery::{OnDefect, RecoveryReport, recover, replay};
+use crate::state::{Reservation, State, StateImage};
+use crate::store::{DirLock, Store};
+use crate::wal::{Ticket, Wal, WalOptions, WalStats};
+
+/// A handle to an open engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: EngineConfig,
+    clock: Arc<dyn Clock>,
+    state: Arc<State>,
+    wal: Arc<Wal>,
+    store: Store,
+    report: RecoveryReport,
+    background: Arc<Background>,
+    threads: Mutex<Threads>,
+    closed: Mutex<bool>,
+    _lock: DirLock,
+}
+
+#[derive(Default)]
+struct Threads {
+    scheduler: Option<JoinHandle<()>>,
+    snapshotter: Option<JoinHandle<Shadow>>,
+}
+
+/// Wakes and stops the background threads.
+#[derive(Default)]
+struct Background {
+    stopped: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Background {
+    /// Sleeps up to `timeout`; answers false once the engine is stopping.
+    fn sleep(&self, timeout: Duration) -> bool {
+        let mut stopped = self.stopped.lock();
+        if !*stopped {
+            self.wake.wait_for(&mut stopped, timeout);
+        }
+        !*stopped
+    }
+
+    fn stop(&self) {
+        *self.stopped.lock() = true;
+        self.wake.notify_all();
+    }
+}
+
+/// The snapshotter's copy of the durable state: it trails the live state and catches up from
+/// the log before each snapshot, so a snapshot never stalls a purchase.
+type Shadow = Option<State>;
+
+/// Figures for `db stats` and metrics.
+#[derive(Debug, Clone)]
+pub struct EngineStats {
+    pub wal: WalStats,
+    pub skus: usize,
+    pub reservations: usize,
+    pub snapshot_seqs: Vec<Seq>,
+    pub log_batches: usize,
+    pub disk_bytes: u64,
+}
+
+impl Engine {
+    /// Opens (or creates) the data directory: locks it, recovers the state, cuts a damaged log
+    /// tail, and starts the writer, the expiry scheduler and the snapshotter.
+    pub fn open(config: EngineConfig, clock: Arc<dyn Clock>) -> Result<Self, OpenError> {
+        let lock = DirLock::acquire(&config.data_dir)?;
+        let store = Store::open(&config)?;
+        let (state, report) = recover(&store, Seq::MAX, OnDefect::Cut)?;
+        tracing::info!(
+            snapshot = ?report.snapshot_seq,
+            records_replayed = report.records_replayed,
+            last_seq = report.last_seq,
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            "recovered"
+        );
+        let state = Arc::new(state);
+        let background = Arc::new(Background::default());
+
+        let hook_state = state.clone();
+        let hook_background = background.clone();
+        let every = config.snapshot_every_records.max(1);
+        let hook = Box::new(move |first_seq: Seq, batch: &[crate::record::Record]| {
+            for (offset, record) in batch.iter().enumerate() {
+                let seq = first_seq + offset as Seq;
+                if let Err(error) = hook_state.complete(seq, record) {
+                    // The decision step checked this very transition under the entity's lock.
+                    tracing::error!(%error, "a durable record could not be completed");
+                    debug_assert!(false, "{error}");
+                }
+            }
+            let last_seq = first_seq + batch.len() as Seq - 1;
+            if (first_seq - 1) / every != last_seq / every {
+                hook_background.wake.notify_all();
+            }
+        });
+        let wal = Arc::new(Wal::start(
+            store.db.clone(),
+            store.log.clone(),
+            report.last_seq,
+            WalOptions {
+                durability: config.durability,
+                batch_records_max: config.batch_records_max,
+                queue_records_max: config.queue_records_max,
+            },
+            hook,
+        )?);
+
+        let scheduler = {
+            let (state, wal, clock, background) = (
+                state.clone(),
+                wal.clone(),
+                clock.clone(),
+                background.clone(),
+            );
+            let tick = Duration::from_millis(config.expiry_tick_ms.max(1));
+            std::thread::Builder::new()
+                .name("allot-expiry".into())
+                .spawn(move || run_scheduler(&state, &wal, clock.as_ref(), &background, tick))?
+        };
+        let snapshotter = {
+            let (store, wal, background, config) = (
+                store.clone(),
+                wal.clone(),
+                background.clone(),
+                config.clone(),
+            );
+            let last = report.snapshot_seq.unwrap_or(0);
+            std::thread::Builder::new()
+                .name("allot-snapshot".into())
+                .spawn(move || run_snapshotter(&store, &wal, &background, &config, last))?
+        };
+
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                clock,
+                state,
+                wal,
+                store,
+                report,
+                background,
+                threads: Mutex::new(Threads {
+                    scheduler: Some(scheduler),
+                    snapshotter: Some(snapshotter),
+                }),
+                closed: Mutex::new(false),
+                _lock: lock,
+            }),
+        })
+    }
+
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.report
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    pub fn now_ms(&self) -> Millis {
+        self.inner.clock.now_ms()
+    }
+
+    // ----- writes: each returns once the decision is made and logged-to-be; wait on the
+    // ticket before telling anyone it happened.
+
+    pub fn create_sku(
+        &self,
+        sku: Sku,
+        stock_total: u32,
+        per_user_limit: Option<u32>,
+    ) -> Result<Ticket, EngineError> {
+        let wal = self.ready_wal()?;
+        self.inner
+            .state
+            .create_sku(sku, stock_total, per_user_limit, |r| wal.append(r))
+    }
+
+    /// Takes `quantity` units of `sku` for `user`, held for `ttl_ms`.
+    pub fn reserve(
+        &self,
+        user: UserId,
+        sku: Sku,
+        quantity: u32,
+        ttl_ms: Millis,
+    ) -> Result<(ReservationId, Ticket), EngineError> {
+        let wal = self.ready_wal()?;
+        let deadline_ms = self.now_ms().saturating_add(ttl_ms);
+        self.inner
+            .state
+            .reserve(user, sku, quantity, deadline_ms, |r| wal.append(r))
+    }
+
+    pub fn commit(&self, id: ReservationId) -> Result<Ticket, EngineError> {
+        let wal = self.ready_wal()?;
+        self.inner
+            .state
+            .commit(id, self.now_ms(), |r| wal.append(r))
+    }
+
+    pub fn release(&self, id: ReservationId, reason: ReleaseReason) -> Result<Ticket, EngineError> {
+        let wal = self.ready_wal()?;
+        self.inner.state.release(id, reason, |r| wal.append(r))
+    }
+
+    pub fn restock(&self, sku: Sku, quantity: u32) -> Result<Ticket, EngineError> {
+        let wal = self.ready_wal()?;
+        self.inner.state.restock(sku, quantity, |r| wal.append(r))
+    }
+
+    /// Releases every reservation whose deadline has passed; answers how many it queued.
+    /// The scheduler calls this on its own; tests with a manual clock may call it directly.
+    pub fn release_expired(&self) -> usize {
+        release_expired(&self.inner.state, &self.inner.wal, self.now_ms())
+    }
+
+    /// A ticket for everything queued so far.
+    pub fn barrier(&self) -> Ticket {
+        self.inner.wal.barrier()
+    }
+
+    // ----- reads -----------------------------------------------------------------------------
+
+    /// The counter itself: exact at the moment of the call.
+    pub fn stock(&self, sku: Sku) -> Option<StockCounts> {
+        self.inner.state.stock(sku)
+    }
+
+    pub fn reservation(&self, id: ReservationId) -> Option<Reservation> {
+        self.inner.state.reservation(id)
+    }
+
+    pub fn held_by(&self, user: UserId, sku: Sku) -> u32 {
+        self.inner.state.held_by(user, sku)
+    }
+
+    /// The whole state as an ordered image; consistent once every ticket has been waited on.
+    pub fn image(&self) -> StateImage {
+        self.inner.state.image()
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        let store = &self.inner.store;
+        EngineStats {
+            wal: self.inner.wal.stats(),
+            skus: self.inner.state.sku_count(),
+            reservations: self.inner.state.reservation_count(),
+            snapshot_seqs: store.snapshot_seqs().unwrap_or_default(),
+            log_batches: store.log.len(),
+            disk_bytes: store.size_on_disk(),
+        }
+    }
+
+    /// Writes a snapshot of everything durable now.
+    pub fn snapshot_now(&self) -> Result<Seq, EngineError> {
+        self.inner.wal.barrier().wait()?;
+        let target = self.inner.wal.durable_seq();
+        let mut shadow = None;
+        take_snapshot(&self.inner.store, &mut shadow, target)
+            .map_err(|e| EngineError::LogFailed(format!("snapshot: {e}")))?;
+        Ok(target)
+    }
+
+    /// Stops taking writes, writes everything queued, writes a snapshot (unless configured
+    /// off) and stops the background threads. Idempotent; also run when the last handle drops.
+    pub fn close(&self) -> Result<(), EngineError> {
+        self.inner.close()
+    }
+
+    fn ready_wal(&self) -> Result<&Wal, EngineError> {
+        // Room is awaited here, before any entity lock is taken (see `Wal::wait_for_room`).
+        self.inner.wal.wait_for_room()?;
+        Ok(&self.inner.wal)
+    }
+}
+
+impl Inner {
+    fn close(&self) -> Result<(), EngineError> {
+        let mut closed = self.closed.lock();
+        if *closed {
+            return Ok(());
+        }
+        *closed = true;
+        self.background.stop();
+        let (scheduler, snapshotter) = {
+            let mut threads = self.threads.lock();
+            (threads.scheduler.take(), threads.snapshotter.take())
+        };
+        if let Some(handle) = scheduler {
+            let _ = handle.join();
+        }
+        let mut shadow = snapshotter.and_then(|h| h.join().ok()).flatten();
+        self.wal.close();
+        let durable = self.wal.durable_seq();
+        let newest = self
+            .store
+            .snapshot_seqs()
+            .ok()
+            .and_then(|s| s.first().copied());
+        if self.config.snapshot_on_close && durable > newest.unwrap_or(0) {
+            take_snapshot(&self.store, &mut shadow, durable)
+                .map_err(|e| EngineError::LogFailed(format!("snapshot on close: {e}")))?;
+        }
+        self.store
+            .db
+            .flush()
+            .map_err(|e| EngineError::LogFailed(e.to_string()))?;
+        tracing::info!(last_seq = durable, "engine closed");
+        Ok(())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Err(error) = self.close() {
+            tracing::error!(%error, "closing the engine failed");
+        }
+    }
+}
+
+fn release_expired(state: &State, wal: &Wal, now_ms: Millis) -> usize {
+    let mut released = 0;
+    for id in state.pop_expired(now_ms) {
+        if wal.wait_for_room().is_err() {
+            break;
+        }
+        match state.release(id, ReleaseReason::Expired, |r| wal.append(r)) {
+            Ok(_ticket) => released += 1,
+            // Committed or released meanwhile: nothing to expire.
+            Err(EngineError::ReservationNotActive { .. }) => {}
+            Err(error) => {
+                tracing::warn!(%error, reservation = %id, "expiry not logged");
+                break;
+            }
+        }
+    }
+    released
+}
+
+fn run_scheduler(
+    state: &State,
+    wal: &Wal,
+    clock: &dyn Clock,
+    background: &Background,
+    tick: Duration,
+) {
+    loop {
+        let now = clock.now_ms();
+        release_expired(state, wal, now);
+        // Deadlines live in the state, so a restart loses none; the tick bounds how late an
+        // expiry can be when the clock jumps or a deadline arrives while we sleep.
+        let until_next = state.next_deadline().map_or(tick, |d| {
+            Duration::from_millis(d.saturating_sub(now)).min(tick)
+        });
+        if !background.sleep(until_next.max(Duration::from_millis(1))) {
+            return;
+        }
+    }
+}
+
+fn run_snapshotter(
+    store: &Store,
+    wal: &Wal,
+    background: &Background,
+    config: &EngineConfig,
+    mut last_seq: Seq,
+) -> Shadow {
+    let mut shadow: Shadow = None;
+    let mut last_at = Instant::now();
+    let every_ms = Duration::from_millis(config.snapshot_every_ms);
+    loop {
+        if !background.sleep(every_ms.min(Duration::from_secs(1))) {
+            return shadow;
+        }
+        let durable = wal.durable_seq();
+        let due = durable > last_seq
+            && (durable - last_seq >= config.snapshot_every_records
+                || last_at.elapsed() >= every_ms);
+        if !due {
+            continue;
+        }
+        match take_snapshot(store, &mut shadow, durable) {
+            Ok(()) => last_seq = durable,
+            Err(error) => tracing::error!(%error, "snapshot failed; will retry"),
+        }
+        last_at = Instant::now();
+    }
+}
+
+/// Brings the shadow state up to `target` from the log and writes it as a snapshot.
+fn take_snapshot(store: &Store, shadow: &mut Shadow, target: Seq) -> Result<(), String> {
+    let started = Instant::now();
+    let state = match shadow.take() {
+        Some(state) => state,
+        None => {
+            recover(store, target, OnDefect::Stop)
+                .map_err(|e| e.to_string())?
+                .0
+        }
+    };
+    replay(
+        store,
+        &state,
+        target,
+        OnDefect::Stop,
+        &mut RecoveryReport::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    if state.seq() != target {
+        return Err(format!(
+            "the log reaches {} only, not {target}",
+            state.seq()
+        ));
+    }
+    store
+        .write_snapshot(&state.image())
+        .map_err(|e| e.to_string())?;
+    tracing::info!(
+        seq = target,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "snapshot written"
+    );
+    *shadow = Some(state);
+    Ok(())
+}

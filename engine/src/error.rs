@@ -1,0 +1,62 @@
+//! The outcomes a caller of the engine branches on. The HTTP layer maps each variant to one
+//! problem `type` in one place.
+
+use crate::clock::Millis;
+use crate::ids::{ReservationId, Sku};
+use crate::record::Seq;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("SKU {0} does not exist")]
+    SkuNotFound(Sku),
+    #[error("SKU {0} exists already")]
+    SkuExists(Sku),
+    #[error("only {available} unit(s) left")]
+    SoldOut { available: u32 },
+    #[error("the purchase limit of {limit} unit(s) per customer would be exceeded")]
+    PurchaseLimitExceeded { limit: u32 },
+    #[error("quantity must be between 1 and {max}")]
+    InvalidQuantity { max: u32 },
+    #[error("a SKU holds at most {max} units over its lifetime")]
+    StockLimitExceeded { max: u32 },
+    #[error("reservation {0} does not exist")]
+    ReservationNotFound(ReservationId),
+    #[error("reservation {id} is {status}, not active")]
+    ReservationNotActive {
+        id: ReservationId,
+        status: &'static str,
+    },
+    #[error("reservation {id} expired at {deadline_ms}")]
+    ReservationExpired {
+        id: ReservationId,
+        deadline_ms: Millis,
+    },
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+    #[error("the log could not be written, the engine stopped taking writes: {0}")]
+    LogFailed(String),
+    #[error(transparent)]
+    Open(#[from] OpenError),
+}
+
+/// Why a data directory could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("the data directory {0} is in use by another process")]
+    Locked(String),
+    #[error("I/O error on the data directory: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("storage error: {0}")]
+    Storage(#[from] sled::Error),
+    #[error("the data directory is damaged: {0}")]
+    Corrupt(String),
+}
+
+/// A record that cannot be applied to the state it follows: in a live run a bug, in a replay a
+/// damaged or tampered log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("record {seq}: {reason}")]
+pub struct ApplyError {
+    pub seq: Seq,
+    pub reason: String,
+}

@@ -1,0 +1,97 @@
+//! Identifiers. Inside the engine they are plain integers (cheap to hash, compact in the log);
+//! at the edge they print with a kind prefix (`sku_…`, `usr_…`, `rsv_…`) so that an id of one
+//! kind is never mistaken for another.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(
+            Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+        )]
+        #[rkyv(derive(Debug, PartialEq, Eq, Hash))]
+        pub struct $name(pub u64);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}_{}", $prefix, self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = InvalidId;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                s.strip_prefix($prefix)
+                    .and_then(|rest| rest.strip_prefix('_'))
+                    .and_then(|digits| {
+                        // Only canonical decimal: no sign, no leading zeros, so one id has one spelling.
+                        let canonical = !digits.is_empty()
+                            && digits.bytes().all(|b| b.is_ascii_digit())
+                            && !(digits.len() > 1 && digits.starts_with('0'));
+                        canonical.then(|| digits.parse().ok()).flatten()
+                    })
+                    .map($name)
+                    .ok_or(InvalidId { expected: $prefix })
+            }
+        }
+    };
+}
+
+/// The text did not name an id of the expected kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a valid `{expected}_…` id")]
+pub struct InvalidId {
+    pub expected: &'static str,
+}
+
+id_type!(
+    /// A stock-keeping unit: one counter of sellable units.
+    Sku,
+    "sku"
+);
+id_type!(
+    /// A customer (or admin) account.
+    UserId,
+    "usr"
+);
+id_type!(
+    /// Units held for one customer until a deadline.
+    ReservationId,
+    "rsv"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_through_their_text() {
+        assert_eq!("sku_42".parse::<Sku>(), Ok(Sku(42)));
+        assert_eq!(Sku(42).to_string(), "sku_42");
+        assert_eq!(ReservationId(7).to_string().parse(), Ok(ReservationId(7)));
+    }
+
+    #[test]
+    fn ids_of_another_kind_or_odd_spelling_are_refused() {
+        for text in [
+            "usr_42",
+            "sku_",
+            "sku_042",
+            "sku_-1",
+            "sku_1x",
+            "sku42",
+            "sku_99999999999999999999",
+        ] {
+            assert!(text.parse::<Sku>().is_err(), "{text} parsed");
+        }
+    }
+}

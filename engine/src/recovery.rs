@@ -1,0 +1,139 @@
+//! Rebuilding the state from disk: the newest readable snapshot, then the log's tail.
+
+use std::time::{Duration, Instant};
+
+use crate::error::OpenError;
+use crate::record::Seq;
+use crate::state::State;
+use crate::store::{BatchRead, Store};
+
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    /// The snapshot the state was loaded from, if any.
+    pub snapshot_seq: Option<Seq>,
+    /// Snapshots that could not be used, and why.
+    pub snapshots_refused: Vec<String>,
+    pub batches_replayed: u64,
+    pub records_replayed: u64,
+    /// The last record in the recovered state.
+    pub last_seq: Seq,
+    pub tail_cut: Option<TailCut>,
+    pub elapsed: Duration,
+}
+
+/// A damaged tail found on open and removed: it was never applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TailCut {
+    /// Key (first sequence number) of the first damaged batch.
+    pub at_key: Seq,
+    pub batches_removed: usize,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDefect {
+    /// Opening for writing: cut the log at the first damaged batch.
+    Cut,
+    /// Reading only: stop there, change nothing.
+    Stop,
+}
+
+/// Loads the newest snapshot that decodes and adds up, then replays the log after it.
+pub fn recover(
+    store: &Store,
+    upto: Seq,
+    on_defect: OnDefect,
+) -> Result<(State, RecoveryReport), OpenError> {
+    let started = Instant::now();
+    let mut report = RecoveryReport::default();
+    let mut state = None;
+    for seq in store.snapshot_seqs()? {
+        match store
+            .read_snapshot(seq)
+            .and_then(|image| State::from_image(&image).map_err(|p| p.join("; ")))
+        {
+            Ok(loaded) => {
+                report.snapshot_seq = Some(seq);
+                state = Some(loaded);
+                break;
+            }
+            Err(reason) => {
+                tracing::warn!(seq, %reason, "snapshot refused");
+                report
+                    .snapshots_refused
+                    .push(format!("snapshot {seq}: {reason}"));
+            }
+        }
+    }
+    let state = state.unwrap_or_else(State::new);
+    let (first_key, _) = store.log_extent()?;
+    if let Some(first_key) = first_key
+        && first_key > state.seq() + 1
+    {
+        return Err(OpenError::Corrupt(format!(
+            "the log starts at {first_key} but the state only reaches {}; a snapshot is missing",
+            state.seq()
+        )));
+    }
+    replay(store, &state, upto, on_defect, &mut report)?;
+    report.last_seq = state.seq();
+    report.elapsed = started.elapsed();
+    Ok((state, report))
+}
+
+/// Applies the log's records after `state.seq()`, up to and including `upto`.
+pub fn replay(
+    store: &Store,
+    state: &State,
+    upto: Seq,
+    on_defect: OnDefect,
+    report: &mut RecoveryReport,
+) -> Result<(), OpenError> {
+    if state.seq() >= upto {
+        return Ok(());
+    }
+    for read in store.batches_from(state.seq() + 1) {
+        match read {
+            BatchRead::Good { first_seq, records } => {
+                let mut applied = false;
+                for (offset, record) in records.iter().enumerate() {
+                    let seq = first_seq + offset as Seq;
+                    if seq <= state.seq() {
+                        continue;
+                    }
+                    if seq > upto {
+                        return Ok(());
+                    }
+                    state
+                        .apply(seq, record)
+                        .map_err(|e| OpenError::Corrupt(e.to_string()))?;
+                    report.records_replayed += 1;
+                    applied = true;
+                }
+                report.batches_replayed += u64::from(applied);
+                if state.seq() >= upto {
+                    return Ok(());
+                }
+            }
+            BatchRead::Defect { key, reason } => {
+                if on_defect == OnDefect::Stop {
+                    return Err(OpenError::Corrupt(format!("batch {key}: {reason}")));
+                }
+                let batches_removed = store.cut_log_from(key)?;
+                tracing::error!(
+                    key,
+                    %reason,
+                    batches_removed,
+                    "damaged log tail cut; its records were never applied"
+                );
+                report.tail_cut = Some(TailCut {
+                    at_key: key,
+                    batches_removed,
+                    reason,
+                });
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,593 @@
+//! The in-memory views, and the only code that changes them.
+//!
+//! A record takes effect in two steps, and both a live run and a replay use the same two:
+//!
+//! 1. `prepare`: the decision. For a reservation it TAKES units (and the customer's allowance)
+//!    eagerly, before the record is durable. For anything that gives units back it only marks
+//!    the entity as having a transition queued.
+//! 2. `complete`: the after-durable effects, applied by the log writer in log order once the
+//!    batch is on disk: units go back, units are sold, deadlines enter the expiry index.
+//!
+//! "Take eagerly, give back only after the log says so": any reservation that used a returned
+//! unit is therefore logged after that return, and a replayed log can never hold out more units
+//! than exist. A replay runs `prepare` then `complete` for each record (`apply`).
+
+mod image;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+
+pub use image::{
+    Closed, HoldImage, ReservationImage, SkuImage, StateImage,
+    check_invariants as check_invariants_of,
+};
+
+use crate::clock::Millis;
+use crate::counter::{CounterRefusal, SKU_UNITS_MAX, SkuCounter, StockCounts};
+use crate::error::{ApplyError, EngineError};
+use crate::ids::{ReservationId, Sku, UserId};
+use crate::record::{Record, ReleaseReason, Seq};
+use crate::wal::Ticket;
+
+/// Most units one reservation may take.
+pub const RESERVATION_UNITS_MAX: u32 = 1_000;
+
+#[derive(Debug)]
+pub struct SkuEntry {
+    pub counter: SkuCounter,
+    pub per_user_limit: Option<u32>,
+    /// Units the log has promised this SKU (created + restocked), counting restocks that are
+    /// queued but not yet durable, so two concurrent restocks cannot overrun the counter bound.
+    stock_promised: AtomicU32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservationStatus {
+    Active,
+    Committed,
+    Released(ReleaseReason),
+}
+
+impl ReservationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReservationStatus::Active => "active",
+            ReservationStatus::Committed => "committed",
+            ReservationStatus::Released(_) => "released",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Reservation {
+    pub id: ReservationId,
+    pub sku: Sku,
+    pub user: UserId,
+    pub quantity: u32,
+    pub deadline_ms: Millis,
+    pub status: ReservationStatus,
+    /// A commit or release is in the log queue, not yet durable: no second one may start.
+    transition_queued: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct State {
+    /// The last record whose effects are complete.
+    seq: AtomicU64,
+    skus: DashMap<Sku, SkuEntry>,
+    reservations: DashMap<ReservationId, Reservation>,
+    /// Units a customer holds (reserved or bought) of a SKU with a per-customer limit.
+    holds: DashMap<(UserId, Sku), AtomicU32>,
+    /// Deadlines of durable reservations, soonest first. Entries of reservations that were
+    /// committed or released meanwhile are skipped when popped.
+    deadlines: Mutex<BTreeSet<(Millis, ReservationId)>>,
+    next_reservation: AtomicU64,
+}
+
+fn apply_error(seq: Seq, reason: impl Into<String>) -> ApplyError {
+    ApplyError {
+        seq,
+        reason: reason.into(),
+    }
+}
+
+impl State {
+    pub fn new() -> Self {
+        Self {
+            next_reservation: AtomicU64::new(1),
+            ..Default::default()
+        }
+    }
+
+    pub fn seq(&self) -> Seq {
+        self.seq.load(Ordering::Acquire)
+    }
+
+    // ----- replay -------------------------------------------------------------------------
+
+    /// Applies a durable record in full: what a live run did in two steps, in one.
+    pub fn apply(&self, seq: Seq, record: &Record) -> Result<(), ApplyError> {
+        if seq != self.seq() + 1 {
+            return Err(apply_error(seq, format!("follows {}", self.seq())));
+        }
+        self.prepare_replayed(seq, record)?;
+        self.complete(seq, record)
+    }
+
+    fn prepare_replayed(&self, seq: Seq, record: &Record) -> Result<(), ApplyError> {
+        match *record {
+            Record::SkuCreated {
+                sku,
+                stock_total,
+                per_user_limit,
+            } => self
+                .insert_sku(sku, stock_total, per_user_limit)
+                .map_err(|e| apply_error(seq, e.to_string())),
+            Record::StockReserved {
+                reservation,
+                sku,
+                user,
+                quantity,
+                deadline_ms,
+            } => {
+                if self.reservations.contains_key(&reservation) {
+                    return Err(apply_error(seq, format!("{reservation} reserved twice")));
+                }
+                let entry = self
+                    .skus
+                    .get(&sku)
+                    .ok_or_else(|| apply_error(seq, format!("{sku} does not exist")))?;
+                self.take_units(&entry, sku, user, quantity)
+                    .map_err(|e| apply_error(seq, format!("{reservation}: {e}")))?;
+                drop(entry);
+                self.next_reservation
+                    .fetch_max(reservation.0 + 1, Ordering::AcqRel);
+                self.reservations.insert(
+                    reservation,
+                    Reservation {
+                        id: reservation,
+                        sku,
+                        user,
+                        quantity,
+                        deadline_ms,
+                        status: ReservationStatus::Active,
+                        transition_queued: false,
+                    },
+                );
+                Ok(())
+            }
+            Record::ReservationCommitted { reservation }
+            | Record::ReservationReleased { reservation, .. } => {
+                let mut entry = self
+                    .reservations
+                    .get_mut(&reservation)
+                    .ok_or_else(|| apply_error(seq, format!("{reservation} does not exist")))?;
+                Self::check_transition(&entry).map_err(|e| apply_error(seq, e.to_string()))?;
+                entry.transition_queued = true;
+                Ok(())
+            }
+            Record::Restocked { sku, quantity } => {
+                let entry = self
+                    .skus
+                    .get(&sku)
+                    .ok_or_else(|| apply_error(seq, format!("{sku} does not exist")))?;
+                Self::promise_units(&entry, quantity).map_err(|e| apply_error(seq, e.to_string()))
+            }
+        }
+    }
+
+    /// The after-durable effects of a record. Called by the log writer in log order for a live
+    /// run, and by `apply` in a replay.
+    pub fn complete(&self, seq: Seq, record: &Record) -> Result<(), ApplyError> {
+        match *record {
+            Record::SkuCreated { .. } => {}
+            Record::StockReserved {
+                reservation,
+                deadline_ms,
+                ..
+            } => {
+                self.deadlines.lock().insert((deadline_ms, reservation));
+            }
+            Record::ReservationCommitted { reservation } => {
+                self.finish_transition(seq, reservation, ReservationStatus::Committed)?;
+            }
+            Record::ReservationReleased {
+                reservation,
+                reason,
+            } => {
+                self.finish_transition(seq, reservation, ReservationStatus::Released(reason))?;
+            }
+            Record::Restocked { sku, quantity } => {
+                let entry = self
+                    .skus
+                    .get(&sku)
+                    .ok_or_else(|| apply_error(seq, format!("{sku} does not exist")))?;
+                entry
+                    .counter
+                    .restock(quantity)
+                    .map_err(|_| apply_error(seq, format!("{sku} restock past its bound")))?;
+            }
+        }
+        self.seq.store(seq, Ordering::Release);
+        Ok(())
+    }
+
+    fn finish_transition(
+        &self,
+        seq: Seq,
+        id: ReservationId,
+        to: ReservationStatus,
+    ) -> Result<(), ApplyError> {
+        let mut reservation = self
+            .reservations
+            .get_mut(&id)
+            .ok_or_else(|| apply_error(seq, format!("{id} does not exist")))?;
+        if reservation.status != ReservationStatus::Active || !reservation.transition_queued {
+            return Err(apply_error(
+                seq,
+                format!(
+                    "{id} is {}, cannot become {}",
+                    reservation.status.as_str(),
+                    to.as_str()
+                ),
+            ));
+        }
+        let sku = self
+            .skus
+            .get(&reservation.sku)
+            .ok_or_else(|| apply_error(seq, format!("{} does not exist", reservation.sku)))?;
+        let moved = match to {
+            ReservationStatus::Committed => sku.counter.sell(reservation.quantity),
+            _ => sku.counter.give_back(reservation.quantity),
+        };
+        moved.map_err(|_| apply_error(seq, format!("{id}: fewer units reserved than it holds")))?;
+        if matches!(to, ReservationStatus::Released(_)) && sku.per_user_limit.is_some() {
+            self.return_allowance(reservation.user, reservation.sku, reservation.quantity);
+        }
+        reservation.status = to;
+        reservation.transition_queued = false;
+        Ok(())
+    }
+
+    // ----- live decisions -------------------------------------------------------------------
+    //
+    // Each takes `append`, which queues the record in the log, and calls it while holding the
+    // lock of the entity it changes. A decision that could not be logged is undone at once:
+    // nothing was logged, so nothing needs to be given back through the log.
+
+    pub fn create_sku(
+        &self,
+        sku: Sku,
+        stock_total: u32,
+        per_user_limit: Option<u32>,
+        append: impl FnOnce(Record) -> Result<Ticket, EngineError>,
+    ) -> Result<Ticket, EngineError> {
+        validate_new_sku(stock_total, per_user_limit)?;
+        // The shard stays locked until the record is queued, so any reservation of this SKU is
+        // logged after its creation; a SKU whose creation was lost takes no durable reservation.
+        match self.skus.entry(sku) {
+            dashmap::Entry::Occupied(_) => Err(EngineError::SkuExists(sku)),
+            dashmap::Entry::Vacant(slot) => {
+                let ticket = append(Record::SkuCreated {
+                    sku,
+                    stock_total,
+                    per_user_limit,
+                })?;
+                slot.insert(SkuEntry::new(stock_total, per_user_limit));
+                Ok(ticket)
+            }
+        }
+    }
+
+    pub fn reserve(
+        &self,
+        user: UserId,
+        sku: Sku,
+        quantity: u32,
+        deadline_ms: Millis,
+        append: impl FnOnce(Record) -> Result<Ticket, EngineError>,
+    ) -> Result<(ReservationId, Ticket), EngineError> {
+        if quantity == 0 || quantity > RESERVATION_UNITS_MAX {
+            return Err(EngineError::InvalidQuantity {
+                max: RESERVATION_UNITS_MAX,
+            });
+        }
+        {
+            let entry = self.skus.get(&sku).ok_or(EngineError::SkuNotFound(sku))?;
+            self.take_units(&entry, sku, user, quantity)?;
+        }
+        let id = ReservationId(self.next_reservation.fetch_add(1, Ordering::AcqRel));
+        // Nobody else knows this id yet, and the expiry index learns it only once it is
+        // durable, so the entry needs no lock across the append.
+        self.reservations.insert(
+            id,
+            Reservation {
+                id,
+                sku,
+                user,
+                quantity,
+                deadline_ms,
+                status: ReservationStatus::Active,
+                transition_queued: false,
+            },
+        );
+        match append(Record::StockReserved {
+            reservation: id,
+            sku,
+            user,
+            quantity,
+            deadline_ms,
+        }) {
+            Ok(ticket) => Ok((id, ticket)),
+            Err(error) => {
+                self.reservations.remove(&id);
+                self.undo_take(sku, user, quantity);
+                Err(error)
+            }
+        }
+    }
+
+    /// Sells the held units. Refused once the deadline has passed, even if the expiry has not
+    /// been logged yet.
+    pub fn commit(
+        &self,
+        id: ReservationId,
+        now_ms: Millis,
+        append: impl FnOnce(Record) -> Result<Ticket, EngineError>,
+    ) -> Result<Ticket, EngineError> {
+        let mut reservation = self
+            .reservations
+            .get_mut(&id)
+            .ok_or(EngineError::ReservationNotFound(id))?;
+        Self::check_transition(&reservation)?;
+        if now_ms > reservation.deadline_ms {
+            return Err(EngineError::ReservationExpired {
+                id,
+                deadline_ms: reservation.deadline_ms,
+            });
+        }
+        let ticket = append(Record::ReservationCommitted { reservation: id })?;
+        reservation.transition_queued = true;
+        Ok(ticket)
+    }
+
+    pub fn release(
+        &self,
+        id: ReservationId,
+        reason: ReleaseReason,
+        append: impl FnOnce(Record) -> Result<Ticket, EngineError>,
+    ) -> Result<Ticket, EngineError> {
+        let mut reservation = self
+            .reservations
+            .get_mut(&id)
+            .ok_or(EngineError::ReservationNotFound(id))?;
+        Self::check_transition(&reservation)?;
+        let ticket = append(Record::ReservationReleased {
+            reservation: id,
+            reason,
+        })?;
+        reservation.transition_queued = true;
+        Ok(ticket)
+    }
+
+    pub fn restock(
+        &self,
+        sku: Sku,
+        quantity: u32,
+        append: impl FnOnce(Record) -> Result<Ticket, EngineError>,
+    ) -> Result<Ticket, EngineError> {
+        if quantity == 0 || quantity > SKU_UNITS_MAX {
+            return Err(EngineError::InvalidQuantity { max: SKU_UNITS_MAX });
+        }
+        let entry = self.skus.get(&sku).ok_or(EngineError::SkuNotFound(sku))?;
+        Self::promise_units(&entry, quantity)?;
+        append(Record::Restocked { sku, quantity }).inspect_err(|_| {
+            entry.stock_promised.fetch_sub(quantity, Ordering::AcqRel);
+        })
+    }
+
+    /// Pops the reservations whose deadline is at or before `now_ms` and that are still active.
+    pub fn pop_expired(&self, now_ms: Millis) -> Vec<ReservationId> {
+        let mut due = Vec::new();
+        {
+            let mut deadlines = self.deadlines.lock();
+            while let Some(&(deadline, id)) = deadlines.first() {
+                if deadline > now_ms {
+                    break;
+                }
+                deadlines.pop_first();
+                due.push(id);
+            }
+        }
+        due.retain(|id| {
+            self.reservations
+                .get(id)
+                .is_some_and(|r| r.status == ReservationStatus::Active)
+        });
+        due
+    }
+
+    /// The soonest deadline still in the expiry index.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.deadlines.lock().first().map(|&(deadline, _)| deadline)
+    }
+
+    // ----- reads ----------------------------------------------------------------------------
+
+    pub fn stock(&self, sku: Sku) -> Option<StockCounts> {
+        self.skus.get(&sku).map(|entry| entry.counter.load())
+    }
+
+    pub fn reservation(&self, id: ReservationId) -> Option<Reservation> {
+        self.reservations.get(&id).map(|r| r.clone())
+    }
+
+    pub fn held_by(&self, user: UserId, sku: Sku) -> u32 {
+        self.holds
+            .get(&(user, sku))
+            .map_or(0, |held| held.load(Ordering::Acquire))
+    }
+
+    pub fn sku_count(&self) -> usize {
+        self.skus.len()
+    }
+
+    pub fn reservation_count(&self) -> usize {
+        self.reservations.len()
+    }
+
+    // ----- the pieces -----------------------------------------------------------------------
+
+    fn insert_sku(
+        &self,
+        sku: Sku,
+        stock_total: u32,
+        per_user_limit: Option<u32>,
+    ) -> Result<(), EngineError> {
+        validate_new_sku(stock_total, per_user_limit)?;
+        match self.skus.entry(sku) {
+            dashmap::Entry::Occupied(_) => Err(EngineError::SkuExists(sku)),
+            dashmap::Entry::Vacant(slot) => {
+                slot.insert(SkuEntry::new(stock_total, per_user_limit));
+                Ok(())
+            }
+        }
+    }
+
+    /// Takes the customer's allowance first, then the units; gives the allowance back at once
+    /// if the units are not there (nothing was logged).
+    fn take_units(
+        &self,
+        entry: &SkuEntry,
+        sku: Sku,
+        user: UserId,
+        quantity: u32,
+    ) -> Result<(), EngineError> {
+        if quantity == 0 || quantity > RESERVATION_UNITS_MAX {
+            return Err(EngineError::InvalidQuantity {
+                max: RESERVATION_UNITS_MAX,
+            });
+        }
+        if let Some(limit) = entry.per_user_limit {
+            self.take_allowance(user, sku, quantity, limit)?;
+        }
+        entry.counter.take(quantity).map(drop).map_err(|refusal| {
+            if entry.per_user_limit.is_some() {
+                self.return_allowance(user, sku, quantity);
+            }
+            match refusal {
+                CounterRefusal::Short(counts) | CounterRefusal::Full(counts) => {
+                    EngineError::SoldOut {
+                        available: counts.available,
+                    }
+                }
+            }
+        })
+    }
+
+    fn undo_take(&self, sku: Sku, user: UserId, quantity: u32) {
+        if let Some(entry) = self.skus.get(&sku) {
+            let undone = entry.counter.give_back(quantity);
+            debug_assert!(undone.is_ok(), "undoing a take that was made");
+            if entry.per_user_limit.is_some() {
+                self.return_allowance(user, sku, quantity);
+            }
+        }
+    }
+
+    fn take_allowance(
+        &self,
+        user: UserId,
+        sku: Sku,
+        quantity: u32,
+        limit: u32,
+    ) -> Result<(), EngineError> {
+        let take = |held: &AtomicU32| {
+            held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
+                h.checked_add(quantity).filter(|&next| next <= limit)
+            })
+            .map(drop)
+            .map_err(|_| EngineError::PurchaseLimitExceeded { limit })
+        };
+        if let Some(held) = self.holds.get(&(user, sku)) {
+            return take(&held);
+        }
+        take(&self.holds.entry((user, sku)).or_default())
+    }
+
+    fn return_allowance(&self, user: UserId, sku: Sku, quantity: u32) {
+        if let Some(held) = self.holds.get(&(user, sku)) {
+            let returned = held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
+                h.checked_sub(quantity)
+            });
+            debug_assert!(returned.is_ok(), "allowance returned twice");
+        }
+    }
+
+    fn promise_units(entry: &SkuEntry, quantity: u32) -> Result<(), EngineError> {
+        entry
+            .stock_promised
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |promised| {
+                promised
+                    .checked_add(quantity)
+                    .filter(|&next| next <= SKU_UNITS_MAX)
+            })
+            .map(drop)
+            .map_err(|_| EngineError::StockLimitExceeded { max: SKU_UNITS_MAX })
+    }
+
+    fn check_transition(reservation: &Reservation) -> Result<(), EngineError> {
+        if reservation.status != ReservationStatus::Active || reservation.transition_queued {
+            let status = if reservation.transition_queued {
+                "closing"
+            } else {
+                reservation.status.as_str()
+            };
+            return Err(EngineError::ReservationNotActive {
+                id: reservation.id,
+                status,
+            });
+        }
+        Ok(())
+    }
+
+    /// Every invariant the views must keep, checked against each other. Meaningful on a state
+    /// with nothing in flight (a replayed one, or a live one after its tickets were waited on).
+    pub fn check_invariants(&self) -> Vec<String> {
+        image::check_invariants(&self.image())
+    }
+}
+
+impl SkuEntry {
+    fn new(stock_total: u32, per_user_limit: Option<u32>) -> Self {
+        Self {
+            counter: SkuCounter::new(StockCounts {
+                available: stock_total,
+                reserved: 0,
+                sold: 0,
+            }),
+            per_user_limit,
+            stock_promised: AtomicU32::new(stock_total),
+        }
+    }
+
+    /// The units the log has given this SKU, including queued restocks.
+    pub fn stock_promised(&self) -> u32 {
+        self.stock_promised.load(Ordering::Acquire)
+    }
+}
+
+fn validate_new_sku(stock_total: u32, per_user_limit: Option<u32>) -> Result<(), EngineError> {
+    if stock_total > SKU_UNITS_MAX {
+        return Err(EngineError::StockLimitExceeded { max: SKU_UNITS_MAX });
+    }
+    if per_user_limit == Some(0) {
+        return Err(EngineError::InvalidQuantity {
+            max: RESERVATION_UNITS_MAX,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! A plain, ordered picture of the whole state: what a snapshot stores, what tests compare,
+//! and what `db verify` checks the invariants on.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+use super::{Reservation, ReservationStatus, SkuEntry, State};
+use crate::clock::Millis;
+use crate::counter::{SKU_UNITS_MAX, SkuCounter, StockCounts};
+use crate::ids::{ReservationId, Sku, UserId};
+use crate::record::{ReleaseReason, Seq};
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct StateImage {
+    pub seq: Seq,
+    pub next_reservation: u64,
+    pub skus: Vec<SkuImage>,
+    pub reservations: Vec<ReservationImage>,
+    pub holds: Vec<HoldImage>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SkuImage {
+    pub sku: Sku,
+    pub stock_total: u32,
+    pub available: u32,
+    pub reserved: u32,
+    pub sold: u32,
+    pub per_user_limit: Option<u32>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ReservationImage {
+    pub id: ReservationId,
+    pub sku: Sku,
+    pub user: UserId,
+    pub quantity: u32,
+    pub deadline_ms: Millis,
+    /// `None` while active, else whether it was sold and, if not, why it was released.
+    pub closed: Option<Closed>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    Committed,
+    Released(ReleaseReason),
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct HoldImage {
+    pub user: UserId,
+    pub sku: Sku,
+    pub held: u32,
+}
+
+impl State {
+    /// The state as an ordered image. Consistent only when nothing is in flight.
+    pub fn image(&self) -> StateImage {
+        let mut skus: Vec<SkuImage> = self
+            .skus
+            .iter()
+            .map(|entry| {
+                let counts = entry.counter.load();
+                SkuImage {
+                    sku: *entry.key(),
+                    stock_total: entry.stock_promised(),
+                    available: counts.available,
+                    reserved: counts.reserved,
+                    sold: counts.sold,
+                    per_user_limit: entry.per_user_limit,
+                }
+            })
+            .collect();
+        skus.sort_by_key(|s| s.sku);
+        let mut reservations: Vec<ReservationImage> = self
+            .reservations
+            .iter()
+            .map(|r| ReservationImage {
+                id: r.id,
+                sku: r.sku,
+                user: r.user,
+                quantity: r.quantity,
+                deadline_ms: r.deadline_ms,
+                closed: match r.status {
+                    ReservationStatus::Active => None,
+                    ReservationStatus::Committed => Some(Closed::Committed),
+                    ReservationStatus::Released(reason) => Some(Closed::Released(reason)),
+                },
+            })
+            .collect();
+        reservations.sort_by_key(|r| r.id);
+        let mut holds: Vec<HoldImage> = self
+            .holds
+            .iter()
+            .map(|h| HoldImage {
+                user: h.key().0,
+                sku: h.key().1,
+                held: h.value().load(Ordering::Acquire),
+            })
+            .filter(|h| h.held > 0)
+            .collect();
+        holds.sort_by_key(|h| (h.user, h.sku));
+        StateImage {
+            seq: self.seq(),
+            next_reservation: self.next_reservation.load(Ordering::Acquire),
+            skus,
+            reservations,
+            holds,
+        }
+    }
+
+    /// Rebuilds a state from an image, checking its invariants first: a snapshot that does not
+    /// add up is refused, never loaded.
+    pub fn from_image(image: &StateImage) -> Result<Self, Vec<String>> {
+        let problems = check_invariants(image);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let state = State {
+            seq: AtomicU64::new(image.seq),
+            next_reservation: AtomicU64::new(image.next_reservation),
+            ..Default::default()
+        };
+        for sku in &image.skus {
+            state.skus.insert(
+                sku.sku,
+                SkuEntry {
+                    counter: SkuCounter::new(StockCounts {
+                        available: sku.available,
+                        reserved: sku.reserved,
+                        sold: sku.sold,
+                    }),
+                    per_user_limit: sku.per_user_limit,
+                    stock_promised: AtomicU32::new(sku.stock_total),
+                },
+            );
+        }
+        let mut deadlines = state.deadlines.lock();
+        for r in &image.reservations {
+            let status = match r.closed {
+                None => {
+                    deadlines.insert((r.deadline_ms, r.id));
+                    ReservationStatus::Active
+                }
+                Some(Closed::Committed) => ReservationStatus::Committed,
+                Some(Closed::Released(reason)) => ReservationStatus::Released(reason),
+            };
+            state.reservations.insert(
+                r.id,
+                Reservation {
+                    id: r.id,
+                    sku: r.sku,
+                    user: r.user,
+                    quantity: r.quantity,
+                    deadline_ms: r.deadline_ms,
+                    status,
+                    transition_queued: false,
+                },
+            );
+        }
+        drop(deadlines);
+        for h in &image.holds {
+            state.holds.insert((h.user, h.sku), AtomicU32::new(h.held));
+        }
+        Ok(state)
+    }
+}
+
+/// Checks, per SKU: `available + reserved + sold == stock_total`; `reserved` equals the units of
+/// its active reservations and `sold` those of its committed ones; each customer's allowance
+/// equals what they hold and stays within the limit.
+pub fn check_invariants(image: &StateImage) -> Vec<String> {
+    let mut problems = Vec::new();
+    #[derive(Default)]
+    struct Sums {
+        reserved: u64,
+        sold: u64,
+    }
+    let mut sums: BTreeMap<Sku, Sums> = BTreeMap::new();
+    let mut held: BTreeMap<(UserId, Sku), u64> = BTreeMap::new();
+    let limits: BTreeMap<Sku, Option<u32>> = image
+        .skus
+        .iter()
+        .map(|s| (s.sku, s.per_user_limit))
+        .collect();
+    for r in &image.reservations {
+        if r.id.0 >= image.next_reservation {
+            problems.push(format!(
+                "{} is not below the next id {}",
+                r.id, image.next_reservation
+            ));
+        }
+        let Some(limit) = limits.get(&r.sku) else {
+            problems.push(format!("{} reserves unknown {}", r.id, r.sku));
+            continue;
+        };
+        let sum = sums.entry(r.sku).or_default();
+        match r.closed {
+            None => sum.reserved += u64::from(r.quantity),
+            Some(Closed::Committed) => sum.sold += u64::from(r.quantity),
+            Some(Closed::Released(_)) => {}
+        }
+        if limit.is_some() && !matches!(r.closed, Some(Closed::Released(_))) {
+            *held.entry((r.user, r.sku)).or_default() += u64::from(r.quantity);
+        }
+    }
+    for sku in &image.skus {
+        let total = u64::from(sku.available) + u64::from(sku.reserved) + u64::from(sku.sold);
+        if total != u64::from(sku.stock_total) {
+            problems.push(format!(
+                "{}: available {} + reserved {} + sold {} != stock_total {}",
+                sku.sku, sku.available, sku.reserved, sku.sold, sku.stock_total
+            ));
+        }
+        if sku.stock_total > SKU_UNITS_MAX {
+            problems.push(format!("{}: stock_total over the bound", sku.sku));
+        }
+        let sum = sums.remove(&sku.sku).unwrap_or_default();
+        if sum.reserved != u64::from(sku.reserved) {
+            problems.push(format!(
+                "{}: reserved {} but its active reservations hold {}",
+                sku.sku, sku.reserved, sum.reserved
+            ));
+        }
+        if sum.sold != u64::from(sku.sold) {
+            problems.push(format!(
+                "{}: sold {} but its committed reservations hold {}",
+                sku.sku, sku.sold, sum.sold
+            ));
+        }
+    }
+    let recorded: BTreeMap<(UserId, Sku), u64> = image
+        .holds
+        .iter()
+        .map(|h| ((h.user, h.sku), u64::from(h.held)))
+        .collect();
+    if recorded != held {
+        problems.push("per-customer allowances disagree with the reservations held".into());
+    }
+    for ((user, sku), units) in &held {
+        if let Some(Some(limit)) = limits.get(sku)
+            && *units > u64::from(*limit)
+        {
+            problems.push(format!(
+                "{user} holds {units} of {sku}, over its limit {limit}"
+            ));
+        }
+    }
+    problems
+}

@@ -1,0 +1,287 @@
+//! The data directory on disk: a lock file and one sled database with three trees:
+//! `log` (record batches keyed by first sequence number), `snapshots` (state images keyed by the
+//! last sequence number they cover) and `meta` (the format version).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use rkyv::rancor;
+use rkyv::util::AlignedVec;
+
+use crate::config::EngineConfig;
+use crate::error::OpenError;
+use crate::record::{Record, Seq};
+use crate::state::StateImage;
+use crate::wal::batch;
+
+const FORMAT: &[u8] = b"allot-store-1";
+const SNAPSHOT_MAGIC: &[u8; 4] = b"ALS1";
+const SNAPSHOT_HEADER_BYTES: usize = 20;
+/// Snapshots kept: the newest, and one before it in case the newest turns out unreadable.
+const SNAPSHOTS_KEPT: usize = 2;
+
+#[derive(Clone)]
+pub struct Store {
+    pub db: sled::Db,
+    pub log: sled::Tree,
+    pub snapshots: sled::Tree,
+    pub dir: PathBuf,
+}
+
+/// Holds the data directory's lock for as long as it lives.
+pub struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    pub fn acquire(dir: &Path) -> Result<Self, OpenError> {
+        std::fs::create_dir_all(dir)?;
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("LOCK"))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                Err(OpenError::Locked(dir.display().to_string()))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(OpenError::Io(e)),
+        }
+    }
+}
+
+impl Store {
+    pub fn open(config: &EngineConfig) -> Result<Self, OpenError> {
+        let db = sled::Config::new()
+            .path(config.data_dir.join("store"))
+            .cache_capacity(config.cache_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let meta = db.open_tree("meta")?;
+        match meta.get("format")? {
+            Some(found) if found.as_ref() != FORMAT => {
+                return Err(OpenError::Corrupt(format!(
+                    "unknown store format {:?}",
+                    String::from_utf8_lossy(&found)
+                )));
+            }
+            Some(_) => {}
+            None => {
+                meta.insert("format", FORMAT)?;
+            }
+        }
+        Ok(Self {
+            log: db.open_tree("log")?,
+            snapshots: db.open_tree("snapshots")?,
+            db,
+            dir: config.data_dir.clone(),
+        })
+    }
+
+    // ----- the log ---------------------------------------------------------------------------
+
+    /// The log's batches from the one holding `from_seq` on, validated one by one. Stops at the
+    /// first defect, which it yields as the last item.
+    pub fn batches_from(&self, from_seq: Seq) -> impl Iterator<Item = BatchRead> + '_ {
+        let start = self
+            .log
+            .range(..=batch::key(from_seq))
+            .next_back()
+            .and_then(Result::ok)
+            .and_then(|(k, _)| batch::seq_of_key(&k))
+            .unwrap_or(from_seq);
+        let mut expected: Option<Seq> = None;
+        let mut stopped = false;
+        self.log.range(batch::key(start)..).map_while(move |item| {
+            if stopped {
+                return None;
+            }
+            let read = read_batch(item, expected);
+            match &read {
+                BatchRead::Good { first_seq, records } => {
+                    expected = Some(first_seq + records.len() as Seq);
+                }
+                BatchRead::Defect { .. } => stopped = true,
+            }
+            Some(read)
+        })
+    }
+
+    /// Removes the batch keyed `from_key` and every later one: the cut of a damaged tail.
+    pub fn cut_log_from(&self, from_key: Seq) -> Result<usize, sled::Error> {
+        let keys: Vec<_> = self
+            .log
+            .range(batch::key(from_key)..)
+            .keys()
+            .collect::<Result<_, _>>()?;
+        for key in &keys {
+            self.log.remove(key)?;
+        }
+        self.db.flush()?;
+        Ok(keys.len())
+    }
+
+    /// First and last key of the log, and how many batches it holds.
+    pub fn log_extent(&self) -> Result<(Option<Seq>, usize), sled::Error> {
+        let first = self.log.first()?.and_then(|(k, _)| batch::seq_of_key(&k));
+        Ok((first, self.log.len()))
+    }
+
+    // ----- snapshots -------------------------------------------------------------------------
+
+    /// Sequence numbers of the stored snapshots, newest first.
+    pub fn snapshot_seqs(&self) -> Result<Vec<Seq>, sled::Error> {
+        self.snapshots
+            .iter()
+            .keys()
+            .rev()
+            .map(|k| k.map(|k| batch::seq_of_key(&k).unwrap_or(0)))
+            .collect()
+    }
+
+    pub fn read_snapshot(&self, seq: Seq) -> Result<StateImage, String> {
+        let value = self
+            .snapshots
+            .get(batch::key(seq))
+            .map_err(|e| e.to_string())?
+            .ok_or("missing")?;
+        decode_snapshot(seq, &value)
+    }
+
+    pub fn snapshot_bytes(&self, seq: Seq) -> u64 {
+        self.snapshots
+            .get(batch::key(seq))
+            .ok()
+            .flatten()
+            .map_or(0, |v| v.len() as u64)
+    }
+
+    /// Writes a snapshot durably, then drops what it makes unnecessary: snapshots beyond the
+    /// newest [`SNAPSHOTS_KEPT`], and log batches that the OLDEST kept snapshot covers (so the
+    /// older snapshot can still be replayed forward if the newest is ever unreadable).
+    pub fn write_snapshot(&self, image: &StateImage) -> Result<(), sled::Error> {
+        self.snapshots
+            .insert(batch::key(image.seq), encode_snapshot(image))?;
+        self.db.flush()?;
+        let seqs = self.snapshot_seqs()?;
+        let Some(&oldest_kept) = seqs.get(SNAPSHOTS_KEPT - 1) else {
+            return Ok(());
+        };
+        for seq in seqs.iter().skip(SNAPSHOTS_KEPT) {
+            self.snapshots.remove(batch::key(*seq))?;
+        }
+        // A batch ends where the next begins; it is covered when it ends at or before the snapshot.
+        let keys: Vec<Seq> = self
+            .log
+            .range(..=batch::key(oldest_kept + 1))
+            .keys()
+            .filter_map(|k| k.ok().and_then(|k| batch::seq_of_key(&k)))
+            .collect();
+        for pair in keys.windows(2) {
+            if pair[1] - 1 <= oldest_kept {
+                self.log.remove(batch::key(pair[0]))?;
+            }
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+/// One step of reading the log.
+pub enum BatchRead {
+    Good {
+        first_seq: Seq,
+        records: Vec<Record>,
+    },
+    Defect {
+        key: Seq,
+        reason: String,
+    },
+}
+
+fn read_batch(item: sled::Result<(sled::IVec, sled::IVec)>, expected: Option<Seq>) -> BatchRead {
+    let (key, value) = match item {
+        Ok(kv) => kv,
+        Err(e) => {
+            return BatchRead::Defect {
+                key: expected.unwrap_or(0),
+                reason: format!("storage error: {e}"),
+            };
+        }
+    };
+    let Some(first_seq) = batch::seq_of_key(&key) else {
+        return BatchRead::Defect {
+            key: expected.unwrap_or(0),
+            reason: "malformed key".into(),
+        };
+    };
+    if let Some(expected) = expected
+        && first_seq != expected
+    {
+        return BatchRead::Defect {
+            key: first_seq,
+            reason: format!("gap: expected a batch at {expected}"),
+        };
+    }
+    match batch::decode(first_seq, &value) {
+        Ok(records) if records.is_empty() => BatchRead::Defect {
+            key: first_seq,
+            reason: "empty batch".into(),
+        },
+        Ok(records) => BatchRead::Good { first_seq, records },
+        Err(defect) => BatchRead::Defect {
+            key: first_seq,
+            reason: defect.to_string(),
+        },
+    }
+}
+
+fn encode_snapshot(image: &StateImage) -> Vec<u8> {
+    let payload = rkyv::to_bytes::<rancor::Error>(image)
+        .expect("encoding a snapshot into memory cannot fail");
+    let mut value = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + payload.len());
+    value.extend_from_slice(SNAPSHOT_MAGIC);
+    value.extend_from_slice(&image.seq.to_le_bytes());
+    value.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&value[4..16]);
+    hasher.update(&payload);
+    value.extend_from_slice(&hasher.finalize().to_le_bytes());
+    value.extend_from_slice(&payload);
+    value
+}
+
+fn decode_snapshot(key_seq: Seq, value: &[u8]) -> Result<StateImage, String> {
+    if value.len() < SNAPSHOT_HEADER_BYTES || &value[0..4] != SNAPSHOT_MAGIC {
+        return Err("not a snapshot".into());
+    }
+    let seq = u64::from_le_bytes(value[4..12].try_into().expect("8 bytes"));
+    let len = u32::from_le_bytes(value[12..16].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(value[16..20].try_into().expect("4 bytes"));
+    let payload = &value[SNAPSHOT_HEADER_BYTES..];
+    if payload.len() != len {
+        return Err(format!("payload length {len} but {} stored", payload.len()));
+    }
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&value[4..16]);
+    hasher.update(payload);
+    if hasher.finalize() != crc {
+        return Err("checksum mismatch".into());
+    }
+    if seq != key_seq {
+        return Err(format!("keyed {key_seq} but covers {seq}"));
+    }
+    let mut aligned = AlignedVec::<16>::with_capacity(payload.len());
+    aligned.extend_from_slice(payload);
+    let image = rkyv::from_bytes::<StateImage, rancor::Error>(&aligned)
+        .map_err(|e| format!("undecodable: {e}"))?;
+    if image.seq != seq {
+        return Err("header and image disagree".into());
+    }
+    Ok(image)
+}

@@ -1,0 +1,321 @@
+//! The write-ahead log: callers submit records and get a [`Ticket`]; ONE writer thread takes
+//! everything waiting (at most `batch_records_max`), writes it as one sled value, flushes,
+//! applies the batch's after-durable effects, and only then wakes the callers of that batch.
+//! One fsync thus carries hundreds of decisions.
+
+pub mod batch;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::config::Durability;
+use crate::error::EngineError;
+use crate::record::{Record, Seq};
+
+/// Called by the writer, in log order, once a batch is durable and before its callers wake.
+pub type DurableHook = Box<dyn FnMut(Seq, &[Record]) + Send>;
+
+pub struct Wal {
+    shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    work: Condvar,
+    room: Condvar,
+    batch_records_max: usize,
+    queue_records_max: usize,
+    durable_seq: AtomicU64,
+    durable_lock: Mutex<()>,
+    durable_cv: Condvar,
+    durable_notify: tokio::sync::Notify,
+    failed: AtomicBool,
+    failure: Mutex<Option<String>>,
+    records_written: AtomicU64,
+    batches_written: AtomicU64,
+}
+
+struct Queue {
+    records: Vec<Record>,
+    /// Sequence number of `records[0]`.
+    first_seq: Seq,
+    closed: bool,
+}
+
+/// Counters of the writer's work, for `db stats` and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalStats {
+    pub durable_seq: Seq,
+    pub batches_written: u64,
+    pub records_written: u64,
+}
+
+pub struct WalOptions {
+    pub durability: Durability,
+    pub batch_records_max: usize,
+    pub queue_records_max: usize,
+}
+
+impl Wal {
+    /// Starts the writer. `last_seq` is the last record already in the log.
+    pub fn start(
+        db: sled::Db,
+        log: sled::Tree,
+        last_seq: Seq,
+        options: WalOptions,
+        hook: DurableHook,
+    ) -> std::io::Result<Self> {
+        assert!(options.batch_records_max > 0 && options.queue_records_max > 0);
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                records: Vec::new(),
+                first_seq: last_seq + 1,
+                closed: false,
+            }),
+            work: Condvar::new(),
+            room: Condvar::new(),
+            batch_records_max: options.batch_records_max,
+            queue_records_max: options.queue_records_max,
+            durable_seq: AtomicU64::new(last_seq),
+            durable_lock: Mutex::new(()),
+            durable_cv: Condvar::new(),
+            durable_notify: tokio::sync::Notify::new(),
+            failed: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            records_written: AtomicU64::new(0),
+            batches_written: AtomicU64::new(0),
+        });
+        let writer = Writer {
+            shared: shared.clone(),
+            db,
+            log,
+            durability: options.durability,
+            hook,
+        };
+        let handle = std::thread::Builder::new()
+            .name("allot-wal-writer".into())
+            .spawn(move || writer.run())?;
+        Ok(Self {
+            shared,
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Waits while the queue is full. Call it BEFORE taking any entity lock: the writer takes
+    /// entity locks in its after-durable hook, so waiting for room while holding one could
+    /// deadlock. The bound is therefore soft by at most the number of concurrent submitters.
+    pub fn wait_for_room(&self) -> Result<(), EngineError> {
+        let mut queue = self.shared.queue.lock();
+        loop {
+            if let Some(error) = self.shared.refusal(&queue) {
+                return Err(error);
+            }
+            if queue.records.len() < self.shared.queue_records_max {
+                return Ok(());
+            }
+            // Backpressure: a full queue means the disk is the bottleneck; wait for one flush.
+            self.shared.room.wait(&mut queue);
+        }
+    }
+
+    /// Queues one record; never waits for the writer. The caller holds the lock of the entity
+    /// the record changes, so that one entity's records enter the log in the order they happened.
+    pub fn append(&self, record: Record) -> Result<Ticket, EngineError> {
+        let mut queue = self.shared.queue.lock();
+        if let Some(error) = self.shared.refusal(&queue) {
+            return Err(error);
+        }
+        queue.records.push(record);
+        let seq = queue.first_seq + queue.records.len() as Seq - 1;
+        drop(queue);
+        self.shared.work.notify_one();
+        Ok(Ticket {
+            seq,
+            shared: self.shared.clone(),
+        })
+    }
+
+    pub fn durable_seq(&self) -> Seq {
+        self.shared.durable_seq.load(Ordering::Acquire)
+    }
+
+    pub fn stats(&self) -> WalStats {
+        WalStats {
+            durable_seq: self.durable_seq(),
+            batches_written: self.shared.batches_written.load(Ordering::Relaxed),
+            records_written: self.shared.records_written.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A ticket for everything queued so far.
+    pub fn barrier(&self) -> Ticket {
+        let queue = self.shared.queue.lock();
+        Ticket {
+            seq: queue.first_seq + queue.records.len() as Seq - 1,
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Refuses new records, lets the writer write everything queued, and stops it.
+    pub fn close(&self) {
+        self.shared.queue.lock().closed = true;
+        self.shared.work.notify_all();
+        self.shared.room.notify_all();
+        if let Some(handle) = self.writer.lock().take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Shared {
+    fn refusal(&self, queue: &Queue) -> Option<EngineError> {
+        if self.failed.load(Ordering::Acquire) {
+            let reason = self.failure.lock().clone().unwrap_or_default();
+            return Some(EngineError::LogFailed(reason));
+        }
+        queue.closed.then_some(EngineError::ShuttingDown)
+    }
+
+    fn wait_error(&self) -> EngineError {
+        let reason = self.failure.lock().clone();
+        reason.map_or(EngineError::ShuttingDown, EngineError::LogFailed)
+    }
+}
+
+/// A promise that a record will be durable. Waiting on a ticket waits for every record queued
+/// before it too: durability follows log order.
+#[must_use = "a record is not durable until its ticket is waited on"]
+pub struct Ticket {
+    seq: Seq,
+    shared: Arc<Shared>,
+}
+
+impl Ticket {
+    pub fn seq(&self) -> Seq {
+        self.seq
+    }
+
+    pub fn is_durable(&self) -> bool {
+        self.shared.durable_seq.load(Ordering::Acquire) >= self.seq
+    }
+
+    /// Blocks the thread until the record is durable (and its after-durable effects applied).
+    /// A ticket is only issued while the log is open, and a clean close writes everything
+    /// queued, so the only way a ticket never becomes durable is a failed write.
+    pub fn wait(self) -> Result<(), EngineError> {
+        if self.is_durable() {
+            return Ok(());
+        }
+        let mut guard = self.shared.durable_lock.lock();
+        loop {
+            if self.is_durable() {
+                return Ok(());
+            }
+            if self.shared.failed.load(Ordering::Acquire) {
+                return Err(self.shared.wait_error());
+            }
+            self.shared.durable_cv.wait(&mut guard);
+        }
+    }
+
+    /// Waits without blocking the thread, for async callers.
+    pub async fn durable(self) -> Result<(), EngineError> {
+        loop {
+            let notified = self.shared.durable_notify.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a wake between the check and the await is kept.
+            notified.as_mut().enable();
+            if self.is_durable() {
+                return Ok(());
+            }
+            if self.shared.failed.load(Ordering::Acquire) {
+                return Err(self.shared.wait_error());
+            }
+            notified.await;
+        }
+    }
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    db: sled::Db,
+    log: sled::Tree,
+    durability: Durability,
+    hook: DurableHook,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let mut spare: Vec<Record> = Vec::new();
+        loop {
+            let (first_seq, batch) = {
+                let mut queue = self.shared.queue.lock();
+                while queue.records.is_empty() {
+                    if queue.closed {
+                        drop(queue);
+                        self.wake_waiters();
+                        return;
+                    }
+                    self.shared.work.wait(&mut queue);
+                }
+                let first_seq = queue.first_seq;
+                let batch = if queue.records.len() <= self.shared.batch_records_max {
+                    std::mem::replace(&mut queue.records, std::mem::take(&mut spare))
+                } else {
+                    queue
+                        .records
+                        .drain(..self.shared.batch_records_max)
+                        .collect()
+                };
+                queue.first_seq += batch.len() as Seq;
+                (first_seq, batch)
+            };
+            self.shared.room.notify_all();
+
+            if let Err(error) = self.write(first_seq, &batch) {
+                tracing::error!(%error, first_seq, "the log could not be written; refusing further writes");
+                *self.shared.failure.lock() = Some(error.to_string());
+                self.shared.failed.store(true, Ordering::Release);
+                self.shared.room.notify_all();
+                self.wake_waiters();
+                return;
+            }
+            (self.hook)(first_seq, &batch);
+            let last_seq = first_seq + batch.len() as Seq - 1;
+            self.shared
+                .records_written
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            self.shared.batches_written.fetch_add(1, Ordering::Relaxed);
+            self.shared.durable_seq.store(last_seq, Ordering::Release);
+            self.wake_waiters();
+            spare = batch;
+            spare.clear();
+        }
+    }
+
+    fn write(&self, first_seq: Seq, batch: &[Record]) -> Result<(), sled::Error> {
+        let value = batch::encode(first_seq, batch);
+        self.log.insert(batch::key(first_seq), value)?;
+        if self.durability == Durability::Fsync {
+            self.db.flush()?;
+        }
+        Ok(())
+    }
+
+    fn wake_waiters(&self) {
+        // Taking the lock orders this wake after any waiter's check-then-sleep.
+        drop(self.shared.durable_lock.lock());
+        self.shared.durable_cv.notify_all();
+        self.shared.durable_notify.notify_waiters();
+    }
+}
