@@ -1,0 +1,102 @@
+//! A damaged newest batch is detected on open, reported, cut, and never applied: the state is
+//! the one before that batch.
+
+use std::sync::Arc;
+
+use allot_engine::{Engine, EngineConfig, ManualClock, Sku, StateImage, UserId};
+
+fn config(dir: &std::path::Path) -> EngineConfig {
+    EngineConfig {
+        snapshot_on_close: false,
+        ..EngineConfig::new(dir)
+    }
+}
+
+/// Writes some batches, closes, and answers (state before the last batch, last batch's key).
+fn prepare(dir: &std::path::Path) -> (StateImage, u64) {
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let before = {
+        let engine = Engine::open(config(dir), clock.clone()).unwrap();
+        engine.create_sku(Sku(1), 50, None).unwrap().wait().unwrap();
+        for user in 0..10 {
+            engine
+                .reserve(UserId(user), Sku(1), 1, 60_000)
+                .unwrap()
+                .1
+                .wait()
+                .unwrap();
+        }
+        let image = engine.image();
+        engine.close().unwrap();
+        image
+    };
+    let engine = Engine::open(config(dir), clock).unwrap();
+    let (_, ticket) = engine.reserve(UserId(99), Sku(1), 3, 60_000).unwrap();
+    let last_key = ticket.seq();
+    ticket.wait().unwrap();
+    engine.close().unwrap();
+    (before, last_key)
+}
+
+fn damage(dir: &std::path::Path, key: u64, how: impl FnOnce(&mut Vec<u8>)) {
+    let db = sled::open(dir.join("store")).unwrap();
+    let log = db.open_tree("log").unwrap();
+    let mut value = log
+        .get(key.to_be_bytes())
+        .unwrap()
+        .expect("last batch")
+        .to_vec();
+    how(&mut value);
+    log.insert(key.to_be_bytes(), value).unwrap();
+    db.flush().unwrap();
+}
+
+fn reopen_and_check(dir: &std::path::Path, before: &StateImage, key: u64) {
+    let inspection = allot_engine::inspect(dir).unwrap();
+    assert!(
+        inspection
+            .problems
+            .iter()
+            .any(|p| p.contains(&format!("log batch {key}"))),
+        "verify did not report the damage: {:?}",
+        inspection.problems
+    );
+    let engine = Engine::open(config(dir), Arc::new(ManualClock::new(1_000_000))).unwrap();
+    let cut = engine
+        .recovery_report()
+        .tail_cut
+        .clone()
+        .expect("tail reported");
+    assert_eq!((cut.at_key, cut.batches_removed), (key, 1));
+    assert_eq!(&engine.image(), before);
+    // The cut is final and the log goes on from there.
+    engine
+        .reserve(UserId(5), Sku(1), 1, 60_000)
+        .unwrap()
+        .1
+        .wait()
+        .unwrap();
+    engine.close().unwrap();
+    drop(engine);
+    let inspection = allot_engine::inspect(dir).unwrap();
+    assert!(inspection.is_clean(), "{:?}", inspection.problems);
+}
+
+#[test]
+fn a_flipped_byte_in_the_newest_batch_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let (before, key) = prepare(dir.path());
+    damage(dir.path(), key, |v| {
+        let at = v.len() - 5;
+        v[at] ^= 0x01;
+    });
+    reopen_and_check(dir.path(), &before, key);
+}
+
+#[test]
+fn a_truncated_newest_batch_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let (before, key) = prepare(dir.path());
+    damage(dir.path(), key, |v| v.truncate(v.len() / 2));
+    reopen_and_check(dir.path(), &before, key);
+}
