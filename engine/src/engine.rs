@@ -261,6 +261,11 @@ impl Engine {
         self.inner.state.image()
     }
 
+    /// The last record that is durable (and applied).
+    pub fn durable_seq(&self) -> Seq {
+        self.inner.wal.durable_seq()
+    }
+
     pub fn stats(&self) -> EngineStats {
         let store = &self.inner.store;
         EngineStats {

@@ -1,0 +1,108 @@
+//! `allot serve`: bind, answer `/healthz` at once, recover the engine, then report ready.
+//! SIGTERM or Ctrl-C: stop accepting, finish in-flight requests, close the engine (which
+//! writes a snapshot), exit 0.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use allot_engine::{Engine, EngineConfig, SystemClock};
+use allot_server::AppState;
+
+use crate::DataDirArg;
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (printed on start).
+    #[arg(long, env = "ALLOT_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    data: DataDirArg,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("allot-http")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let address = listener.local_addr()?;
+    // Tests and scripts read this line to learn the port.
+    println!("allot listening on http://{address}");
+    tracing::info!(%address, data_dir = %args.data.data_dir.display(), "listening; recovering");
+
+    let state = AppState::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = tokio::spawn(allot_server::serve(listener, state.clone(), {
+        let mut stop_rx = stop_rx.clone();
+        async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        }
+    }));
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested; finishing in-flight requests");
+        let _ = stop_tx.send(true);
+    });
+
+    let config = EngineConfig::new(&args.data.data_dir);
+    let opened =
+        tokio::task::spawn_blocking(move || Engine::open(config, Arc::new(SystemClock::new())))
+            .await
+            .context("recovery task")?;
+    let engine = match opened {
+        Ok(engine) => engine,
+        Err(error) => {
+            tracing::error!(%error, "could not open the data directory");
+            server.abort();
+            return Err(error).context("opening the data directory");
+        }
+    };
+    let report = engine.recovery_report();
+    if let Some(cut) = &report.tail_cut {
+        tracing::warn!(at = cut.at_key, batches = cut.batches_removed, reason = %cut.reason, "a damaged log tail was cut");
+    }
+    state.install_engine(engine.clone());
+    tracing::info!(last_seq = report.last_seq, "ready");
+
+    server.await.context("server task")?.context("serving")?;
+    tokio::task::spawn_blocking(move || engine.close())
+        .await
+        .context("closing the engine")?
+        .context("closing the engine")?;
+    tracing::info!("stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

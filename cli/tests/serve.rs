@@ -1,0 +1,117 @@
+//! `allot serve` as a user runs it: it answers health and readiness, and on SIGTERM it finishes,
+//! writes a snapshot and exits 0.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ALLOT: &str = env!("CARGO_BIN_EXE_allot");
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+fn start(data: &std::path::Path) -> Server {
+    let mut child = Command::new(ALLOT)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("ALLOT_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn allot serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("allot listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    Server { child, base }
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = client.get(format!("{base}/readyz")).send().await.unwrap();
+        if response.status() == 200 {
+            return response.json().await.unwrap();
+        }
+        assert_eq!(response.status(), 503);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        assert!(Instant::now() < deadline, "never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn serve_answers_health_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("db");
+    let client = reqwest::Client::new();
+
+    let mut server = start(&data);
+    let health = client
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = wait_ready(&client, &server.base).await;
+    assert_eq!(ready["status"], "ready");
+
+    let missing = client
+        .get(format!("{}/no/such/route", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let problem: serde_json::Value = missing.json().await.unwrap();
+    assert_eq!(problem["type"], "not_found");
+    assert_eq!(problem["status"], 404);
+
+    // A second server on the same directory is refused.
+    let second = Command::new(ALLOT)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("ALLOT_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("in use by another process"));
+
+    sigterm(&server.child);
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+
+    // Offline tools work on the stopped server's directory, and the clean stop left a snapshot.
+    let stats = Command::new(ALLOT)
+        .args(["db", "stats", "--json", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(stats.status.success());
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(stats["clean"], true);
+
+    // And it starts again on the same directory.
+    let mut server = start(&data);
+    wait_ready(&client, &server.base).await;
+    sigterm(&server.child);
+    assert!(server.child.wait().unwrap().success());
+}
