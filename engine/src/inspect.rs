@@ -81,14 +81,13 @@ pub fn inspect(data_dir: &Path) -> Result<Inspection, OpenError> {
         }
     }
 
-    // Start from the oldest usable snapshot the log continues from, to check the most.
+    // Start from the oldest usable snapshot that the log continues from, to check the most;
+    // failing that, the newest usable one (a missing stretch of log is reported below).
     let (first_key, log_batches) = store.log_extent()?;
-    let start_at = first_key.map_or(Seq::MAX, |k| k - 1);
-    let base = snapshots
-        .iter()
-        .filter(|(info, image)| image.is_some() && info.seq >= start_at.min(info.seq))
+    let usable = || snapshots.iter().filter(|(_, image)| image.is_some());
+    let base = usable()
         .find(|(info, _)| first_key.is_none_or(|k| k <= info.seq + 1))
-        .or_else(|| snapshots.iter().rev().find(|(_, image)| image.is_some()));
+        .or_else(|| usable().last());
     let (state, replayed_from) = match base {
         Some((info, Some(image))) => (
             State::from_image(image).map_err(|p| OpenError::Corrupt(p.join("; ")))?,

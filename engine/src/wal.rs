@@ -303,7 +303,8 @@ impl Writer {
         }
     }
 
-    fn write(&self, first_seq: Seq, batch: &[Record]) -> Result<(), sled::Error> {
+    #[expect(clippy::ptr_arg, reason = "rkyv serialises Vec<T>, not [T]")]
+    fn write(&self, first_seq: Seq, batch: &Vec<Record>) -> Result<(), sled::Error> {
         let value = batch::encode(first_seq, batch);
         self.log.insert(batch::key(first_seq), value)?;
         if self.durability == Durability::Fsync {

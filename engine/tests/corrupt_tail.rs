@@ -100,3 +100,52 @@ fn a_truncated_newest_batch_is_cut() {
     damage(dir.path(), key, |v| v.truncate(v.len() / 2));
     reopen_and_check(dir.path(), &before, key);
 }
+
+#[test]
+fn a_well_formed_but_impossible_record_is_reported_and_never_applied() {
+    // A batch with a valid checksum that releases an already released reservation (a unit
+    // would come back twice): verify names it, and opening refuses rather than apply it.
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let (id, next_seq) = {
+        let engine = Engine::open(config(dir.path()), clock.clone()).unwrap();
+        engine.create_sku(Sku(1), 5, None).unwrap().wait().unwrap();
+        let (id, ticket) = engine.reserve(UserId(1), Sku(1), 2, 60_000).unwrap();
+        ticket.wait().unwrap();
+        let ticket = engine
+            .release(id, allot_engine::ReleaseReason::Cancelled)
+            .unwrap();
+        let next_seq = ticket.seq() + 1;
+        ticket.wait().unwrap();
+        engine.close().unwrap();
+        (id, next_seq)
+    };
+    {
+        let db = sled::open(dir.path().join("store")).unwrap();
+        let forged = vec![allot_engine::Record::ReservationReleased {
+            reservation: id,
+            reason: allot_engine::ReleaseReason::Cancelled,
+        }];
+        db.open_tree("log")
+            .unwrap()
+            .insert(
+                next_seq.to_be_bytes(),
+                allot_engine::wal::batch::encode(next_seq, &forged),
+            )
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let inspection = allot_engine::inspect(dir.path()).unwrap();
+    assert!(
+        inspection
+            .problems
+            .iter()
+            .any(|p| p.contains(&format!("record {next_seq} cannot be applied"))),
+        "{:?}",
+        inspection.problems
+    );
+    assert!(matches!(
+        Engine::open(config(dir.path()), clock),
+        Err(allot_engine::OpenError::Corrupt(_))
+    ));
+}

@@ -46,9 +46,12 @@ pub fn seq_of_key(key: &[u8]) -> Option<Seq> {
     Some(Seq::from_be_bytes(key.try_into().ok()?))
 }
 
-pub fn encode(first_seq: Seq, records: &[Record]) -> Vec<u8> {
-    let payload = rkyv::to_bytes::<rancor::Error>(&records.to_vec())
-        .expect("encoding records into memory cannot fail");
+/// Takes the writer's own `Vec` because rkyv archives a `Vec<Record>`, not a slice; a slice
+/// parameter would force a copy of every batch.
+#[expect(clippy::ptr_arg, reason = "rkyv serialises Vec<T>, not [T]")]
+pub fn encode(first_seq: Seq, records: &Vec<Record>) -> Vec<u8> {
+    let payload =
+        rkyv::to_bytes::<rancor::Error>(records).expect("encoding records into memory cannot fail");
     let mut value = Vec::with_capacity(HEADER_BYTES + payload.len());
     value.extend_from_slice(MAGIC);
     value.extend_from_slice(&first_seq.to_le_bytes());
