@@ -87,7 +87,7 @@ pub fn inspect(data_dir: &Path) -> Result<Inspection, OpenError> {
     let usable = || snapshots.iter().filter(|(_, image)| image.is_some());
     let base = usable()
         .find(|(info, _)| first_key.is_none_or(|k| k <= info.seq + 1))
-        .or_else(|| usable().last());
+        .or_else(|| usable().next_back());
     let (state, replayed_from) = match base {
         Some((info, Some(image))) => (
             State::from_image(image).map_err(|p| OpenError::Corrupt(p.join("; ")))?,

@@ -303,7 +303,6 @@ impl Writer {
         }
     }
 
-    #[expect(clippy::ptr_arg, reason = "rkyv serialises Vec<T>, not [T]")]
     fn write(&self, first_seq: Seq, batch: &Vec<Record>) -> Result<(), sled::Error> {
         let value = batch::encode(first_seq, batch);
         self.log.insert(batch::key(first_seq), value)?;

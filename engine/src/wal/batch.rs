@@ -48,7 +48,6 @@ pub fn seq_of_key(key: &[u8]) -> Option<Seq> {
 
 /// Takes the writer's own `Vec` because rkyv archives a `Vec<Record>`, not a slice; a slice
 /// parameter would force a copy of every batch.
-#[expect(clippy::ptr_arg, reason = "rkyv serialises Vec<T>, not [T]")]
 pub fn encode(first_seq: Seq, records: &Vec<Record>) -> Vec<u8> {
     let payload =
         rkyv::to_bytes::<rancor::Error>(records).expect("encoding records into memory cannot fail");
