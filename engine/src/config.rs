@@ -29,6 +29,8 @@ pub struct EngineConfig {
     pub expiry_tick_ms: u64,
     /// sled's page cache.
     pub cache_bytes: u64,
+    /// The key file (JWT, personal-data and index keys); `<data_dir>/keys` unless set.
+    pub keys_file: Option<PathBuf>,
 }
 
 impl EngineConfig {
@@ -43,6 +45,13 @@ impl EngineConfig {
             snapshot_on_close: true,
             expiry_tick_ms: 50,
             cache_bytes: 256 * 1024 * 1024,
+            keys_file: None,
         }
+    }
+
+    pub fn keys_path(&self) -> PathBuf {
+        self.keys_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keys"))
     }
 }

@@ -1,6 +1,8 @@
 //! The engine: one data directory, its state, the log writer and the background work
 //! (expiry scheduler, snapshotter).
 
+pub mod accounts;
+
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -10,6 +12,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::clock::{Clock, Millis};
 use crate::config::EngineConfig;
 use crate::counter::StockCounts;
+use crate::crypto::Keys;
 use crate::error::{EngineError, OpenError};
 use crate::ids::{ReservationId, Sku, UserId};
 use crate::record::{ReleaseReason, Seq};
@@ -31,6 +34,7 @@ struct Inner {
     wal: Arc<Wal>,
     store: Store,
     report: RecoveryReport,
+    keys: Keys,
     background: Arc<Background>,
     threads: Mutex<Threads>,
     closed: Mutex<bool>,
@@ -86,6 +90,7 @@ impl Engine {
     /// tail, and starts the writer, the expiry scheduler and the snapshotter.
     pub fn open(config: EngineConfig, clock: Arc<dyn Clock>) -> Result<Self, OpenError> {
         let lock = DirLock::acquire(&config.data_dir)?;
+        let keys = Keys::load_or_create(&config.keys_path())?;
         let store = Store::open(&config)?;
         let (state, report) = recover(&store, Seq::MAX, OnDefect::Cut)?;
         tracing::info!(
@@ -160,6 +165,7 @@ impl Engine {
                 wal,
                 store,
                 report,
+                keys,
                 background,
                 threads: Mutex::new(Threads {
                     scheduler: Some(scheduler),
@@ -177,6 +183,11 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// The data directory's keys (the HTTP layer signs access tokens with `jwt_key`).
+    pub fn keys(&self) -> &Keys {
+        &self.inner.keys
     }
 
     pub fn now_ms(&self) -> Millis {

@@ -2,7 +2,7 @@
 //! problem `type` in one place.
 
 use crate::clock::Millis;
-use crate::ids::{ReservationId, Sku};
+use crate::ids::{ReservationId, Sku, UserId};
 use crate::record::Seq;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +31,26 @@ pub enum EngineError {
         id: ReservationId,
         deadline_ms: Millis,
     },
+    #[error("that is not a valid email address")]
+    InvalidEmail,
+    #[error("wrong or unknown code")]
+    InvalidCode,
+    #[error("the code has expired; request a new one")]
+    CodeExpired,
+    #[error("too many wrong codes; request a new code")]
+    TooManyAttempts,
+    #[error("a code was sent moments ago; wait {retry_after_ms} ms before asking again")]
+    VerificationCooldown { retry_after_ms: Millis },
+    #[error("the verification token is invalid, used or expired")]
+    InvalidVerificationToken,
+    #[error("an account with this email exists")]
+    EmailTaken,
+    #[error("{0}")]
+    InvalidProfile(&'static str),
+    #[error("user {0} does not exist")]
+    UserNotFound(UserId),
+    #[error("the refresh token is invalid, expired or revoked")]
+    InvalidRefresh,
     #[error("the engine is shutting down")]
     ShuttingDown,
     #[error("the log could not be written, the engine stopped taking writes: {0}")]
@@ -50,6 +70,8 @@ pub enum OpenError {
     Storage(#[from] sled::Error),
     #[error("the data directory is damaged: {0}")]
     Corrupt(String),
+    #[error("the key file: {0}")]
+    Keys(#[from] crate::crypto::KeyError),
 }
 
 /// A record that cannot be applied to the state it follows: in a live run a bug, in a replay a

@@ -2,27 +2,33 @@
 //! write-ahead log on sled makes every decision durable, and snapshots plus replay rebuild the
 //! state after a restart. See DESIGN.md, "The engine".
 
+pub mod accounts;
 pub mod clock;
 pub mod config;
 pub mod counter;
+pub mod crypto;
 mod engine;
 pub mod error;
 pub mod ids;
 mod inspect;
+pub mod password;
 pub mod record;
 pub mod recovery;
 pub mod state;
 mod store;
 pub mod wal;
 
+pub use accounts::Email;
 pub use clock::{Clock, ManualClock, Millis, SystemClock};
 pub use config::{Durability, EngineConfig};
 pub use counter::{SKU_UNITS_MAX, SkuCounter, StockCounts};
+pub use crypto::Keys;
+pub use engine::accounts::{Profile, ProfileChange, SignupProfile};
 pub use engine::{Engine, EngineStats};
 pub use error::{ApplyError, EngineError, OpenError};
 pub use ids::{ReservationId, Sku, UserId};
 pub use inspect::{Inspection, SnapshotInfo, inspect};
-pub use record::{Record, ReleaseReason, Seq};
+pub use record::{Record, ReleaseReason, Role, Seq};
 pub use recovery::{RecoveryReport, TailCut};
 pub use state::{Reservation, ReservationStatus, StateImage};
 pub use wal::Ticket;

@@ -27,14 +27,120 @@ pub enum Record {
         deadline_ms: Millis,
     },
     /// The held units were sold: they never return to `available`.
-    ReservationCommitted { reservation: ReservationId },
+    ReservationCommitted {
+        reservation: ReservationId,
+    },
     /// The held units went back on sale.
     ReservationReleased {
         reservation: ReservationId,
         reason: ReleaseReason,
     },
     /// More units were added to a SKU.
-    Restocked { sku: Sku, quantity: u32 },
+    Restocked {
+        sku: Sku,
+        quantity: u32,
+    },
+
+    // ----- accounts. Secrets appear only as keyed hashes, personal data only sealed
+    // (AES-256-GCM, bound to its row and field): the log holds no plaintext of either.
+    /// A 6-digit code was mailed to the address behind `email_index`.
+    VerificationIssued {
+        email_index: Digest,
+        /// The address, sealed to this verification, for the account signup creates.
+        email: Sealed,
+        code_hash: Digest,
+        issued_ms: Millis,
+        expires_ms: Millis,
+    },
+    /// A wrong code was tried.
+    VerificationFailed {
+        email_index: Digest,
+    },
+    /// The right code was given; the code is spent and a single-use signup token issued.
+    VerificationConfirmed {
+        email_index: Digest,
+        token_hash: Digest,
+        expires_ms: Millis,
+    },
+    /// An account was created with a verification token, which is now spent.
+    UserRegistered {
+        user: UserId,
+        email_index: Digest,
+        email: Sealed,
+        name: Sealed,
+        phone: Option<Sealed>,
+        address: Option<Sealed>,
+        password_hash: String,
+        role: Role,
+        created_ms: Millis,
+    },
+    /// Fields left `None` are unchanged; `Some(None)` clears an optional one.
+    ProfileUpdated {
+        user: UserId,
+        name: Option<Sealed>,
+        phone: Option<Option<Sealed>>,
+        address: Option<Option<Sealed>>,
+    },
+    RoleChanged {
+        user: UserId,
+        role: Role,
+    },
+    PasswordChanged {
+        user: UserId,
+        password_hash: String,
+    },
+    /// A login: a new refresh-token family with its first token.
+    SessionStarted {
+        family: u64,
+        user: UserId,
+        token_hash: Digest,
+        expires_ms: Millis,
+    },
+    /// The family's current token was exchanged for this one.
+    SessionRefreshed {
+        family: u64,
+        token_hash: Digest,
+        expires_ms: Millis,
+    },
+    /// Logout, or a reused (stolen) refresh token: every token of the family is dead.
+    SessionEnded {
+        family: u64,
+        reason: SessionEnd,
+    },
+    /// An access token's id, refused until the token would have expired anyway.
+    AccessRevoked {
+        jti: Digest,
+        expires_ms: Millis,
+    },
+}
+
+/// A keyed hash (HMAC-SHA256).
+pub type Digest = [u8; 32];
+/// A sealed (encrypted and authenticated) field.
+pub type Sealed = Vec<u8>;
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[rkyv(derive(Debug, PartialEq, Eq))]
+pub enum Role {
+    Customer,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Customer => "customer",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[rkyv(derive(Debug, PartialEq, Eq))]
+pub enum SessionEnd {
+    Logout,
+    /// An already rotated refresh token was presented again.
+    TokenReused,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -25,6 +25,7 @@ pub use image::{
     check_invariants as check_invariants_of,
 };
 
+use crate::accounts::Accounts;
 use crate::clock::Millis;
 use crate::counter::{CounterRefusal, SKU_UNITS_MAX, SkuCounter, StockCounts};
 use crate::error::{ApplyError, EngineError};
@@ -85,6 +86,7 @@ pub struct State {
     /// committed or released meanwhile are skipped when popped.
     deadlines: Mutex<BTreeSet<(Millis, ReservationId)>>,
     next_reservation: AtomicU64,
+    pub accounts: Accounts,
 }
 
 fn apply_error(seq: Seq, reason: impl Into<String>) -> ApplyError {
@@ -98,6 +100,7 @@ impl State {
     pub fn new() -> Self {
         Self {
             next_reservation: AtomicU64::new(1),
+            accounts: Accounts::new(),
             ..Default::default()
         }
     }
@@ -176,6 +179,11 @@ impl State {
                     .ok_or_else(|| apply_error(seq, format!("{sku} does not exist")))?;
                 Self::promise_units(&entry, quantity).map_err(|e| apply_error(seq, e.to_string()))
             }
+            _ => {
+                let applied = self.accounts.apply(seq, record)?;
+                debug_assert!(applied, "a record no view applies: {record:?}");
+                Ok(())
+            }
         }
     }
 
@@ -210,6 +218,8 @@ impl State {
                     .restock(quantity)
                     .map_err(|_| apply_error(seq, format!("{sku} restock past its bound")))?;
             }
+            // Account records take full effect when decided (under their entity's lock).
+            _ => {}
         }
         self.seq.store(seq, Ordering::Release);
         Ok(())

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use rkyv::{Archive, Deserialize, Serialize};
 
 use super::{Reservation, ReservationStatus, SkuEntry, State};
+use crate::accounts::{Accounts, AccountsImage};
 use crate::clock::Millis;
 use crate::counter::{SKU_UNITS_MAX, SkuCounter, StockCounts};
 use crate::ids::{ReservationId, Sku, UserId};
@@ -19,6 +20,7 @@ pub struct StateImage {
     pub skus: Vec<SkuImage>,
     pub reservations: Vec<ReservationImage>,
     pub holds: Vec<HoldImage>,
+    pub accounts: AccountsImage,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -108,6 +110,7 @@ impl State {
             skus,
             reservations,
             holds,
+            accounts: self.accounts.image(),
         }
     }
 
@@ -121,6 +124,7 @@ impl State {
         let state = State {
             seq: AtomicU64::new(image.seq),
             next_reservation: AtomicU64::new(image.next_reservation),
+            accounts: Accounts::from_image(&image.accounts),
             ..Default::default()
         };
         for sku in &image.skus {

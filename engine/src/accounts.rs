@@ -1,0 +1,700 @@
+//! Accounts as views of the log: email verifications, users (personal data sealed), sessions
+//! (refresh-token families) and revoked access tokens.
+//!
+//! Nothing here gives units back, so an account change is applied in memory under its entity's
+//! lock while its record is queued (DESIGN.md: "Other entities change under their own small
+//! lock"); a replay applies the very same mutation. The caller waits for the ticket before it
+//! answers anyone.
+
+mod email;
+mod image;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::DashMap;
+
+pub use email::Email;
+pub use image::{AccountsImage, SessionImage, UserImage, VerificationImage};
+
+use crate::clock::Millis;
+use crate::crypto::constant_time_eq;
+use crate::error::{ApplyError, EngineError};
+use crate::ids::UserId;
+use crate::record::{Digest, Record, Role, Sealed, Seq, SessionEnd};
+use crate::wal::Ticket;
+
+/// Wrong codes accepted before a code is locked.
+pub const VERIFICATION_ATTEMPTS_MAX: u32 = 5;
+/// How long a mailed code can be used.
+pub const VERIFICATION_CODE_TTL_MS: Millis = 10 * 60 * 1000;
+/// How soon another code may be mailed to the same address.
+pub const VERIFICATION_RESEND_COOLDOWN_MS: Millis = 60 * 1000;
+/// How long a confirmed email may be used to sign up.
+pub const SIGNUP_TOKEN_TTL_MS: Millis = 30 * 60 * 1000;
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: UserId,
+    pub email_index: Digest,
+    pub email: Sealed,
+    pub name: Sealed,
+    pub phone: Option<Sealed>,
+    pub address: Option<Sealed>,
+    pub password_hash: String,
+    pub role: Role,
+    pub created_ms: Millis,
+}
+
+#[derive(Debug, Clone)]
+struct Verification {
+    email: Sealed,
+    /// `None` once the code was used.
+    code_hash: Option<Digest>,
+    issued_ms: Millis,
+    expires_ms: Millis,
+    failed: u32,
+    /// The signup token issued for the right code: its hash and expiry.
+    token: Option<(Digest, Millis)>,
+}
+
+#[derive(Debug, Clone)]
+struct Session {
+    user: UserId,
+    current: Digest,
+    expires_ms: Millis,
+    /// Every token the family ever had, so a reused old one is recognised.
+    issued: Vec<Digest>,
+    ended: Option<SessionEnd>,
+}
+
+/// The signup token's verification, as `register` needs it.
+#[derive(Debug, Clone)]
+pub struct PendingSignup {
+    pub email_index: Digest,
+    pub sealed_email: Sealed,
+}
+
+/// Fields of a new account, sealed to its row by the caller.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub id: UserId,
+    pub name: Sealed,
+    pub email: Sealed,
+    pub phone: Option<Sealed>,
+    pub address: Option<Sealed>,
+    pub password_hash: String,
+    pub role: Role,
+}
+
+/// A profile change, sealed; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ProfilePatch {
+    pub name: Option<Sealed>,
+    pub phone: Option<Option<Sealed>>,
+    pub address: Option<Option<Sealed>>,
+}
+
+#[derive(Debug, Default)]
+pub struct Accounts {
+    users: DashMap<UserId, User>,
+    by_email: DashMap<Digest, UserId>,
+    verifications: DashMap<Digest, Verification>,
+    signup_tokens: DashMap<Digest, Digest>,
+    sessions: DashMap<u64, Session>,
+    session_tokens: DashMap<Digest, u64>,
+    revoked: DashMap<Digest, Millis>,
+    next_user: AtomicU64,
+    next_family: AtomicU64,
+}
+
+type Append<'a> = &'a dyn Fn(Record) -> Result<Ticket, EngineError>;
+
+impl Accounts {
+    pub fn new() -> Self {
+        Self {
+            next_user: AtomicU64::new(1),
+            next_family: AtomicU64::new(1),
+            ..Default::default()
+        }
+    }
+
+    /// Applies an account record in a replay. Answers false for records of other views.
+    pub fn apply(&self, seq: Seq, record: &Record) -> Result<bool, ApplyError> {
+        let fail = |reason: String| ApplyError { seq, reason };
+        match record {
+            Record::VerificationIssued {
+                email_index,
+                email,
+                code_hash,
+                issued_ms,
+                expires_ms,
+            } => self.replace_verification(
+                self.verifications.entry(*email_index),
+                Verification::new(email.clone(), *code_hash, *issued_ms, *expires_ms),
+            ),
+            Record::VerificationFailed { email_index } => {
+                let mut v = self
+                    .verifications
+                    .get_mut(email_index)
+                    .ok_or_else(|| fail("failed try of no verification".into()))?;
+                v.failed += 1;
+            }
+            Record::VerificationConfirmed {
+                email_index,
+                token_hash,
+                expires_ms,
+            } => {
+                let mut v = self
+                    .verifications
+                    .get_mut(email_index)
+                    .ok_or_else(|| fail("confirmation of no verification".into()))?;
+                self.confirm_in(&mut v, *email_index, *token_hash, *expires_ms);
+            }
+            Record::UserRegistered {
+                user,
+                email_index,
+                email,
+                name,
+                phone,
+                address,
+                password_hash,
+                role,
+                created_ms,
+            } => {
+                let slot = match self.by_email.entry(*email_index) {
+                    dashmap::Entry::Vacant(slot) if !self.users.contains_key(user) => slot,
+                    _ => return Err(fail(format!("{user} registered twice"))),
+                };
+                self.insert_user_in(
+                    slot,
+                    User {
+                        id: *user,
+                        email_index: *email_index,
+                        email: email.clone(),
+                        name: name.clone(),
+                        phone: phone.clone(),
+                        address: address.clone(),
+                        password_hash: password_hash.clone(),
+                        role: *role,
+                        created_ms: *created_ms,
+                    },
+                );
+            }
+            Record::ProfileUpdated {
+                user,
+                name,
+                phone,
+                address,
+            } => {
+                let mut u = self
+                    .users
+                    .get_mut(user)
+                    .ok_or_else(|| fail(format!("{user} does not exist")))?;
+                patch_user(
+                    &mut u,
+                    &ProfilePatch {
+                        name: name.clone(),
+                        phone: phone.clone(),
+                        address: address.clone(),
+                    },
+                );
+            }
+            Record::RoleChanged { user, role } => {
+                self.users
+                    .get_mut(user)
+                    .ok_or_else(|| fail(format!("{user} does not exist")))?
+                    .role = *role;
+            }
+            Record::PasswordChanged {
+                user,
+                password_hash,
+            } => {
+                self.users
+                    .get_mut(user)
+                    .ok_or_else(|| fail(format!("{user} does not exist")))?
+                    .password_hash = password_hash.clone();
+            }
+            Record::SessionStarted {
+                family,
+                user,
+                token_hash,
+                expires_ms,
+            } => {
+                if self.sessions.contains_key(family) {
+                    return Err(fail(format!("session family {family} started twice")));
+                }
+                self.start_session_in(*family, *user, *token_hash, *expires_ms);
+            }
+            Record::SessionRefreshed {
+                family,
+                token_hash,
+                expires_ms,
+            } => {
+                let mut s = self
+                    .sessions
+                    .get_mut(family)
+                    .ok_or_else(|| fail(format!("no session family {family}")))?;
+                self.rotate_in(&mut s, *family, *token_hash, *expires_ms);
+            }
+            Record::SessionEnded { family, reason } => {
+                let mut s = self
+                    .sessions
+                    .get_mut(family)
+                    .ok_or_else(|| fail(format!("no session family {family}")))?;
+                s.ended = Some(*reason);
+            }
+            Record::AccessRevoked { jti, expires_ms } => {
+                self.revoked.insert(*jti, *expires_ms);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    // ----- email verification ------------------------------------------------------------
+
+    pub fn issue_verification(
+        &self,
+        email_index: Digest,
+        sealed_email: Sealed,
+        code_hash: Digest,
+        now_ms: Millis,
+        append: Append<'_>,
+    ) -> Result<Ticket, EngineError> {
+        let entry = self.verifications.entry(email_index);
+        if let dashmap::Entry::Occupied(existing) = &entry {
+            let ready_at = existing
+                .get()
+                .issued_ms
+                .saturating_add(VERIFICATION_RESEND_COOLDOWN_MS);
+            if now_ms < ready_at {
+                return Err(EngineError::VerificationCooldown {
+                    retry_after_ms: ready_at - now_ms,
+                });
+            }
+        }
+        let expires_ms = now_ms.saturating_add(VERIFICATION_CODE_TTL_MS);
+        let ticket = append(Record::VerificationIssued {
+            email_index,
+            email: sealed_email.clone(),
+            code_hash,
+            issued_ms: now_ms,
+            expires_ms,
+        })?;
+        self.replace_verification(
+            entry,
+            Verification::new(sealed_email, code_hash, now_ms, expires_ms),
+        );
+        Ok(ticket)
+    }
+
+    /// Checks a code. A wrong one is counted (and logged) before it is refused.
+    pub fn confirm_verification(
+        &self,
+        email_index: Digest,
+        code_hash: Digest,
+        token_hash: Digest,
+        now_ms: Millis,
+        append: Append<'_>,
+    ) -> Result<Ticket, EngineError> {
+        let mut v = self
+            .verifications
+            .get_mut(&email_index)
+            .ok_or(EngineError::InvalidCode)?;
+        let Some(expected) = v.code_hash else {
+            return Err(EngineError::InvalidCode);
+        };
+        if v.failed >= VERIFICATION_ATTEMPTS_MAX {
+            return Err(EngineError::TooManyAttempts);
+        }
+        if !constant_time_eq(&expected, &code_hash) {
+            // Counted whether or not it becomes durable before the answer: a crash at that
+            // instant can only give back one try.
+            let _ = append(Record::VerificationFailed { email_index })?;
+            v.failed += 1;
+            return Err(EngineError::InvalidCode);
+        }
+        if now_ms > v.expires_ms {
+            return Err(EngineError::CodeExpired);
+        }
+        let expires_ms = now_ms.saturating_add(SIGNUP_TOKEN_TTL_MS);
+        let ticket = append(Record::VerificationConfirmed {
+            email_index,
+            token_hash,
+            expires_ms,
+        })?;
+        self.confirm_in(&mut v, email_index, token_hash, expires_ms);
+        Ok(ticket)
+    }
+
+    /// The verification a signup token belongs to, if the token is live.
+    pub fn pending_signup(&self, token_hash: &Digest, now_ms: Millis) -> Option<PendingSignup> {
+        let email_index = *self.signup_tokens.get(token_hash)?;
+        let v = self.verifications.get(&email_index)?;
+        let (hash, expires_ms) = v.token?;
+        (hash == *token_hash && now_ms <= expires_ms).then(|| PendingSignup {
+            email_index,
+            sealed_email: v.email.clone(),
+        })
+    }
+
+    pub fn allocate_user_id(&self) -> UserId {
+        UserId(self.next_user.fetch_add(1, Ordering::AcqRel))
+    }
+
+    /// Creates the account, spending the signup token. Re-checks the token under the
+    /// verification's lock, so one token makes at most one account.
+    pub fn register(
+        &self,
+        token_hash: Digest,
+        user: NewUser,
+        now_ms: Millis,
+        append: Append<'_>,
+    ) -> Result<Ticket, EngineError> {
+        let email_index = *self
+            .signup_tokens
+            .get(&token_hash)
+            .ok_or(EngineError::InvalidVerificationToken)?;
+        // The email's slot is the lock: two signups for one address (or with one token)
+        // serialise here, and the second finds the first's account.
+        let slot = match self.by_email.entry(email_index) {
+            dashmap::Entry::Occupied(_) => return Err(EngineError::EmailTaken),
+            dashmap::Entry::Vacant(slot) => slot,
+        };
+        let live = self.verifications.get(&email_index).is_some_and(|v| {
+            matches!(v.token, Some((hash, expires_ms)) if hash == token_hash && now_ms <= expires_ms)
+        });
+        if !live {
+            return Err(EngineError::InvalidVerificationToken);
+        }
+        let user = user.into_user(email_index, now_ms);
+        let ticket = append(user.registered())?;
+        self.insert_user_in(slot, user);
+        Ok(ticket)
+    }
+
+    /// Creates an account without email verification (the offline `create-admin`).
+    pub fn register_direct(
+        &self,
+        email_index: Digest,
+        user: NewUser,
+        now_ms: Millis,
+        append: Append<'_>,
+    ) -> Result<Ticket, EngineError> {
+        let slot = match self.by_email.entry(email_index) {
+            dashmap::Entry::Occupied(_) => return Err(EngineError::EmailTaken),
+            dashmap::Entry::Vacant(slot) => slot,
+        };
+        let user = user.into_user(email_index, now_ms);
+        let ticket = append(user.registered())?;
+        self.insert_user_in(slot, user);
+        Ok(ticket)
+    }
+
+    // ----- users -------------------------------------------------------------------------
+
+    pub fn user(&self, id: UserId) -> Option<User> {
+        self.users.get(&id).map(|u| u.clone())
+    }
+
+    pub fn user_by_email(&self, email_index: &Digest) -> Option<User> {
+        let id = *self.by_email.get(email_index)?;
+        self.user(id)
+    }
+
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn update_profile(
+        &self,
+        id: UserId,
+        patch: ProfilePatch,
+        append: Append<'_>,
+    ) -> Result<Ticket, EngineError> {
+        let mut user = self
+            .users
+            .get_mut(&id)
+            .ok_or(EngineError::UserNotFound(id))?;
+        let ticket = append(Record::ProfileUpdated {
+            user: id,
+            name: patch.name.clone(),
+            phone: patch.phone.clone(),
+            address: patch.address.clone(),
+        })?;
+        patch_user(&mut user, &patch);
+        Ok(ticket)
+    }
+
+    pub fn change_role(
+        &self,
+        id: UserId,
+        role: Role,
+        append: Append<'_>,
+    ) -> Result<Ticket, EngineError> {
+        let mut user = self
+            .users
+            .get_mut(&id)
+            .ok_or(EngineError::UserNotFound(id))?;
+        let ticket = append(Record::RoleChanged { user: id, role })?;
+        user.role = role;
+        Ok(ticket)
+    }
+
+    pub fn change_password(
+        &self,
+        id: UserId,
+        password_hash: String,
+        append: Append<'_>,
+    ) -> Result<Ticket, EngineError> {
+        let mut user = self
+            .users
+            .get_mut(&id)
+            .ok_or(EngineError::UserNotFound(id))?;
+        let ticket = append(Record::PasswordChanged {
+            user: id,
+            password_hash: password_hash.clone(),
+        })?;
+        user.password_hash = password_hash;
+        Ok(ticket)
+    }
+
+    // ----- sessions ----------------------------------------------------------------------
+
+    pub fn start_session(
+        &self,
+        user: UserId,
+        token_hash: Digest,
+        expires_ms: Millis,
+        append: Append<'_>,
+    ) -> Result<Ticket, EngineError> {
+        if !self.users.contains_key(&user) {
+            return Err(EngineError::UserNotFound(user));
+        }
+        let family = self.next_family.fetch_add(1, Ordering::AcqRel);
+        let ticket = append(Record::SessionStarted {
+            family,
+            user,
+            token_hash,
+            expires_ms,
+        })?;
+        self.start_session_in(family, user, token_hash, expires_ms);
+        Ok(ticket)
+    }
+
+    /// Exchanges a refresh token for a new one. A token that was already exchanged is a
+    /// stolen copy or a replay: the whole family ends, and the caller gets `InvalidRefresh`.
+    pub fn refresh_session(
+        &self,
+        token_hash: Digest,
+        new_hash: Digest,
+        now_ms: Millis,
+        expires_ms: Millis,
+        append: Append<'_>,
+    ) -> Result<(UserId, Ticket), EngineError> {
+        let family = *self
+            .session_tokens
+            .get(&token_hash)
+            .ok_or(EngineError::InvalidRefresh)?;
+        let mut session = self
+            .sessions
+            .get_mut(&family)
+            .ok_or(EngineError::InvalidRefresh)?;
+        if session.ended.is_some() {
+            return Err(EngineError::InvalidRefresh);
+        }
+        if session.current != token_hash {
+            let _ = append(Record::SessionEnded {
+                family,
+                reason: SessionEnd::TokenReused,
+            })?;
+            session.ended = Some(SessionEnd::TokenReused);
+            tracing::warn!(family, user = %session.user, "refresh token reused; session family revoked");
+            return Err(EngineError::InvalidRefresh);
+        }
+        if now_ms > session.expires_ms {
+            return Err(EngineError::InvalidRefresh);
+        }
+        let ticket = append(Record::SessionRefreshed {
+            family,
+            token_hash: new_hash,
+            expires_ms,
+        })?;
+        self.rotate_in(&mut session, family, new_hash, expires_ms);
+        Ok((session.user, ticket))
+    }
+
+    /// Ends the session the refresh token belongs to (logout). Unknown tokens end nothing.
+    pub fn end_session(
+        &self,
+        token_hash: Digest,
+        append: Append<'_>,
+    ) -> Result<Option<Ticket>, EngineError> {
+        let Some(family) = self.session_tokens.get(&token_hash).map(|f| *f) else {
+            return Ok(None);
+        };
+        let Some(mut session) = self.sessions.get_mut(&family) else {
+            return Ok(None);
+        };
+        if session.ended.is_some() || session.current != token_hash {
+            return Ok(None);
+        }
+        let ticket = append(Record::SessionEnded {
+            family,
+            reason: SessionEnd::Logout,
+        })?;
+        session.ended = Some(SessionEnd::Logout);
+        Ok(Some(ticket))
+    }
+
+    pub fn revoke_access(
+        &self,
+        jti: Digest,
+        expires_ms: Millis,
+        append: Append<'_>,
+    ) -> Result<Ticket, EngineError> {
+        let ticket = append(Record::AccessRevoked { jti, expires_ms })?;
+        self.revoked.insert(jti, expires_ms);
+        Ok(ticket)
+    }
+
+    pub fn is_access_revoked(&self, jti: &Digest) -> bool {
+        self.revoked.contains_key(jti)
+    }
+
+    // ----- the mutations both paths share ------------------------------------------------
+
+    /// A new code voids any earlier code and the signup token it gave.
+    fn replace_verification(
+        &self,
+        entry: dashmap::Entry<'_, Digest, Verification>,
+        verification: Verification,
+    ) {
+        match entry {
+            dashmap::Entry::Occupied(mut old) => {
+                if let Some((token, _)) = old.get().token {
+                    self.signup_tokens.remove(&token);
+                }
+                old.insert(verification);
+            }
+            dashmap::Entry::Vacant(slot) => {
+                slot.insert(verification);
+            }
+        }
+    }
+
+    fn confirm_in(
+        &self,
+        v: &mut Verification,
+        email_index: Digest,
+        token_hash: Digest,
+        expires_ms: Millis,
+    ) {
+        v.code_hash = None;
+        if let Some((old, _)) = v.token.replace((token_hash, expires_ms)) {
+            self.signup_tokens.remove(&old);
+        }
+        self.signup_tokens.insert(token_hash, email_index);
+    }
+
+    fn insert_user_in(
+        &self,
+        slot: dashmap::mapref::entry::VacantEntry<'_, Digest, UserId>,
+        user: User,
+    ) {
+        // The verification is spent with the signup.
+        if let Some((_, v)) = self.verifications.remove(&user.email_index)
+            && let Some((token, _)) = v.token
+        {
+            self.signup_tokens.remove(&token);
+        }
+        self.next_user.fetch_max(user.id.0 + 1, Ordering::AcqRel);
+        slot.insert(user.id);
+        self.users.insert(user.id, user);
+    }
+
+    fn start_session_in(&self, family: u64, user: UserId, token_hash: Digest, expires_ms: Millis) {
+        self.next_family.fetch_max(family + 1, Ordering::AcqRel);
+        self.session_tokens.insert(token_hash, family);
+        self.sessions.insert(
+            family,
+            Session {
+                user,
+                current: token_hash,
+                expires_ms,
+                issued: vec![token_hash],
+                ended: None,
+            },
+        );
+    }
+
+    fn rotate_in(
+        &self,
+        session: &mut Session,
+        family: u64,
+        token_hash: Digest,
+        expires_ms: Millis,
+    ) {
+        session.current = token_hash;
+        session.expires_ms = expires_ms;
+        session.issued.push(token_hash);
+        self.session_tokens.insert(token_hash, family);
+    }
+}
+
+impl Verification {
+    fn new(email: Sealed, code_hash: Digest, issued_ms: Millis, expires_ms: Millis) -> Self {
+        Self {
+            email,
+            code_hash: Some(code_hash),
+            issued_ms,
+            expires_ms,
+            failed: 0,
+            token: None,
+        }
+    }
+}
+
+impl NewUser {
+    fn into_user(self, email_index: Digest, created_ms: Millis) -> User {
+        User {
+            id: self.id,
+            email_index,
+            email: self.email,
+            name: self.name,
+            phone: self.phone,
+            address: self.address,
+            password_hash: self.password_hash,
+            role: self.role,
+            created_ms,
+        }
+    }
+}
+
+impl User {
+    fn registered(&self) -> Record {
+        Record::UserRegistered {
+            user: self.id,
+            email_index: self.email_index,
+            email: self.email.clone(),
+            name: self.name.clone(),
+            phone: self.phone.clone(),
+            address: self.address.clone(),
+            password_hash: self.password_hash.clone(),
+            role: self.role,
+            created_ms: self.created_ms,
+        }
+    }
+}
+
+fn patch_user(user: &mut User, patch: &ProfilePatch) {
+    if let Some(name) = &patch.name {
+        user.name = name.clone();
+    }
+    if let Some(phone) = &patch.phone {
+        user.phone = phone.clone();
+    }
+    if let Some(address) = &patch.address {
+        user.address = address.clone();
+    }
+}

@@ -1,0 +1,403 @@
+//! The engine's account operations, in plaintext at this boundary: here personal data is
+//! sealed to its row and field, emails are turned into blind indexes, codes and tokens are
+//! generated and only their keyed hashes kept.
+
+use crate::accounts::{Email, NewUser, ProfilePatch, User};
+use crate::clock::Millis;
+use crate::crypto::{random_code, random_token};
+use crate::error::EngineError;
+use crate::ids::UserId;
+use crate::record::{Digest, Role};
+use crate::wal::Ticket;
+
+use super::Engine;
+
+pub const NAME_CHARS_MAX: usize = 100;
+pub const PHONE_CHARS_MAX: usize = 32;
+pub const ADDRESS_CHARS_MAX: usize = 500;
+
+/// What signup takes besides the token and the password.
+#[derive(Debug, Clone, Default)]
+pub struct SignupProfile {
+    pub name: String,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+}
+
+/// A profile change; `None` leaves a field, `Some(None)` clears an optional one.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileChange {
+    pub name: Option<String>,
+    pub phone: Option<Option<String>>,
+    pub address: Option<Option<String>>,
+}
+
+/// An account's data, decrypted for its owner.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub user_id: UserId,
+    pub email: String,
+    pub name: String,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+    pub role: Role,
+    pub created_ms: Millis,
+}
+
+impl std::fmt::Debug for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Profile")
+            .field("user_id", &self.user_id)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+const CODE_PURPOSE: &str = "verification-code";
+const SIGNUP_TOKEN_PURPOSE: &str = "signup-token";
+const REFRESH_TOKEN_PURPOSE: &str = "refresh-token";
+const JTI_PURPOSE: &str = "access-token-id";
+
+impl Engine {
+    /// Issues a code for `email` and answers it (for the mailer). A second request within the
+    /// cooldown is refused with `VerificationCooldown`; the HTTP layer answers both alike.
+    pub fn request_verification(&self, email: &Email) -> Result<(String, Ticket), EngineError> {
+        let keys = self.keys();
+        let email_index = keys.blind_index(email.as_str());
+        let code = random_code();
+        let code_hash = self.code_hash(&email_index, &code);
+        let sealed =
+            keys.cipher()
+                .encrypt(&verification_row(&email_index), "email", email.as_str());
+        let wal = self.ready_wal()?;
+        let ticket = self.inner.state.accounts.issue_verification(
+            email_index,
+            sealed,
+            code_hash,
+            self.now_ms(),
+            &|r| wal.append(r),
+        )?;
+        Ok((code, ticket))
+    }
+
+    /// Checks a code; the right one yields a single-use signup token.
+    pub fn confirm_verification(
+        &self,
+        email: &Email,
+        code: &str,
+    ) -> Result<(String, Ticket), EngineError> {
+        let email_index = self.keys().blind_index(email.as_str());
+        let token = random_token();
+        let token_hash = self
+            .keys()
+            .secret_hash(SIGNUP_TOKEN_PURPOSE, token.as_bytes());
+        let code_hash = self.code_hash(&email_index, code);
+        let wal = self.ready_wal()?;
+        let ticket = self.inner.state.accounts.confirm_verification(
+            email_index,
+            code_hash,
+            token_hash,
+            self.now_ms(),
+            &|r| wal.append(r),
+        )?;
+        Ok((token, ticket))
+    }
+
+    /// Creates a customer account from a signup token. The password was checked against the
+    /// policy and hashed by the caller (on its bounded pool).
+    pub fn register(
+        &self,
+        signup_token: &str,
+        password_hash: String,
+        profile: SignupProfile,
+    ) -> Result<(UserId, Ticket), EngineError> {
+        let token_hash = self
+            .keys()
+            .secret_hash(SIGNUP_TOKEN_PURPOSE, signup_token.as_bytes());
+        let pending = self
+            .inner
+            .state
+            .accounts
+            .pending_signup(&token_hash, self.now_ms())
+            .ok_or(EngineError::InvalidVerificationToken)?;
+        let email = self
+            .keys()
+            .cipher()
+            .decrypt(
+                &verification_row(&pending.email_index),
+                "email",
+                &pending.sealed_email,
+            )
+            .map_err(|e| EngineError::LogFailed(format!("a sealed email does not open: {e}")))?;
+        let user = self.new_user(&email, password_hash, profile, Role::Customer)?;
+        let id = user.id;
+        let wal = self.ready_wal()?;
+        let ticket = self
+            .inner
+            .state
+            .accounts
+            .register(token_hash, user, self.now_ms(), &|r| wal.append(r))?;
+        Ok((id, ticket))
+    }
+
+    /// Creates an admin account, or promotes an existing one and sets its password.
+    pub fn create_admin(
+        &self,
+        email: &Email,
+        password_hash: String,
+    ) -> Result<(UserId, Ticket), EngineError> {
+        let email_index = self.keys().blind_index(email.as_str());
+        let accounts = &self.inner.state.accounts;
+        if let Some(existing) = accounts.user_by_email(&email_index) {
+            let wal = self.ready_wal()?;
+            let _ = accounts.change_role(existing.id, Role::Admin, &|r| wal.append(r))?;
+            let ticket =
+                accounts.change_password(existing.id, password_hash, &|r| wal.append(r))?;
+            return Ok((existing.id, ticket));
+        }
+        let profile = SignupProfile {
+            name: "Administrator".into(),
+            ..SignupProfile::default()
+        };
+        let user = self.new_user(email.as_str(), password_hash, profile, Role::Admin)?;
+        let id = user.id;
+        let wal = self.ready_wal()?;
+        let ticket =
+            accounts.register_direct(email_index, user, self.now_ms(), &|r| wal.append(r))?;
+        Ok((id, ticket))
+    }
+
+    /// The account behind an email, for login: its id, role and password hash.
+    pub fn account_by_email(&self, email: &Email) -> Option<(UserId, Role, String)> {
+        let email_index = self.keys().blind_index(email.as_str());
+        self.inner
+            .state
+            .accounts
+            .user_by_email(&email_index)
+            .map(|u| (u.id, u.role, u.password_hash))
+    }
+
+    pub fn role_of(&self, user: UserId) -> Option<Role> {
+        self.inner.state.accounts.user(user).map(|u| u.role)
+    }
+
+    pub fn profile(&self, user: UserId) -> Result<Profile, EngineError> {
+        let user = self
+            .inner
+            .state
+            .accounts
+            .user(user)
+            .ok_or(EngineError::UserNotFound(user))?;
+        self.open_profile(&user)
+    }
+
+    pub fn update_profile(
+        &self,
+        user: UserId,
+        change: ProfileChange,
+    ) -> Result<(Profile, Ticket), EngineError> {
+        let row = user.to_string();
+        let cipher = self.keys().cipher();
+        let mut patch = ProfilePatch::default();
+        if let Some(name) = &change.name {
+            patch.name = Some(cipher.encrypt(&row, "name", &valid_name(name)?));
+        }
+        if let Some(phone) = &change.phone {
+            patch.phone = Some(match phone {
+                Some(phone) => Some(cipher.encrypt(&row, "phone", &valid_phone(phone)?)),
+                None => None,
+            });
+        }
+        if let Some(address) = &change.address {
+            patch.address = Some(match address {
+                Some(address) => Some(cipher.encrypt(&row, "address", &valid_address(address)?)),
+                None => None,
+            });
+        }
+        let wal = self.ready_wal()?;
+        let ticket = self
+            .inner
+            .state
+            .accounts
+            .update_profile(user, patch, &|r| wal.append(r))?;
+        Ok((self.profile(user)?, ticket))
+    }
+
+    // ----- sessions ----------------------------------------------------------------------
+
+    /// Starts a session (a refresh-token family) and answers its first refresh token.
+    pub fn start_session(
+        &self,
+        user: UserId,
+        ttl_ms: Millis,
+    ) -> Result<(String, Ticket), EngineError> {
+        let token = random_token();
+        let token_hash = self
+            .keys()
+            .secret_hash(REFRESH_TOKEN_PURPOSE, token.as_bytes());
+        let expires_ms = self.now_ms().saturating_add(ttl_ms);
+        let wal = self.ready_wal()?;
+        let ticket =
+            self.inner
+                .state
+                .accounts
+                .start_session(user, token_hash, expires_ms, &|r| wal.append(r))?;
+        Ok((token, ticket))
+    }
+
+    /// Rotates a refresh token: answers the user and the new token. A reused token revokes
+    /// its whole family.
+    pub fn refresh_session(
+        &self,
+        token: &str,
+        ttl_ms: Millis,
+    ) -> Result<(UserId, String, Ticket), EngineError> {
+        let keys = self.keys();
+        let token_hash = keys.secret_hash(REFRESH_TOKEN_PURPOSE, token.as_bytes());
+        let new_token = random_token();
+        let new_hash = keys.secret_hash(REFRESH_TOKEN_PURPOSE, new_token.as_bytes());
+        let now = self.now_ms();
+        let wal = self.ready_wal()?;
+        let (user, ticket) = self.inner.state.accounts.refresh_session(
+            token_hash,
+            new_hash,
+            now,
+            now.saturating_add(ttl_ms),
+            &|r| wal.append(r),
+        )?;
+        Ok((user, new_token, ticket))
+    }
+
+    /// Ends the session of a refresh token (logout); unknown or spent tokens end nothing.
+    pub fn end_session(&self, token: &str) -> Result<Option<Ticket>, EngineError> {
+        let token_hash = self
+            .keys()
+            .secret_hash(REFRESH_TOKEN_PURPOSE, token.as_bytes());
+        let wal = self.ready_wal()?;
+        self.inner
+            .state
+            .accounts
+            .end_session(token_hash, &|r| wal.append(r))
+    }
+
+    /// Refuses an access token's id until `expires_ms`.
+    pub fn revoke_access(&self, jti: &str, expires_ms: Millis) -> Result<Ticket, EngineError> {
+        let jti_hash = self.keys().secret_hash(JTI_PURPOSE, jti.as_bytes());
+        let wal = self.ready_wal()?;
+        self.inner
+            .state
+            .accounts
+            .revoke_access(jti_hash, expires_ms, &|r| wal.append(r))
+    }
+
+    pub fn is_access_revoked(&self, jti: &str) -> bool {
+        let jti_hash = self.keys().secret_hash(JTI_PURPOSE, jti.as_bytes());
+        self.inner.state.accounts.is_access_revoked(&jti_hash)
+    }
+
+    // ----- the pieces ----------------------------------------------------------------------
+
+    fn code_hash(&self, email_index: &Digest, code: &str) -> Digest {
+        // Bound to the address, so a code mailed to one address never confirms another.
+        let mut input = Vec::with_capacity(email_index.len() + code.len());
+        input.extend_from_slice(email_index);
+        input.extend_from_slice(code.trim().as_bytes());
+        self.keys().secret_hash(CODE_PURPOSE, &input)
+    }
+
+    fn new_user(
+        &self,
+        email: &str,
+        password_hash: String,
+        profile: SignupProfile,
+        role: Role,
+    ) -> Result<NewUser, EngineError> {
+        let name = valid_name(&profile.name)?;
+        let phone = profile.phone.as_deref().map(valid_phone).transpose()?;
+        let address = profile.address.as_deref().map(valid_address).transpose()?;
+        let id = self.inner.state.accounts.allocate_user_id();
+        let row = id.to_string();
+        let cipher = self.keys().cipher();
+        Ok(NewUser {
+            id,
+            email: cipher.encrypt(&row, "email", email),
+            name: cipher.encrypt(&row, "name", &name),
+            phone: phone.map(|p| cipher.encrypt(&row, "phone", &p)),
+            address: address.map(|a| cipher.encrypt(&row, "address", &a)),
+            password_hash,
+            role,
+        })
+    }
+
+    fn open_profile(&self, user: &User) -> Result<Profile, EngineError> {
+        let row = user.id.to_string();
+        let cipher = self.keys().cipher();
+        let open = |field: &str, sealed: &[u8]| {
+            cipher
+                .decrypt(&row, field, sealed)
+                .map_err(|e| EngineError::LogFailed(format!("{row}.{field} does not decrypt: {e}")))
+        };
+        Ok(Profile {
+            user_id: user.id,
+            email: open("email", &user.email)?,
+            name: open("name", &user.name)?,
+            phone: user
+                .phone
+                .as_deref()
+                .map(|p| open("phone", p))
+                .transpose()?,
+            address: user
+                .address
+                .as_deref()
+                .map(|a| open("address", a))
+                .transpose()?,
+            role: user.role,
+            created_ms: user.created_ms,
+        })
+    }
+}
+
+fn verification_row(email_index: &Digest) -> String {
+    let hex: String = email_index.iter().map(|b| format!("{b:02x}")).collect();
+    format!("vrf_{hex}")
+}
+
+fn valid_name(name: &str) -> Result<String, EngineError> {
+    let name = name.trim();
+    if name.is_empty()
+        || name.chars().count() > NAME_CHARS_MAX
+        || name.chars().any(char::is_control)
+    {
+        return Err(EngineError::InvalidProfile(
+            "name must be 1 to 100 characters",
+        ));
+    }
+    Ok(name.to_string())
+}
+
+fn valid_phone(phone: &str) -> Result<String, EngineError> {
+    let phone = phone.trim();
+    let digits = phone.chars().filter(char::is_ascii_digit).count();
+    let allowed = phone
+        .chars()
+        .all(|c| c.is_ascii_digit() || " +-().".contains(c));
+    if !allowed || !(5..=20).contains(&digits) || phone.chars().count() > PHONE_CHARS_MAX {
+        return Err(EngineError::InvalidProfile(
+            "phone must be 5 to 20 digits, optionally with + - ( ) . and spaces",
+        ));
+    }
+    Ok(phone.to_string())
+}
+
+fn valid_address(address: &str) -> Result<String, EngineError> {
+    let address = address.trim();
+    if address.is_empty()
+        || address.chars().count() > ADDRESS_CHARS_MAX
+        || address.chars().any(|c| c.is_control() && c != '\n')
+    {
+        return Err(EngineError::InvalidProfile(
+            "address must be 1 to 500 characters",
+        ));
+    }
+    Ok(address.to_string())
+}
