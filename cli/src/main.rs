@@ -1,6 +1,8 @@
 //! `allot`: serves the shop, administers a data directory offline, and drives load.
 
+mod admin;
 mod db;
+mod demo;
 mod load;
 mod serve;
 
@@ -30,6 +32,9 @@ enum Command {
     /// Offline maintenance of a data directory (the server must be stopped).
     #[command(subcommand)]
     Db(db::DbCommand),
+    /// Offline administration: accounts (the server must be stopped).
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
     /// Tools for tests: a purchase load against a data directory.
     #[command(subcommand, hide = true)]
     Debug(load::DebugCommand),
@@ -41,6 +46,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Db(command) => db::run(command),
+        Command::Admin(command) => admin::run(command),
         Command::Debug(command) => load::run(command),
     };
     match result {

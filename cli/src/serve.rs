@@ -10,7 +10,8 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use allot_engine::{Engine, EngineConfig, SystemClock};
-use allot_server::AppState;
+use allot_server::mail::{MailConfig, MailTransportConfig, Mailer};
+use allot_server::{AppState, ServerConfig};
 
 use crate::DataDirArg;
 
@@ -21,7 +22,32 @@ pub struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     data: DataDirArg,
+    /// Cookies without `Secure`, for plain-HTTP local use (never behind a public address).
+    #[arg(long, env = "ALLOT_INSECURE_COOKIES")]
+    insecure_cookies: bool,
+    /// Requests per minute and client IP on the auth endpoints; 0 turns the budget off (load
+    /// tests from one machine). Per-account login limits stay on.
+    #[arg(long, env = "ALLOT_IP_RATE_LIMIT", default_value_t = 60)]
+    ip_rate_limit: u32,
+    /// Send mail over SMTP: `smtp://host:port` (local relay), `smtp://user:pass@host:587?tls=required`
+    /// (STARTTLS) or `smtps://user:pass@host:465`. Without it, mails are written as `.eml` files
+    /// under `<data-dir>/mail/`.
+    #[arg(long, env = "ALLOT_SMTP_URL", hide_env_values = true)]
+    smtp_url: Option<String>,
+    /// Do not load the demo catalog into an empty catalog.
+    #[arg(long, env = "ALLOT_NO_DEMO_CATALOG")]
+    no_demo_catalog: bool,
+    /// The From address of outgoing mail.
+    #[arg(
+        long,
+        env = "ALLOT_MAIL_FROM",
+        default_value = "allot <no-reply@allot.local>"
+    )]
+    mail_from: String,
 }
+
+/// How long a clean stop waits for queued mail.
+const MAIL_DRAIN_MS: u64 = 5_000;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -41,7 +67,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     println!("allot listening on http://{address}");
     tracing::info!(%address, data_dir = %args.data.data_dir.display(), "listening; recovering");
 
-    let state = AppState::new();
+    let transport = match &args.smtp_url {
+        Some(url) => MailTransportConfig::Smtp { url: url.clone() },
+        None => MailTransportConfig::Files {
+            dir: args.data.data_dir.join("mail"),
+        },
+    };
+    let mailer = Mailer::start(MailConfig {
+        transport,
+        from: args.mail_from.clone(),
+    })
+    .context("configuring mail")?;
+    let config = ServerConfig {
+        insecure_cookies: args.insecure_cookies,
+        ip_rate_limit_per_min: args.ip_rate_limit,
+    };
+    let state = AppState::new(&config, mailer.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = tokio::spawn(allot_server::serve(listener, state.clone(), {
         let mut stop_rx = stop_rx.clone();
@@ -68,14 +109,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             return Err(error).context("opening the data directory");
         }
     };
+    if !args.no_demo_catalog {
+        let seeding = engine.clone();
+        let seeded = tokio::task::spawn_blocking(move || crate::demo::seed_if_empty(&seeding))
+            .await
+            .context("seeding task")?
+            .context("loading the demo catalog")?;
+        if seeded > 0 {
+            tracing::info!(products = seeded, "demo catalog loaded");
+        }
+    }
     let report = engine.recovery_report();
     if let Some(cut) = &report.tail_cut {
         tracing::warn!(at = cut.at_key, batches = cut.batches_removed, reason = %cut.reason, "a damaged log tail was cut");
     }
     state.install_engine(engine.clone());
+    // The first dummy check computes its hash; pay that now, not in the first unknown login.
+    tokio::task::spawn_blocking(|| allot_engine::password::verify_dummy(""));
     tracing::info!(last_seq = report.last_seq, "ready");
 
     server.await.context("server task")?.context("serving")?;
+    mailer
+        .shutdown(std::time::Duration::from_millis(MAIL_DRAIN_MS))
+        .await;
     tokio::task::spawn_blocking(move || engine.close())
         .await
         .context("closing the engine")?

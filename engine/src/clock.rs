@@ -95,9 +95,124 @@ pub fn rfc3339(ms: Millis) -> String {
     format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
 }
 
+/// Parses an RFC 3339 timestamp (`2026-11-24T03:50:00Z`, optional fraction, `Z` or `±HH:MM`)
+/// into UTC milliseconds. Anything else, or a time before 1970, is `None`.
+pub fn parse_rfc3339(text: &str) -> Option<Millis> {
+    let b = text.as_bytes();
+    let digits = |from: usize, len: usize| -> Option<i64> {
+        let part = b.get(from..from + len)?;
+        part.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| part.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
+    };
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (digits(0, 4)?, digits(5, 2)?, digits(8, 2)?);
+    let (hour, minute, second) = (digits(11, 2)?, digits(14, 2)?, digits(17, 2)?);
+    let mut at = 19;
+    let mut millis = 0i64;
+    if b.get(at) == Some(&b'.') {
+        let start = at + 1;
+        let mut end = start;
+        while end < b.len() && b[end].is_ascii_digit() {
+            end += 1;
+        }
+        if end == start {
+            return None;
+        }
+        let fraction = &text[start..end.min(start + 3)];
+        millis = fraction.parse::<i64>().ok()? * 10i64.pow(3 - fraction.len() as u32);
+        at = end;
+    }
+    let offset_minutes = match b.get(at..)? {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (h, m) = (digits(at + 1, 2)?, digits(at + 4, 2)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            if *sign == b'+' {
+                h * 60 + m
+            } else {
+                -(h * 60 + m)
+            }
+        }
+        _ => return None,
+    };
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > month_days[(month - 1) as usize]
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    // Days since 1970-01-01 from a civil date (H. Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
+    u64::try_from(seconds * 1_000 + millis).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_parses_what_it_formats_and_offsets() {
+        for ms in [0, 951_782_400_000, 1_795_492_200_123] {
+            assert_eq!(parse_rfc3339(&rfc3339(ms)), Some(ms));
+        }
+        assert_eq!(
+            parse_rfc3339("2026-11-24T12:50:00+09:00"),
+            Some(1_795_492_200_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-24T03:50:00.5Z"),
+            Some(1_795_492_200_500)
+        );
+        for bad in [
+            "",
+            "2026-11-24",
+            "2026-11-24 03:50:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-11-24T24:00:00Z",
+            "2026-11-24T03:50:00",
+            "2026-11-24T03:50:00+9:00",
+            "1969-12-31T23:59:59Z",
+            "2026-11-24T03:50:00.Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad:?} parsed");
+        }
+    }
 
     #[test]
     fn timestamps_format_as_rfc3339_utc() {

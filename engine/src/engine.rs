@@ -2,6 +2,7 @@
 //! (expiry scheduler, snapshotter).
 
 pub mod accounts;
+pub mod catalog;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;

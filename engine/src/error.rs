@@ -2,7 +2,7 @@
 //! problem `type` in one place.
 
 use crate::clock::Millis;
-use crate::ids::{ReservationId, Sku, UserId};
+use crate::ids::{ProductId, ReservationId, Sku, UserId};
 use crate::record::Seq;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +51,12 @@ pub enum EngineError {
     UserNotFound(UserId),
     #[error("the refresh token is invalid, expired or revoked")]
     InvalidRefresh,
+    #[error("product {0} does not exist")]
+    ProductNotFound(ProductId),
+    #[error("{0}")]
+    InvalidProduct(&'static str),
+    #[error("{0}")]
+    InvalidWishlistItem(&'static str),
     #[error("the engine is shutting down")]
     ShuttingDown,
     #[error("the log could not be written, the engine stopped taking writes: {0}")]

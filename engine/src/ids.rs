@@ -68,6 +68,11 @@ id_type!(
     ReservationId,
     "rsv"
 );
+id_type!(
+    /// A product of the catalog; it sells through the SKU with the same number.
+    ProductId,
+    "prd"
+);
 
 #[cfg(test)]
 mod tests {

@@ -3,6 +3,7 @@
 //! state after a restart. See DESIGN.md, "The engine".
 
 pub mod accounts;
+pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod counter;
@@ -17,18 +18,21 @@ pub mod recovery;
 pub mod state;
 mod store;
 pub mod wal;
+pub mod wishlist;
 
 pub use accounts::Email;
+pub use catalog::{NewProduct, Product, ProductChange, ProductStatus, ProductVersion};
 pub use clock::{Clock, ManualClock, Millis, SystemClock};
 pub use config::{Durability, EngineConfig};
 pub use counter::{SKU_UNITS_MAX, SkuCounter, StockCounts};
 pub use crypto::Keys;
 pub use engine::accounts::{Profile, ProfileChange, SignupProfile};
+pub use engine::catalog::ProductView;
 pub use engine::{Engine, EngineStats};
 pub use error::{ApplyError, EngineError, OpenError};
-pub use ids::{ReservationId, Sku, UserId};
+pub use ids::{ProductId, ReservationId, Sku, UserId};
 pub use inspect::{Inspection, SnapshotInfo, inspect};
-pub use record::{Record, ReleaseReason, Role, Seq};
+pub use record::{ProductDetails, ProductKind, Record, ReleaseReason, Role, Seq};
 pub use recovery::{RecoveryReport, TailCut};
 pub use state::{Reservation, ReservationStatus, StateImage};
 pub use wal::Ticket;

@@ -4,7 +4,7 @@
 use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::clock::Millis;
-use crate::ids::{ReservationId, Sku, UserId};
+use crate::ids::{ProductId, ReservationId, Sku, UserId};
 
 /// Log sequence number: the position of a record in the log, starting at 1.
 pub type Seq = u64;
@@ -112,6 +112,70 @@ pub enum Record {
         jti: Digest,
         expires_ms: Millis,
     },
+
+    // ----- catalog and wishlists
+    /// A product and its SKU (`Sku(product.0)`) came into existence: version 1.
+    ProductCreated {
+        product: ProductId,
+        kind: ProductKind,
+        details: ProductDetails,
+        sale_opens_ms: Option<Millis>,
+        sale_closes_ms: Option<Millis>,
+        per_user_limit: Option<u32>,
+        stock_total: u32,
+        created_ms: Millis,
+    },
+    /// A new immutable version of a product's details (name, description, price) or sale
+    /// window; earlier versions stay readable.
+    ProductVersioned {
+        product: ProductId,
+        version: u32,
+        details: ProductDetails,
+        sale_opens_ms: Option<Millis>,
+        sale_closes_ms: Option<Millis>,
+        at_ms: Millis,
+    },
+    WishlistItemPut {
+        user: UserId,
+        product: ProductId,
+        quantity: u32,
+        note: String,
+        at_ms: Millis,
+    },
+    WishlistItemRemoved {
+        user: UserId,
+        product: ProductId,
+    },
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[rkyv(derive(Debug, PartialEq, Eq))]
+pub enum ProductKind {
+    /// Buyable any time while in stock.
+    General,
+    /// Buyable only inside its sale window.
+    Limited,
+}
+
+impl ProductKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProductKind::General => "general",
+            ProductKind::Limited => "limited",
+        }
+    }
+}
+
+/// What a customer sees of a product at one version.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct ProductDetails {
+    pub name: String,
+    pub description: String,
+    /// In the currency's minor unit.
+    pub price: u64,
+    /// ISO 4217, upper case.
+    pub currency: String,
 }
 
 /// A keyed hash (HMAC-SHA256).

@@ -26,12 +26,14 @@ pub use image::{
 };
 
 use crate::accounts::Accounts;
+use crate::catalog::{Catalog, NewProduct, Product, ProductChange, ProductVersion, validate_new};
 use crate::clock::Millis;
 use crate::counter::{CounterRefusal, SKU_UNITS_MAX, SkuCounter, StockCounts};
 use crate::error::{ApplyError, EngineError};
-use crate::ids::{ReservationId, Sku, UserId};
+use crate::ids::{ProductId, ReservationId, Sku, UserId};
 use crate::record::{Record, ReleaseReason, Seq};
 use crate::wal::Ticket;
+use crate::wishlist::Wishlists;
 
 /// Most units one reservation may take.
 pub const RESERVATION_UNITS_MAX: u32 = 1_000;
@@ -87,6 +89,8 @@ pub struct State {
     deadlines: Mutex<BTreeSet<(Millis, ReservationId)>>,
     next_reservation: AtomicU64,
     pub accounts: Accounts,
+    pub catalog: Catalog,
+    pub wishlists: Wishlists,
 }
 
 fn apply_error(seq: Seq, reason: impl Into<String>) -> ApplyError {
@@ -101,6 +105,7 @@ impl State {
         Self {
             next_reservation: AtomicU64::new(1),
             accounts: Accounts::new(),
+            catalog: Catalog::new(),
             ..Default::default()
         }
     }
@@ -179,8 +184,62 @@ impl State {
                     .ok_or_else(|| apply_error(seq, format!("{sku} does not exist")))?;
                 Self::promise_units(&entry, quantity).map_err(|e| apply_error(seq, e.to_string()))
             }
+            Record::ProductCreated {
+                product,
+                kind,
+                ref details,
+                sale_opens_ms,
+                sale_closes_ms,
+                per_user_limit,
+                stock_total,
+                created_ms,
+            } => self
+                .insert_sku(Sku(product.0), stock_total, per_user_limit)
+                .and_then(|()| {
+                    self.catalog.insert(Product {
+                        id: product,
+                        kind,
+                        per_user_limit,
+                        created_ms,
+                        versions: vec![ProductVersion {
+                            version: 1,
+                            details: details.clone(),
+                            sale_opens_ms,
+                            sale_closes_ms,
+                            at_ms: created_ms,
+                        }],
+                    })
+                })
+                .map_err(|e| apply_error(seq, format!("{product}: {e}"))),
+            Record::ProductVersioned {
+                product,
+                version,
+                ref details,
+                sale_opens_ms,
+                sale_closes_ms,
+                at_ms,
+            } => {
+                let version = ProductVersion {
+                    version,
+                    details: details.clone(),
+                    sale_opens_ms,
+                    sale_closes_ms,
+                    at_ms,
+                };
+                self.catalog
+                    .add_version(
+                        product,
+                        Some(version),
+                        &ProductChange::default(),
+                        at_ms,
+                        |_| Ok(()),
+                    )
+                    .map(drop)
+                    .map_err(|e| apply_error(seq, format!("{product}: {e}")))
+            }
             _ => {
-                let applied = self.accounts.apply(seq, record)?;
+                let applied =
+                    self.accounts.apply(seq, record)? || self.wishlists.apply(seq, record)?;
                 debug_assert!(applied, "a record no view applies: {record:?}");
                 Ok(())
             }
@@ -397,6 +456,72 @@ impl State {
         append(Record::Restocked { sku, quantity }).inspect_err(|_| {
             entry.stock_promised.fetch_sub(quantity, Ordering::AcqRel);
         })
+    }
+
+    pub fn create_product(
+        &self,
+        id: ProductId,
+        new: NewProduct,
+        now_ms: Millis,
+        append: impl FnOnce(Record) -> Result<Ticket, EngineError>,
+    ) -> Result<(Product, Ticket), EngineError> {
+        validate_new(&new)?;
+        // As with `create_sku`: the SKU's slot stays locked until the record is queued.
+        let slot = match self.skus.entry(Sku(id.0)) {
+            dashmap::Entry::Occupied(_) => {
+                return Err(EngineError::InvalidProduct("the product exists"));
+            }
+            dashmap::Entry::Vacant(slot) => slot,
+        };
+        let product = Product {
+            id,
+            kind: new.kind,
+            per_user_limit: new.per_user_limit,
+            created_ms: now_ms,
+            versions: vec![ProductVersion {
+                version: 1,
+                details: new.details.clone(),
+                sale_opens_ms: new.sale_opens_ms,
+                sale_closes_ms: new.sale_closes_ms,
+                at_ms: now_ms,
+            }],
+        };
+        let ticket = append(Record::ProductCreated {
+            product: id,
+            kind: new.kind,
+            details: new.details,
+            sale_opens_ms: new.sale_opens_ms,
+            sale_closes_ms: new.sale_closes_ms,
+            per_user_limit: new.per_user_limit,
+            stock_total: new.stock_total,
+            created_ms: now_ms,
+        })?;
+        self.catalog.insert(product.clone())?;
+        slot.insert(SkuEntry::new(new.stock_total, new.per_user_limit));
+        Ok((product, ticket))
+    }
+
+    pub fn update_product(
+        &self,
+        id: ProductId,
+        change: &ProductChange,
+        now_ms: Millis,
+        append: impl FnOnce(Record) -> Result<Ticket, EngineError>,
+    ) -> Result<(ProductVersion, Ticket), EngineError> {
+        let mut ticket = None;
+        let version = self.catalog.add_version(id, None, change, now_ms, |v| {
+            ticket = Some(append(Record::ProductVersioned {
+                product: id,
+                version: v.version,
+                details: v.details.clone(),
+                sale_opens_ms: v.sale_opens_ms,
+                sale_closes_ms: v.sale_closes_ms,
+                at_ms: v.at_ms,
+            })?);
+            Ok(())
+        })?;
+        let ticket = ticket.expect("a version is only added once its record is queued");
+        Ok((version, ticket))
     }
 
     /// Pops the reservations whose deadline is at or before `now_ms` and that are still active.

@@ -1,49 +1,106 @@
 //! The thin HTTP layer of allot: routes, extractors and JSON <-> engine calls. No business
 //! rule lives here; a handler parses, calls one engine method, and maps the answer.
 
+pub mod auth;
+mod json;
+pub mod mail;
+mod openapi;
 pub mod problem;
+mod routes;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use axum::extract::{FromRef, FromRequestParts, State};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequestParts};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use allot_engine::Engine;
+pub use auth::{CookiePolicy, IpBudget, LoginThrottle, PasswordPool, TokenSigner};
+pub use mail::Mailer;
 pub use problem::Problem;
 
 /// Largest request body accepted.
 pub const REQUEST_BODY_BYTES_MAX: usize = 64 * 1024;
 /// Longest a request may take before it is answered 408.
 pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// Logins (argon2 checks) that may wait for the password pool before more are refused.
+pub const PASSWORD_QUEUE_MAX: usize = 256;
+
+/// How the HTTP layer behaves; parsed once in `main`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Cookies without `Secure`, for plain-HTTP local use.
+    pub insecure_cookies: bool,
+    /// Requests per minute and IP on the auth endpoints; 0 turns the budget off.
+    pub ip_rate_limit_per_min: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            insecure_cookies: false,
+            ip_rate_limit_per_min: 60,
+        }
+    }
+}
 
 /// What every handler can reach. The engine arrives once recovery is done; until then the
 /// server answers `/healthz` but refuses work with 503 `not_ready`.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct AppState {
-    engine: Arc<OnceLock<Engine>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    ready: OnceLock<ReadyParts>,
+    mailer: Mailer,
+    cookies: CookiePolicy,
+    ip_budget: IpBudget,
+    login_throttle: LoginThrottle,
+    passwords: PasswordPool,
+}
+
+/// What exists only once the engine is open.
+struct ReadyParts {
+    engine: Engine,
+    signer: TokenSigner,
 }
 
 impl AppState {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(config: &ServerConfig, mailer: Mailer) -> Self {
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            shared: Arc::new(Shared {
+                ready: OnceLock::new(),
+                mailer,
+                cookies: CookiePolicy {
+                    secure: !config.insecure_cookies,
+                },
+                ip_budget: IpBudget::new(config.ip_rate_limit_per_min),
+                login_throttle: LoginThrottle::new(),
+                passwords: PasswordPool::new(workers, PASSWORD_QUEUE_MAX),
+            }),
+        }
     }
 
     /// Marks the server ready. Answers false if an engine was already installed.
     pub fn install_engine(&self, engine: Engine) -> bool {
-        self.engine.set(engine).is_ok()
+        let signer = TokenSigner::new(engine.keys().jwt_key());
+        self.shared.ready.set(ReadyParts { engine, signer }).is_ok()
     }
 
     pub fn engine(&self) -> Option<&Engine> {
-        self.engine.get()
+        self.shared.ready.get().map(|r| &r.engine)
+    }
+
+    pub fn mailer(&self) -> &Mailer {
+        &self.shared.mailer
     }
 }
 
@@ -67,12 +124,8 @@ where
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .fallback(not_found)
-        .with_state(state)
-        .layer(RequestBodyLimitLayer::new(REQUEST_BODY_BYTES_MAX))
+    routes::router(state)
+        .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_millis(REQUEST_TIMEOUT_MS),
@@ -86,27 +139,11 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
-}
-
-async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, Problem> {
-    let Ready(engine) = state
-        .engine()
-        .cloned()
-        .map(Ready)
-        .ok_or_else(Problem::not_ready)?;
-    Ok(Json(json!({
-        "status": "ready",
-        "last_seq": engine.durable_seq(),
-    })))
-}
-
-async fn not_found() -> Problem {
-    Problem::not_found("no such route")
+    // Peer addresses feed the per-IP budget of the auth endpoints.
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -7,14 +7,19 @@ use serde::Serialize;
 
 use allot_engine::EngineError;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// An RFC 9457 problem.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Problem {
     /// Stable snake_case code that clients branch on.
     #[serde(rename = "type")]
+    #[schema(example = "sold_out")]
     pub kind: &'static str,
     pub title: &'static str,
     pub status: u16,
     pub detail: String,
+    /// Seconds, sent as the `Retry-After` header with 429 and 503 answers.
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -29,7 +34,60 @@ impl Problem {
             title,
             status: status.as_u16(),
             detail: detail.into(),
+            retry_after: None,
         }
+    }
+
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
+    }
+
+    pub fn unauthenticated() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Unauthenticated",
+            "log in first: send the access_token cookie or an Authorization: Bearer token",
+        )
+    }
+
+    pub fn forbidden() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Forbidden",
+            "your role does not allow this",
+        )
+    }
+
+    pub fn csrf_failed() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "csrf_failed",
+            "CSRF check failed",
+            "send the csrf_token cookie's value in the X-CSRF-Token header",
+        )
+    }
+
+    pub fn rate_limited(retry_after_seconds: u64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many requests",
+            "slow down and try again after the Retry-After interval",
+        )
+        .with_retry_after(retry_after_seconds)
+    }
+
+    pub fn busy() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "Busy",
+            "too many logins at once; try again in a moment",
+        )
+        .with_retry_after(1)
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
@@ -50,10 +108,14 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, axum::Json(&self)).into_response();
-        response.headers_mut().insert(
+        let headers = response.headers_mut();
+        headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }
@@ -92,6 +154,48 @@ impl From<EngineError> for Problem {
             EngineError::ReservationExpired { .. } => {
                 (S::CONFLICT, "reservation_expired", "Reservation expired")
             }
+            EngineError::InvalidEmail => {
+                (S::UNPROCESSABLE_ENTITY, "invalid_email", "Invalid email")
+            }
+            EngineError::InvalidCode => (S::BAD_REQUEST, "invalid_code", "Invalid code"),
+            EngineError::CodeExpired => (S::GONE, "code_expired", "Code expired"),
+            EngineError::TooManyAttempts => (
+                S::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                "Too many attempts",
+            ),
+            EngineError::VerificationCooldown { retry_after_ms } => {
+                return Self::rate_limited(retry_after_ms.div_ceil(1000));
+            }
+            EngineError::InvalidVerificationToken => (
+                S::BAD_REQUEST,
+                "invalid_verification_token",
+                "Invalid verification token",
+            ),
+            EngineError::EmailTaken => (S::CONFLICT, "email_taken", "Email taken"),
+            EngineError::InvalidProfile(_) => (
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_profile",
+                "Invalid profile",
+            ),
+            // A token for an account that no longer exists.
+            EngineError::UserNotFound(_) => return Self::unauthenticated(),
+            EngineError::InvalidRefresh => {
+                (S::UNAUTHORIZED, "invalid_refresh", "Invalid refresh token")
+            }
+            EngineError::ProductNotFound(_) => {
+                (S::NOT_FOUND, "product_not_found", "Product not found")
+            }
+            EngineError::InvalidProduct(_) => (
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_product",
+                "Invalid product",
+            ),
+            EngineError::InvalidWishlistItem(_) => (
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_wishlist_item",
+                "Invalid wishlist item",
+            ),
             EngineError::ShuttingDown => (S::SERVICE_UNAVAILABLE, "shutting_down", "Shutting down"),
             EngineError::LogFailed(_) | EngineError::Open(_) => {
                 tracing::error!(%error, "engine failure answered as 500");

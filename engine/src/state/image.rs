@@ -8,10 +8,12 @@ use rkyv::{Archive, Deserialize, Serialize};
 
 use super::{Reservation, ReservationStatus, SkuEntry, State};
 use crate::accounts::{Accounts, AccountsImage};
+use crate::catalog::{Catalog, Product};
 use crate::clock::Millis;
 use crate::counter::{SKU_UNITS_MAX, SkuCounter, StockCounts};
 use crate::ids::{ReservationId, Sku, UserId};
 use crate::record::{ReleaseReason, Seq};
+use crate::wishlist::{WishItem, Wishlists};
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct StateImage {
@@ -21,6 +23,9 @@ pub struct StateImage {
     pub reservations: Vec<ReservationImage>,
     pub holds: Vec<HoldImage>,
     pub accounts: AccountsImage,
+    pub next_product: u64,
+    pub products: Vec<Product>,
+    pub wishlists: Vec<(UserId, Vec<WishItem>)>,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -111,6 +116,9 @@ impl State {
             reservations,
             holds,
             accounts: self.accounts.image(),
+            next_product: self.catalog.image().0,
+            products: self.catalog.image().1,
+            wishlists: self.wishlists.image(),
         }
     }
 
@@ -125,6 +133,8 @@ impl State {
             seq: AtomicU64::new(image.seq),
             next_reservation: AtomicU64::new(image.next_reservation),
             accounts: Accounts::from_image(&image.accounts),
+            catalog: Catalog::from_image(image.next_product, &image.products),
+            wishlists: Wishlists::from_image(&image.wishlists),
             ..Default::default()
         };
         for sku in &image.skus {
@@ -233,6 +243,11 @@ pub fn check_invariants(image: &StateImage) -> Vec<String> {
                 "{}: sold {} but its committed reservations hold {}",
                 sku.sku, sku.sold, sum.sold
             ));
+        }
+    }
+    for product in &image.products {
+        if !limits.contains_key(&Sku(product.id.0)) {
+            problems.push(format!("{} has no SKU", product.id));
         }
     }
     let recorded: BTreeMap<(UserId, Sku), u64> = image

@@ -1,0 +1,322 @@
+//! The catalog as a view of the log: products, each with every version it ever had, and the
+//! sale window that decides when a limited product can be bought.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::RwLock;
+use rkyv::{Archive, Deserialize, Serialize};
+
+use crate::clock::Millis;
+use crate::counter::{SKU_UNITS_MAX, StockCounts};
+use crate::error::EngineError;
+use crate::ids::{ProductId, Sku};
+use crate::record::{ProductDetails, ProductKind};
+
+pub const PRODUCT_NAME_CHARS_MAX: usize = 200;
+pub const PRODUCT_DESCRIPTION_CHARS_MAX: usize = 5_000;
+/// Highest price in minor units (10^12: a trillion won, ten billion dollars).
+pub const PRODUCT_PRICE_MAX: u64 = 1_000_000_000_000;
+/// Most versions one product keeps; a further change is refused.
+pub const PRODUCT_VERSIONS_MAX: usize = 10_000;
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ProductVersion {
+    pub version: u32,
+    pub details: ProductDetails,
+    pub sale_opens_ms: Option<Millis>,
+    pub sale_closes_ms: Option<Millis>,
+    pub at_ms: Millis,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Product {
+    pub id: ProductId,
+    pub kind: ProductKind,
+    pub per_user_limit: Option<u32>,
+    pub created_ms: Millis,
+    /// Oldest first; the last is current. Never empty.
+    pub versions: Vec<ProductVersion>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProductStatus {
+    Upcoming,
+    OnSale,
+    SoldOut,
+    Closed,
+}
+
+impl ProductStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProductStatus::Upcoming => "upcoming",
+            ProductStatus::OnSale => "on_sale",
+            ProductStatus::SoldOut => "sold_out",
+            ProductStatus::Closed => "closed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Upcoming, Self::OnSale, Self::SoldOut, Self::Closed]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+impl Product {
+    pub fn sku(&self) -> Sku {
+        Sku(self.id.0)
+    }
+
+    pub fn current(&self) -> &ProductVersion {
+        self.versions
+            .last()
+            .expect("a product has at least one version")
+    }
+
+    pub fn version(&self, version: u32) -> Option<&ProductVersion> {
+        self.versions.get((version as usize).checked_sub(1)?)
+    }
+
+    /// The status at `now_ms` with `counts` read from the SKU counter: a sale window is
+    /// half-open, `[opens, closes)`.
+    pub fn status(&self, counts: StockCounts, now_ms: Millis) -> ProductStatus {
+        let current = self.current();
+        if current.sale_opens_ms.is_some_and(|opens| now_ms < opens) {
+            return ProductStatus::Upcoming;
+        }
+        if current
+            .sale_closes_ms
+            .is_some_and(|closes| now_ms >= closes)
+        {
+            return ProductStatus::Closed;
+        }
+        if counts.available == 0 {
+            return ProductStatus::SoldOut;
+        }
+        ProductStatus::OnSale
+    }
+}
+
+/// A product as its creator describes it.
+#[derive(Debug, Clone)]
+pub struct NewProduct {
+    pub kind: ProductKind,
+    pub details: ProductDetails,
+    pub sale_opens_ms: Option<Millis>,
+    pub sale_closes_ms: Option<Millis>,
+    pub per_user_limit: Option<u32>,
+    pub stock_total: u32,
+}
+
+/// A change of a product; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ProductChange {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub price: Option<u64>,
+    pub currency: Option<String>,
+    pub sale_opens_ms: Option<Millis>,
+    pub sale_closes_ms: Option<Millis>,
+}
+
+#[derive(Debug, Default)]
+pub struct Catalog {
+    products: RwLock<BTreeMap<ProductId, Product>>,
+    next_product: AtomicU64,
+}
+
+impl Catalog {
+    pub fn new() -> Self {
+        Self {
+            products: RwLock::new(BTreeMap::new()),
+            next_product: AtomicU64::new(1),
+        }
+    }
+
+    pub fn allocate_id(&self) -> ProductId {
+        ProductId(self.next_product.fetch_add(1, Ordering::AcqRel))
+    }
+
+    pub fn get(&self, id: ProductId) -> Option<Product> {
+        self.products.read().get(&id).cloned()
+    }
+
+    pub fn contains(&self, id: ProductId) -> bool {
+        self.products.read().contains_key(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.products.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Products with ids after `after`, in id order, that `keep` accepts; at most `limit`.
+    pub fn page(
+        &self,
+        after: Option<ProductId>,
+        limit: usize,
+        mut keep: impl FnMut(&Product) -> bool,
+    ) -> Vec<Product> {
+        let products = self.products.read();
+        let start = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        products
+            .range((start, std::ops::Bound::Unbounded))
+            .map(|(_, p)| p)
+            .filter(|p| keep(p))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// Inserts a new product; the caller holds the SKU's slot and queues the record.
+    pub(crate) fn insert(&self, product: Product) -> Result<(), EngineError> {
+        let mut products = self.products.write();
+        if products.contains_key(&product.id) {
+            return Err(EngineError::InvalidProduct("the product exists"));
+        }
+        self.next_product
+            .fetch_max(product.id.0 + 1, Ordering::AcqRel);
+        products.insert(product.id, product);
+        Ok(())
+    }
+
+    /// Applies `change` as a new version under the catalog's write lock; `queue` logs it first.
+    pub(crate) fn add_version(
+        &self,
+        id: ProductId,
+        version: Option<ProductVersion>,
+        change: &ProductChange,
+        at_ms: Millis,
+        queue: impl FnOnce(&ProductVersion) -> Result<(), EngineError>,
+    ) -> Result<ProductVersion, EngineError> {
+        let mut products = self.products.write();
+        let product = products
+            .get_mut(&id)
+            .ok_or(EngineError::ProductNotFound(id))?;
+        if product.versions.len() >= PRODUCT_VERSIONS_MAX {
+            return Err(EngineError::InvalidProduct(
+                "the product has too many versions",
+            ));
+        }
+        let next = match version {
+            // Replaying: the record says exactly what the version is.
+            Some(version) if version.version as usize == product.versions.len() + 1 => version,
+            Some(_) => return Err(EngineError::InvalidProduct("versions out of order")),
+            None => {
+                let current = product.current();
+                let details = ProductDetails {
+                    name: change
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| current.details.name.clone()),
+                    description: change
+                        .description
+                        .clone()
+                        .unwrap_or_else(|| current.details.description.clone()),
+                    price: change.price.unwrap_or(current.details.price),
+                    currency: change
+                        .currency
+                        .clone()
+                        .unwrap_or_else(|| current.details.currency.clone()),
+                };
+                let next = ProductVersion {
+                    version: current.version + 1,
+                    details,
+                    sale_opens_ms: change.sale_opens_ms.or(current.sale_opens_ms),
+                    sale_closes_ms: change.sale_closes_ms.or(current.sale_closes_ms),
+                    at_ms,
+                };
+                validate(
+                    product.kind,
+                    &next.details,
+                    next.sale_opens_ms,
+                    next.sale_closes_ms,
+                )?;
+                next
+            }
+        };
+        queue(&next)?;
+        product.versions.push(next.clone());
+        Ok(next)
+    }
+
+    pub fn image(&self) -> (u64, Vec<Product>) {
+        (
+            self.next_product.load(Ordering::Acquire),
+            self.products.read().values().cloned().collect(),
+        )
+    }
+
+    pub fn from_image(next_product: u64, products: &[Product]) -> Self {
+        Self {
+            products: RwLock::new(products.iter().map(|p| (p.id, p.clone())).collect()),
+            next_product: AtomicU64::new(next_product),
+        }
+    }
+}
+
+/// The rules every version of a product keeps.
+pub fn validate(
+    kind: ProductKind,
+    details: &ProductDetails,
+    sale_opens_ms: Option<Millis>,
+    sale_closes_ms: Option<Millis>,
+) -> Result<(), EngineError> {
+    let name = details.name.trim();
+    if name.is_empty() || name.chars().count() > PRODUCT_NAME_CHARS_MAX {
+        return Err(EngineError::InvalidProduct(
+            "name must be 1 to 200 characters",
+        ));
+    }
+    if details.description.chars().count() > PRODUCT_DESCRIPTION_CHARS_MAX {
+        return Err(EngineError::InvalidProduct(
+            "description is over 5,000 characters",
+        ));
+    }
+    if details.price > PRODUCT_PRICE_MAX {
+        return Err(EngineError::InvalidProduct(
+            "price is over 10^12 minor units",
+        ));
+    }
+    if details.currency.len() != 3 || !details.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(EngineError::InvalidProduct(
+            "currency must be an ISO 4217 code such as KRW",
+        ));
+    }
+    match (kind, sale_opens_ms, sale_closes_ms) {
+        (ProductKind::General, None, None) => Ok(()),
+        (ProductKind::General, _, _) => Err(EngineError::InvalidProduct(
+            "a general product has no sale window",
+        )),
+        (ProductKind::Limited, Some(opens), Some(closes)) if opens < closes => Ok(()),
+        (ProductKind::Limited, Some(_), Some(_)) => Err(EngineError::InvalidProduct(
+            "sale_closes_at must be after sale_opens_at",
+        )),
+        (ProductKind::Limited, _, _) => Err(EngineError::InvalidProduct(
+            "a limited product needs sale_opens_at and sale_closes_at",
+        )),
+    }
+}
+
+pub fn validate_new(product: &NewProduct) -> Result<(), EngineError> {
+    validate(
+        product.kind,
+        &product.details,
+        product.sale_opens_ms,
+        product.sale_closes_ms,
+    )?;
+    if product.stock_total > SKU_UNITS_MAX {
+        return Err(EngineError::StockLimitExceeded { max: SKU_UNITS_MAX });
+    }
+    if product.per_user_limit == Some(0) {
+        return Err(EngineError::InvalidProduct(
+            "per_user_limit must be at least 1",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! The engine's catalog and wishlist operations. Every product answer carries its stock read
+//! from the SKU counter at that moment, never from a cache.
+
+use crate::catalog::{NewProduct, Product, ProductChange, ProductStatus, ProductVersion};
+use crate::clock::Millis;
+use crate::counter::StockCounts;
+use crate::error::EngineError;
+use crate::ids::{ProductId, Sku, UserId};
+use crate::record::ProductKind;
+use crate::wal::Ticket;
+use crate::wishlist::WishItem;
+
+use super::Engine;
+
+/// A product with its live stock and status.
+#[derive(Debug, Clone)]
+pub struct ProductView {
+    pub product: Product,
+    pub counts: StockCounts,
+    pub status: ProductStatus,
+    pub as_of_ms: Millis,
+}
+
+impl Engine {
+    pub fn create_product(&self, new: NewProduct) -> Result<(ProductView, Ticket), EngineError> {
+        let id = self.inner.state.catalog.allocate_id();
+        let wal = self.ready_wal()?;
+        let (product, ticket) = self
+            .inner
+            .state
+            .create_product(id, new, self.now_ms(), |r| wal.append(r))?;
+        Ok((self.view_of(product), ticket))
+    }
+
+    /// Adds a version with the changed fields; orders keep pointing at the version they used.
+    pub fn update_product(
+        &self,
+        id: ProductId,
+        change: ProductChange,
+    ) -> Result<Ticket, EngineError> {
+        let wal = self.ready_wal()?;
+        let (_, ticket) = self
+            .inner
+            .state
+            .update_product(id, &change, self.now_ms(), |r| wal.append(r))?;
+        Ok(ticket)
+    }
+
+    pub fn restock_product(&self, id: ProductId, quantity: u32) -> Result<Ticket, EngineError> {
+        if !self.inner.state.catalog.contains(id) {
+            return Err(EngineError::ProductNotFound(id));
+        }
+        self.restock(Sku(id.0), quantity)
+    }
+
+    pub fn product(&self, id: ProductId) -> Option<ProductView> {
+        self.inner.state.catalog.get(id).map(|p| self.view_of(p))
+    }
+
+    pub fn product_version(&self, id: ProductId, version: u32) -> Option<ProductVersion> {
+        self.inner.state.catalog.get(id)?.version(version).cloned()
+    }
+
+    /// A page of products after `after`, in id order, filtered by kind and live status.
+    pub fn list_products(
+        &self,
+        after: Option<ProductId>,
+        limit: usize,
+        kind: Option<ProductKind>,
+        status: Option<ProductStatus>,
+    ) -> Vec<ProductView> {
+        let now = self.now_ms();
+        let state = &self.inner.state;
+        state
+            .catalog
+            .page(after, limit, |p| {
+                kind.is_none_or(|k| p.kind == k)
+                    && status.is_none_or(|s| {
+                        p.status(state.stock(p.sku()).unwrap_or_default(), now) == s
+                    })
+            })
+            .into_iter()
+            .map(|p| self.view_of(p))
+            .collect()
+    }
+
+    pub fn catalog_is_empty(&self) -> bool {
+        self.inner.state.catalog.is_empty()
+    }
+
+    // ----- wishlists -----------------------------------------------------------------------
+
+    /// The caller's wishlist, each item with its product as it is now.
+    pub fn wishlist(&self, user: UserId) -> Vec<(WishItem, Option<ProductView>)> {
+        self.inner
+            .state
+            .wishlists
+            .list(user)
+            .into_iter()
+            .map(|item| {
+                let product = self.product(item.product);
+                (item, product)
+            })
+            .collect()
+    }
+
+    pub fn put_wishlist_item(
+        &self,
+        user: UserId,
+        product: ProductId,
+        quantity: u32,
+        note: String,
+    ) -> Result<(WishItem, Ticket), EngineError> {
+        if !self.inner.state.catalog.contains(product) {
+            return Err(EngineError::ProductNotFound(product));
+        }
+        let item = WishItem {
+            product,
+            quantity,
+            note,
+            added_ms: self.now_ms(),
+        };
+        let wal = self.ready_wal()?;
+        self.inner
+            .state
+            .wishlists
+            .put(user, item, &|r| wal.append(r))
+    }
+
+    pub fn remove_wishlist_item(
+        &self,
+        user: UserId,
+        product: ProductId,
+    ) -> Result<Option<Ticket>, EngineError> {
+        let wal = self.ready_wal()?;
+        self.inner
+            .state
+            .wishlists
+            .remove(user, product, &|r| wal.append(r))
+    }
+
+    fn view_of(&self, product: Product) -> ProductView {
+        let now = self.now_ms();
+        let counts = self.stock(product.sku()).unwrap_or_default();
+        ProductView {
+            status: product.status(counts, now),
+            counts,
+            product,
+            as_of_ms: now,
+        }
+    }
+}

@@ -1,0 +1,519 @@
+//! The catalog (public reads with live stock), its administration, and the caller's wishlist.
+
+use axum::Json;
+use axum::extract::{Path, Query};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use allot_engine::clock::{parse_rfc3339, rfc3339};
+use allot_engine::{
+    EngineError, NewProduct, ProductChange, ProductDetails, ProductId, ProductKind, ProductStatus,
+    ProductVersion, ProductView,
+};
+
+use super::{Admin, Authenticated};
+use crate::json::ApiJson;
+use crate::{AppState, Problem, Ready};
+
+/// Default and largest page of a list.
+pub const PAGE_ITEMS_DEFAULT: usize = 20;
+pub const PAGE_ITEMS_MAX: usize = 100;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_products))
+        .routes(routes!(get_product))
+        .routes(routes!(get_product_version))
+        .routes(routes!(get_stock))
+        .routes(routes!(create_product))
+        .routes(routes!(update_product))
+        .routes(routes!(restock_product))
+        .routes(routes!(get_wishlist))
+        .routes(routes!(put_wishlist_item, delete_wishlist_item))
+}
+
+// ----- shapes ----------------------------------------------------------------------------
+
+#[derive(Serialize, ToSchema)]
+struct ProductJson {
+    id: String,
+    name: String,
+    description: String,
+    price: u64,
+    currency: String,
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sale_opens_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sale_closes_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    per_user_limit: Option<u32>,
+    stock_total: u32,
+    /// Read from the SKU counter at the moment of the answer.
+    remaining: u32,
+    status: &'static str,
+    version: u32,
+}
+
+impl ProductJson {
+    fn of(view: &ProductView) -> Self {
+        Self::at(view, view.product.current())
+    }
+
+    fn at(view: &ProductView, version: &ProductVersion) -> Self {
+        let product = &view.product;
+        Self {
+            id: product.id.to_string(),
+            name: version.details.name.clone(),
+            description: version.details.description.clone(),
+            price: version.details.price,
+            currency: version.details.currency.clone(),
+            kind: product.kind.as_str(),
+            sale_opens_at: version.sale_opens_ms.map(rfc3339),
+            sale_closes_at: version.sale_closes_ms.map(rfc3339),
+            per_user_limit: product.per_user_limit,
+            stock_total: view.counts.total(),
+            remaining: view.counts.available,
+            status: view.status.as_str(),
+            version: version.version,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+struct ProductPage {
+    items: Vec<ProductJson>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct StockJson {
+    product_id: String,
+    remaining: u32,
+    reserved: u32,
+    sold: u32,
+    status: &'static str,
+    as_of: String,
+}
+
+impl StockJson {
+    fn of(view: &ProductView) -> Self {
+        Self {
+            product_id: view.product.id.to_string(),
+            remaining: view.counts.available,
+            reserved: view.counts.reserved,
+            sold: view.counts.sold,
+            status: view.status.as_str(),
+            as_of: rfc3339(view.as_of_ms),
+        }
+    }
+}
+
+fn product_id(text: &str) -> Result<ProductId, Problem> {
+    // A malformed id names no product: the same answer as an unknown one.
+    text.parse::<ProductId>()
+        .map_err(|_| Problem::from(EngineError::ProductNotFound(ProductId(0))))
+}
+
+fn invalid_query(detail: impl Into<String>) -> Problem {
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+        "Invalid query",
+        detail,
+    )
+}
+
+// ----- reads -----------------------------------------------------------------------------
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    /// `general` or `limited`.
+    kind: Option<String>,
+    /// `upcoming`, `on_sale`, `sold_out` or `closed`, as of the moment of the answer.
+    status: Option<String>,
+    /// 1 to 100, default 20.
+    limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Lists products in id order, with live stock and status.
+#[utoipa::path(get, path = "/products", tag = "catalog", params(ListQuery),
+    responses((status = 200, body = ProductPage), (status = 400, description = "`invalid_query`", body = Problem)))]
+async fn list_products(
+    Ready(engine): Ready,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<ProductPage>, Problem> {
+    let kind = match query.kind.as_deref() {
+        None => None,
+        Some("general") => Some(ProductKind::General),
+        Some("limited") => Some(ProductKind::Limited),
+        Some(other) => return Err(invalid_query(format!("unknown kind {other:?}"))),
+    };
+    let status = query
+        .status
+        .as_deref()
+        .map(|s| {
+            ProductStatus::parse(s).ok_or_else(|| invalid_query(format!("unknown status {s:?}")))
+        })
+        .transpose()?;
+    let limit = query.limit.unwrap_or(PAGE_ITEMS_DEFAULT);
+    if !(1..=PAGE_ITEMS_MAX).contains(&limit) {
+        return Err(invalid_query("limit must be 1 to 100"));
+    }
+    let after = query
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<ProductId>()
+                .map_err(|_| invalid_query("unknown cursor"))
+        })
+        .transpose()?;
+    let mut views = engine.list_products(after, limit + 1, kind, status);
+    let more = views.len() > limit;
+    views.truncate(limit);
+    let next_cursor = more
+        .then(|| views.last().map(|v| v.product.id.to_string()))
+        .flatten();
+    Ok(Json(ProductPage {
+        items: views.iter().map(ProductJson::of).collect(),
+        next_cursor,
+    }))
+}
+
+/// A product as it is now: its current version, live stock and status.
+#[utoipa::path(get, path = "/products/{id}", tag = "catalog",
+    params(("id" = String, Path, description = "`prd_…`")),
+    responses((status = 200, body = ProductJson), (status = 404, description = "`product_not_found`", body = Problem)))]
+async fn get_product(
+    Ready(engine): Ready,
+    Path(id): Path<String>,
+) -> Result<Json<ProductJson>, Problem> {
+    let id = product_id(&id)?;
+    let view = engine.product(id).ok_or(EngineError::ProductNotFound(id))?;
+    Ok(Json(ProductJson::of(&view)))
+}
+
+/// An earlier (or the current) version of a product, as orders placed with it saw it.
+#[utoipa::path(get, path = "/products/{id}/versions/{version}", tag = "catalog",
+    params(("id" = String, Path), ("version" = u32, Path)),
+    responses((status = 200, body = ProductJson), (status = 404, description = "`product_not_found`, `version_not_found`", body = Problem)))]
+async fn get_product_version(
+    Ready(engine): Ready,
+    Path((id, version)): Path<(String, String)>,
+) -> Result<Json<ProductJson>, Problem> {
+    let id = product_id(&id)?;
+    let view = engine.product(id).ok_or(EngineError::ProductNotFound(id))?;
+    let version = version
+        .parse::<u32>()
+        .ok()
+        .and_then(|v| view.product.version(v).cloned())
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "version_not_found",
+                "Version not found",
+                format!("{id} has versions 1 to {}", view.product.versions.len()),
+            )
+        })?;
+    Ok(Json(ProductJson::at(&view, &version)))
+}
+
+/// The stock of a product, read from its counter at this moment.
+#[utoipa::path(get, path = "/products/{id}/stock", tag = "catalog",
+    params(("id" = String, Path)),
+    responses((status = 200, body = StockJson), (status = 404, description = "`product_not_found`", body = Problem)))]
+async fn get_stock(
+    Ready(engine): Ready,
+    Path(id): Path<String>,
+) -> Result<Json<StockJson>, Problem> {
+    let id = product_id(&id)?;
+    let view = engine.product(id).ok_or(EngineError::ProductNotFound(id))?;
+    Ok(Json(StockJson::of(&view)))
+}
+
+// ----- administration ----------------------------------------------------------------------
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct CreateProductRequest {
+    name: String,
+    #[serde(default)]
+    description: String,
+    /// Minor units; not negative.
+    price: i64,
+    /// ISO 4217; default `KRW`.
+    currency: Option<String>,
+    /// `general` or `limited`.
+    kind: String,
+    sale_opens_at: Option<String>,
+    sale_closes_at: Option<String>,
+    per_user_limit: Option<u32>,
+    /// Not negative.
+    stock_total: i64,
+}
+
+fn invalid_product(detail: &'static str) -> Problem {
+    EngineError::InvalidProduct(detail).into()
+}
+
+fn instant(field: Option<&str>, name: &'static str) -> Result<Option<u64>, Problem> {
+    field
+        .map(|text| parse_rfc3339(text).ok_or_else(|| invalid_product(name)))
+        .transpose()
+}
+
+/// Creates a product (version 1) and its stock.
+#[utoipa::path(post, path = "/admin/products", tag = "catalog",
+    security(("bearer" = []), ("cookie" = [])),
+    request_body = CreateProductRequest,
+    responses(
+        (status = 201, body = ProductJson),
+        (status = 401, description = "`unauthenticated`", body = Problem),
+        (status = 403, description = "`forbidden`, `csrf_failed`", body = Problem),
+        (status = 422, description = "`invalid_product`, `stock_limit_exceeded`", body = Problem),
+    ))]
+async fn create_product(
+    Ready(engine): Ready,
+    _admin: Admin,
+    ApiJson(body): ApiJson<CreateProductRequest>,
+) -> Result<(StatusCode, Json<ProductJson>), Problem> {
+    let kind = match body.kind.as_str() {
+        "general" => ProductKind::General,
+        "limited" => ProductKind::Limited,
+        _ => return Err(invalid_product("kind must be general or limited")),
+    };
+    let price =
+        u64::try_from(body.price).map_err(|_| invalid_product("price must not be negative"))?;
+    let stock_total = u32::try_from(body.stock_total)
+        .map_err(|_| invalid_product("stock_total must be 0 to 2,097,151"))?;
+    let new = NewProduct {
+        kind,
+        details: ProductDetails {
+            name: body.name.trim().to_string(),
+            description: body.description,
+            price,
+            currency: body.currency.unwrap_or_else(|| "KRW".into()),
+        },
+        sale_opens_ms: instant(
+            body.sale_opens_at.as_deref(),
+            "sale_opens_at must be RFC 3339",
+        )?,
+        sale_closes_ms: instant(
+            body.sale_closes_at.as_deref(),
+            "sale_closes_at must be RFC 3339",
+        )?,
+        per_user_limit: body.per_user_limit,
+        stock_total,
+    };
+    let (view, ticket) = engine.create_product(new)?;
+    ticket.durable().await?;
+    Ok((StatusCode::CREATED, Json(ProductJson::of(&view))))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct UpdateProductRequest {
+    name: Option<String>,
+    description: Option<String>,
+    price: Option<i64>,
+    currency: Option<String>,
+    sale_opens_at: Option<String>,
+    sale_closes_at: Option<String>,
+}
+
+/// Changes a product's details or sale window as a new version; earlier versions stay
+/// readable and orders keep the version they were placed with.
+#[utoipa::path(patch, path = "/admin/products/{id}", tag = "catalog",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path)),
+    request_body = UpdateProductRequest,
+    responses(
+        (status = 200, body = ProductJson),
+        (status = 403, description = "`forbidden`, `csrf_failed`", body = Problem),
+        (status = 404, description = "`product_not_found`", body = Problem),
+        (status = 422, description = "`invalid_product`", body = Problem),
+    ))]
+async fn update_product(
+    Ready(engine): Ready,
+    _admin: Admin,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateProductRequest>,
+) -> Result<Json<ProductJson>, Problem> {
+    let id = product_id(&id)?;
+    let price = body
+        .price
+        .map(|p| u64::try_from(p).map_err(|_| invalid_product("price must not be negative")))
+        .transpose()?;
+    let change = ProductChange {
+        name: body.name.map(|n| n.trim().to_string()),
+        description: body.description,
+        price,
+        currency: body.currency,
+        sale_opens_ms: instant(
+            body.sale_opens_at.as_deref(),
+            "sale_opens_at must be RFC 3339",
+        )?,
+        sale_closes_ms: instant(
+            body.sale_closes_at.as_deref(),
+            "sale_closes_at must be RFC 3339",
+        )?,
+    };
+    engine.update_product(id, change)?.durable().await?;
+    let view = engine.product(id).ok_or(EngineError::ProductNotFound(id))?;
+    Ok(Json(ProductJson::of(&view)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RestockRequest {
+    quantity: i64,
+}
+
+/// Adds units to a product's stock.
+#[utoipa::path(post, path = "/admin/products/{id}/restock", tag = "catalog",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path)),
+    request_body = RestockRequest,
+    responses(
+        (status = 200, body = StockJson),
+        (status = 403, description = "`forbidden`, `csrf_failed`", body = Problem),
+        (status = 404, description = "`product_not_found`", body = Problem),
+        (status = 422, description = "`invalid_quantity`, `stock_limit_exceeded`", body = Problem),
+    ))]
+async fn restock_product(
+    Ready(engine): Ready,
+    _admin: Admin,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RestockRequest>,
+) -> Result<Json<StockJson>, Problem> {
+    let id = product_id(&id)?;
+    let quantity = u32::try_from(body.quantity).map_err(|_| {
+        Problem::from(EngineError::InvalidQuantity {
+            max: allot_engine::SKU_UNITS_MAX,
+        })
+    })?;
+    engine.restock_product(id, quantity)?.durable().await?;
+    let view = engine.product(id).ok_or(EngineError::ProductNotFound(id))?;
+    Ok(Json(StockJson::of(&view)))
+}
+
+// ----- wishlist --------------------------------------------------------------------------
+
+#[derive(Serialize, ToSchema)]
+struct WishProductJson {
+    name: String,
+    price: u64,
+    remaining: u32,
+    status: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+struct WishItemJson {
+    product_id: String,
+    quantity: u32,
+    note: String,
+    added_at: String,
+    product: Option<WishProductJson>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct WishlistPage {
+    items: Vec<WishItemJson>,
+    /// Always null: a wishlist (at most 200 items) is one page.
+    next_cursor: Option<String>,
+}
+
+fn wish_item_json(
+    item: &allot_engine::wishlist::WishItem,
+    view: Option<&ProductView>,
+) -> WishItemJson {
+    WishItemJson {
+        product_id: item.product.to_string(),
+        quantity: item.quantity,
+        note: item.note.clone(),
+        added_at: rfc3339(item.added_ms),
+        product: view.map(|v| WishProductJson {
+            name: v.product.current().details.name.clone(),
+            price: v.product.current().details.price,
+            remaining: v.counts.available,
+            status: v.status.as_str(),
+        }),
+    }
+}
+
+/// The caller's wishlist, each product with its live price, stock and status.
+#[utoipa::path(get, path = "/me/wishlist", tag = "wishlist",
+    security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, body = WishlistPage), (status = 401, description = "`unauthenticated`", body = Problem)))]
+async fn get_wishlist(Ready(engine): Ready, caller: Authenticated) -> Json<WishlistPage> {
+    let items = engine
+        .wishlist(caller.user)
+        .iter()
+        .map(|(item, view)| wish_item_json(item, view.as_ref()))
+        .collect();
+    Json(WishlistPage {
+        items,
+        next_cursor: None,
+    })
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct WishRequest {
+    /// 1 to 99; default 1.
+    quantity: Option<u32>,
+    /// At most 500 characters.
+    note: Option<String>,
+}
+
+/// Adds a product to the wishlist, or changes its quantity and note.
+#[utoipa::path(put, path = "/me/wishlist/{product_id}", tag = "wishlist",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("product_id" = String, Path)),
+    request_body = WishRequest,
+    responses(
+        (status = 200, body = WishItemJson),
+        (status = 404, description = "`product_not_found`", body = Problem),
+        (status = 422, description = "`invalid_wishlist_item`", body = Problem),
+    ))]
+async fn put_wishlist_item(
+    Ready(engine): Ready,
+    caller: Authenticated,
+    Path(product): Path<String>,
+    ApiJson(body): ApiJson<WishRequest>,
+) -> Result<Json<WishItemJson>, Problem> {
+    let product = product_id(&product)?;
+    let (item, ticket) = engine.put_wishlist_item(
+        caller.user,
+        product,
+        body.quantity.unwrap_or(1),
+        body.note.unwrap_or_default(),
+    )?;
+    ticket.durable().await?;
+    let view = engine.product(product);
+    Ok(Json(wish_item_json(&item, view.as_ref())))
+}
+
+/// Removes a product from the wishlist (204 also when it was not there).
+#[utoipa::path(delete, path = "/me/wishlist/{product_id}", tag = "wishlist",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("product_id" = String, Path)),
+    responses((status = 204), (status = 401, description = "`unauthenticated`", body = Problem)))]
+async fn delete_wishlist_item(
+    Ready(engine): Ready,
+    caller: Authenticated,
+    Path(product): Path<String>,
+) -> Result<StatusCode, Problem> {
+    if let Ok(product) = product.parse::<ProductId>()
+        && let Some(ticket) = engine.remove_wishlist_item(caller.user, product)?
+    {
+        ticket.durable().await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,23 @@
+//! Operations: liveness, readiness, and the answer for unknown routes.
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::json;
+
+use crate::{AppState, Problem};
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, Problem> {
+    let engine = state.engine().ok_or_else(Problem::not_ready)?;
+    Ok(Json(json!({
+        "status": "ready",
+        "last_seq": engine.durable_seq(),
+    })))
+}
+
+pub async fn not_found() -> Problem {
+    Problem::not_found("no such route")
+}
