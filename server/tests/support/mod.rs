@@ -5,4 +5,5 @@
     reason = "each test binary uses a different part of the support code"
 )]
 
+pub mod app;
 pub mod smtp;

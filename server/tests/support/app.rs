@@ -1,0 +1,217 @@
+//! `TestApp`: the real engine on a temporary (or given) data directory, the real router served
+//! on port 0, and a client that speaks HTTP to it with an explicit cookie jar, so tests can
+//! send, drop or tamper with each cookie and header on purpose.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use reqwest::Method;
+use serde_json::Value;
+
+use allot_engine::{Engine, EngineConfig, NewProduct, ProductDetails, ProductKind, SystemClock};
+use allot_server::mail::{MailConfig, MailTransportConfig, Mailer};
+use allot_server::{AppState, ServerConfig};
+
+pub struct TestApp {
+    pub base: String,
+    pub engine: Engine,
+    pub data_dir: PathBuf,
+    mailer: Mailer,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+pub struct AppOptions {
+    pub mail: MailTransportConfig,
+    pub ip_rate_limit_per_min: u32,
+}
+
+impl AppOptions {
+    /// Mail as `.eml` files under `<data_dir>/mail`, no per-IP budget.
+    pub fn files(data_dir: &Path) -> Self {
+        Self {
+            mail: MailTransportConfig::Files {
+                dir: data_dir.join("mail"),
+            },
+            ip_rate_limit_per_min: 0,
+        }
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(data_dir: &Path, options: AppOptions) -> TestApp {
+        let config = EngineConfig::new(data_dir);
+        let engine = tokio::task::spawn_blocking(move || {
+            Engine::open(config, Arc::new(SystemClock::new())).expect("open the engine")
+        })
+        .await
+        .unwrap();
+        let mailer = Mailer::start(MailConfig {
+            transport: options.mail,
+            from: "allot <no-reply@allot.test>".into(),
+        })
+        .expect("mailer");
+        let state = AppState::new(
+            &ServerConfig {
+                insecure_cookies: false,
+                ip_rate_limit_per_min: options.ip_rate_limit_per_min,
+            },
+            mailer.clone(),
+        );
+        state.install_engine(engine.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(allot_server::serve(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            base,
+            engine,
+            data_dir: data_dir.to_path_buf(),
+            mailer,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    /// Stops serving and closes the engine cleanly, as SIGTERM would.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+        self.mailer
+            .shutdown(std::time::Duration::from_secs(5))
+            .await;
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || engine.close().unwrap())
+            .await
+            .unwrap();
+    }
+
+    /// Creates a product directly in the engine (as an admin would) and answers its id.
+    pub async fn product(&self, name: &str, kind: ProductKind, price: u64, stock: u32) -> String {
+        let now = self.engine.now_ms();
+        let window = (kind == ProductKind::Limited).then_some((now - 60_000, now + 3_600_000));
+        let (view, ticket) = self
+            .engine
+            .create_product(NewProduct {
+                kind,
+                details: ProductDetails {
+                    name: name.into(),
+                    description: String::new(),
+                    price,
+                    currency: "KRW".into(),
+                },
+                sale_opens_ms: window.map(|w| w.0),
+                sale_closes_ms: window.map(|w| w.1),
+                per_user_limit: None,
+                stock_total: stock,
+            })
+            .expect("create a product");
+        ticket.durable().await.unwrap();
+        view.product.id.to_string()
+    }
+
+    pub fn client(&self) -> Client {
+        Client {
+            base: self.base.clone(),
+            http: reqwest::Client::new(),
+            cookies: BTreeMap::new(),
+            bearer: None,
+            csrf: true,
+        }
+    }
+}
+
+/// One user agent: its cookies, and whether it sends the CSRF header or a Bearer token.
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    http: reqwest::Client,
+    pub cookies: BTreeMap<String, String>,
+    /// Send `Authorization: Bearer` (and no cookies) instead of the cookie session.
+    pub bearer: Option<String>,
+    /// Send `X-CSRF-Token` equal to the `csrf_token` cookie.
+    pub csrf: bool,
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub set_cookies: Vec<String>,
+}
+
+impl Answer {
+    /// The problem `type` of an error answer.
+    pub fn kind(&self) -> &str {
+        self.body["type"].as_str().unwrap_or("")
+    }
+}
+
+impl Client {
+    pub async fn get(&mut self, path: &str) -> Answer {
+        self.send(Method::GET, path, None).await
+    }
+
+    pub async fn post(&mut self, path: &str, body: Value) -> Answer {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn send(&mut self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let mut request = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.base));
+        if let Some(token) = &self.bearer {
+            request = request.bearer_auth(token);
+        } else if !self.cookies.is_empty() {
+            let header = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            request = request.header("cookie", header);
+            if self.csrf
+                && let Some(csrf) = self.cookies.get("csrf_token")
+            {
+                request = request.header("x-csrf-token", csrf);
+            }
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let set_cookies: Vec<String> = headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect();
+        for cookie in &set_cookies {
+            let pair = cookie.split(';').next().unwrap_or_default();
+            if let Some((name, value)) = pair.split_once('=') {
+                if value.is_empty() || cookie.contains("Max-Age=0") {
+                    self.cookies.remove(name.trim());
+                } else {
+                    self.cookies
+                        .insert(name.trim().to_string(), value.to_string());
+                }
+            }
+        }
+        let text = response.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+            set_cookies,
+        }
+    }
+}
