@@ -143,6 +143,18 @@ impl Catalog {
         self.products.read().get(&id).cloned()
     }
 
+    pub fn status_of(
+        &self,
+        id: ProductId,
+        counts: StockCounts,
+        now_ms: Millis,
+    ) -> Option<ProductStatus> {
+        self.products
+            .read()
+            .get(&id)
+            .map(|p| p.status(counts, now_ms))
+    }
+
     pub fn contains(&self, id: ProductId) -> bool {
         self.products.read().contains_key(&id)
     }

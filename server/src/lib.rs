@@ -7,6 +7,7 @@ pub mod mail;
 mod openapi;
 pub mod problem;
 mod routes;
+pub mod stock_feed;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -64,6 +65,7 @@ struct Shared {
     ip_budget: IpBudget,
     login_throttle: LoginThrottle,
     passwords: PasswordPool,
+    stock_feed: Arc<stock_feed::StockFeed>,
 }
 
 /// What exists only once the engine is open.
@@ -85,6 +87,7 @@ impl AppState {
                 ip_budget: IpBudget::new(config.ip_rate_limit_per_min),
                 login_throttle: LoginThrottle::new(),
                 passwords: PasswordPool::new(workers, PASSWORD_QUEUE_MAX),
+                stock_feed: Arc::default(),
             }),
         }
     }
@@ -139,6 +142,13 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Live stock streams never end by themselves; close them when the stop begins, or the
+    // graceful shutdown would wait for their clients forever.
+    let feed = state.shared.stock_feed.clone();
+    let shutdown = async move {
+        shutdown.await;
+        feed.close();
+    };
     // Peer addresses feed the per-IP budget of the auth endpoints.
     axum::serve(
         listener,

@@ -84,6 +84,15 @@ impl Engine {
             .collect()
     }
 
+    /// A product's stock and status now, without copying the product: what the live stock
+    /// feed polls.
+    pub fn stock_status(&self, id: ProductId) -> Option<(StockCounts, ProductStatus, Millis)> {
+        let now = self.now_ms();
+        let counts = self.stock(Sku(id.0))?;
+        let status = self.inner.state.catalog.status_of(id, counts, now)?;
+        Some((counts, status, now))
+    }
+
     pub fn catalog_is_empty(&self) -> bool {
         self.inner.state.catalog.is_empty()
     }

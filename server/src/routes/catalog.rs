@@ -1,8 +1,14 @@
 //! The catalog (public reads with live stock), its administration, and the caller's wishlist.
 
+use std::convert::Infallible;
+use std::time::Duration;
+
 use axum::Json;
-use axum::extract::{Path, Query};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -16,6 +22,7 @@ use allot_engine::{
 
 use super::{Admin, Authenticated};
 use crate::json::ApiJson;
+use crate::stock_feed::StockEvent;
 use crate::{AppState, Problem, Ready};
 
 /// Default and largest page of a list.
@@ -28,6 +35,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_product))
         .routes(routes!(get_product_version))
         .routes(routes!(get_stock))
+        .routes(routes!(stream_stock))
         .routes(routes!(create_product))
         .routes(routes!(update_product))
         .routes(routes!(restock_product))
@@ -235,6 +243,74 @@ async fn get_stock(
     let id = product_id(&id)?;
     let view = engine.product(id).ok_or(EngineError::ProductNotFound(id))?;
     Ok(Json(StockJson::of(&view)))
+}
+
+/// How often an idle stream sends a comment so proxies keep it open.
+const STREAM_KEEP_ALIVE_MS: u64 = 15_000;
+
+/// Server-Sent Events: a `stock` event (the shape of GET /stock) at once and on every change of
+/// the stock, coalesced (a slow client gets the latest value, never a backlog); `sale_opened`
+/// and `sale_closed` when the sale window opens or closes.
+#[utoipa::path(get, path = "/products/{id}/stock/stream", tag = "catalog",
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "`text/event-stream` of `stock`, `sale_opened` and `sale_closed` events, each with a StockJson", content_type = "text/event-stream", body = StockJson),
+        (status = 404, description = "`product_not_found`", body = Problem),
+    ))]
+async fn stream_stock(
+    State(state): State<AppState>,
+    Ready(engine): Ready,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
+    let id = product_id(&id)?;
+    let mut updates = state
+        .shared
+        .stock_feed
+        .subscribe(&engine, id)
+        .ok_or(EngineError::ProductNotFound(id))?;
+    let first = *updates.borrow_and_update();
+    let stream = futures_util::stream::unfold(
+        (updates, None::<ProductStatus>, Some(first)),
+        move |(mut updates, last_status, pending)| async move {
+            let now = match pending {
+                Some(event) => event,
+                None => {
+                    updates.changed().await.ok()?;
+                    *updates.borrow_and_update()
+                }
+            };
+            let events = stream_events(id, last_status, &now);
+            Some((events, (updates, Some(now.status), None)))
+        },
+    )
+    .flat_map(futures_util::stream::iter)
+    .map(Ok);
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_millis(STREAM_KEEP_ALIVE_MS))))
+}
+
+fn stream_events(id: ProductId, last: Option<ProductStatus>, now: &StockEvent) -> Vec<Event> {
+    let stock = StockJson {
+        product_id: id.to_string(),
+        remaining: now.counts.available,
+        reserved: now.counts.reserved,
+        sold: now.counts.sold,
+        status: now.status.as_str(),
+        as_of: rfc3339(now.as_of_ms),
+    };
+    let data = serde_json::to_string(&stock).unwrap_or_default();
+    let mut events = Vec::with_capacity(2);
+    let opened = last == Some(ProductStatus::Upcoming) && now.status != ProductStatus::Upcoming;
+    let closed =
+        last.is_some_and(|s| s != ProductStatus::Closed) && now.status == ProductStatus::Closed;
+    if opened {
+        events.push(Event::default().event("sale_opened").data(data.clone()));
+    }
+    if closed {
+        events.push(Event::default().event("sale_closed").data(data.clone()));
+    }
+    events.push(Event::default().event("stock").data(data));
+    events
 }
 
 // ----- administration ----------------------------------------------------------------------

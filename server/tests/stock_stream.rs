@@ -1,0 +1,216 @@
+//! The live stock stream through HTTP: the opening is announced, purchases show up as a
+//! decreasing sequence ending at 0, bursts are coalesced, the closing is announced, and a server
+//! stop ends the stream.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use allot_engine::{NewProduct, ProductDetails, ProductKind, Sku, UserId};
+use support::app::{AppOptions, TestApp};
+
+struct SseEvent {
+    name: String,
+    data: Value,
+}
+
+/// Reads a `text/event-stream` response event by event.
+struct SseReader {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl SseReader {
+    async fn open(base: &str, product: &str) -> SseReader {
+        let response = reqwest::Client::new()
+            .get(format!("{base}/api/v1/products/{product}/stock/stream"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        SseReader {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event, or `None` when the stream ended.
+    async fn next(&mut self, timeout: Duration) -> Option<SseEvent> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        name = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return Some(SseEvent {
+                    name,
+                    data: serde_json::from_str(&data).unwrap(),
+                });
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no event within {timeout:?}");
+            match tokio::time::timeout(left, self.response.chunk()).await {
+                Ok(Ok(Some(chunk))) => self.buffer.push_str(&String::from_utf8_lossy(&chunk)),
+                Ok(Ok(None)) | Ok(Err(_)) => return None,
+                Err(_) => panic!("no event within {timeout:?}"),
+            }
+        }
+    }
+}
+
+async fn limited(app: &TestApp, stock: u32, opens_in_ms: u64, closes_in_ms: u64) -> (String, Sku) {
+    let now = app.engine.now_ms();
+    let (view, ticket) = app
+        .engine
+        .create_product(NewProduct {
+            kind: ProductKind::Limited,
+            details: ProductDetails {
+                name: "Drop".into(),
+                description: String::new(),
+                price: 1_000,
+                currency: "KRW".into(),
+            },
+            sale_opens_ms: Some(now + opens_in_ms),
+            sale_closes_ms: Some(now + closes_in_ms),
+            per_user_limit: None,
+            stock_total: stock,
+        })
+        .unwrap();
+    ticket.durable().await.unwrap();
+    (view.product.id.to_string(), view.product.sku())
+}
+
+fn assert_consistent(event: &SseEvent, total: u64) {
+    let d = &event.data;
+    let sum = d["remaining"].as_u64().unwrap()
+        + d["reserved"].as_u64().unwrap()
+        + d["sold"].as_u64().unwrap();
+    assert_eq!(sum, total, "an event whose units do not add up: {d}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_sees_the_opening_then_stock_falling_to_zero_then_the_closing() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(dir.path(), AppOptions::files(dir.path())).await;
+    let (product, sku) = limited(&app, 50, 400, 2_500).await;
+    let mut stream = SseReader::open(&app.base, &product).await;
+
+    let first = stream.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        (first.name.as_str(), first.data["status"].as_str()),
+        ("stock", Some("upcoming"))
+    );
+    assert_eq!(first.data["remaining"], 50);
+    let opened = stream.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(opened.name, "sale_opened");
+    assert_eq!(opened.data["status"], "on_sale");
+
+    // Purchases run while the subscriber listens.
+    let engine = app.engine.clone();
+    let buyer = tokio::spawn(async move {
+        for user in 0..50 {
+            let (_, ticket) = engine.reserve(UserId(user), sku, 1, 600_000).unwrap();
+            ticket.durable().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+    });
+    let mut seen = vec![50];
+    loop {
+        let event = stream.next(Duration::from_secs(5)).await.unwrap();
+        assert_consistent(&event, 50);
+        if event.name != "stock" {
+            continue;
+        }
+        let remaining = event.data["remaining"].as_u64().unwrap();
+        assert!(
+            remaining <= *seen.last().unwrap(),
+            "stock went up: {seen:?} then {remaining}"
+        );
+        seen.push(remaining);
+        if remaining == 0 {
+            break;
+        }
+    }
+    buyer.await.unwrap();
+    assert!(
+        seen.len() > 2,
+        "the stream showed the fall, not just its end: {seen:?}"
+    );
+
+    let closing = loop {
+        let event = stream.next(Duration::from_secs(5)).await.unwrap();
+        if event.name == "sale_closed" {
+            break event;
+        }
+    };
+    assert_eq!(closing.data["status"], "closed");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_is_coalesced_and_a_stop_ends_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(dir.path(), AppOptions::files(dir.path())).await;
+    let (product, sku) = limited(&app, 10_000, 0, 3_600_000).await;
+    let mut stream = SseReader::open(&app.base, &product).await;
+    assert_eq!(
+        stream.next(Duration::from_secs(5)).await.unwrap().data["remaining"],
+        10_000
+    );
+
+    // 10,000 purchases as fast as the engine takes them; the subscriber does not read meanwhile.
+    let mut last = None;
+    for user in 0..10_000 {
+        last = Some(app.engine.reserve(UserId(user), sku, 1, 600_000).unwrap().1);
+    }
+    last.unwrap().durable().await.unwrap();
+    let mut events = 0;
+    loop {
+        let event = stream.next(Duration::from_secs(5)).await.unwrap();
+        assert_consistent(&event, 10_000);
+        events += 1;
+        if event.data["remaining"] == 0 {
+            break;
+        }
+    }
+    assert!(events < 200, "{events} events for one burst: not coalesced");
+
+    // A stopping server ends the stream instead of waiting for the client forever.
+    let stopped = tokio::time::timeout(Duration::from_secs(10), app.stop()).await;
+    assert!(
+        stopped.is_ok(),
+        "the server did not stop with a stream open"
+    );
+    assert!(stream.next(Duration::from_secs(5)).await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_product_has_no_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(dir.path(), AppOptions::files(dir.path())).await;
+    let response = reqwest::get(format!("{}/api/v1/products/prd_42/stock/stream", app.base))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["type"], "product_not_found");
+    app.stop().await;
+}
