@@ -1,0 +1,216 @@
+//! Accounts, catalog and wishlists are views of the log like the inventory: replaying it (from
+//! the start, or from a snapshot) rebuilds exactly the state the live run had.
+
+use std::sync::Arc;
+
+use allot_engine::password::hash_password;
+use allot_engine::{
+    Email, Engine, EngineConfig, EngineError, ManualClock, NewProduct, ProductChange,
+    ProductDetails, ProductKind, ProductStatus, ProfileChange, SignupProfile, UserId,
+};
+
+const T0: u64 = 1_800_000_000_000;
+
+fn details(name: &str, price: u64) -> ProductDetails {
+    ProductDetails {
+        name: name.into(),
+        description: "d".into(),
+        price,
+        currency: "KRW".into(),
+    }
+}
+
+/// Runs a little of everything and answers the live image after a clean close.
+fn exercise(engine: &Engine, clock: &ManualClock) {
+    let email = Email::parse("Sora@Example.com").unwrap();
+    let (code, t) = engine.request_verification(&email).unwrap();
+    t.wait().unwrap();
+    assert!(matches!(
+        engine.request_verification(&email),
+        Err(EngineError::VerificationCooldown { .. })
+    ));
+    assert!(matches!(
+        engine.confirm_verification(&email, "000000x"),
+        Err(EngineError::InvalidCode)
+    ));
+    let (token, t) = engine.confirm_verification(&email, &code).unwrap();
+    t.wait().unwrap();
+    // Argon2 is slow in tests; one hash serves every account here.
+    let hash = hash_password("Tr0ub4dor&3-horse");
+    let profile = SignupProfile {
+        name: "Sora".into(),
+        phone: Some("010-1234-5678".into()),
+        address: None,
+    };
+    let (user, t) = engine
+        .register(&token, hash.clone(), profile.clone())
+        .unwrap();
+    t.wait().unwrap();
+    assert!(matches!(
+        engine.register(&token, hash.clone(), profile),
+        Err(EngineError::InvalidVerificationToken)
+    ));
+    let (refresh, t) = engine.start_session(user, 60_000).unwrap();
+    t.wait().unwrap();
+    let (_, rotated, t) = engine.refresh_session(&refresh, 60_000).unwrap();
+    t.wait().unwrap();
+    assert!(matches!(
+        engine.refresh_session(&refresh, 60_000),
+        Err(EngineError::InvalidRefresh)
+    ));
+    assert!(matches!(
+        engine.refresh_session(&rotated, 60_000),
+        Err(EngineError::InvalidRefresh)
+    ));
+    engine
+        .revoke_access("some-jti", T0 + 900_000)
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert!(engine.is_access_revoked("some-jti"));
+    let change = ProfileChange {
+        address: Some(Some("1 Main St".into())),
+        phone: Some(None),
+        ..ProfileChange::default()
+    };
+    let (profile, t) = engine.update_profile(user, change).unwrap();
+    t.wait().unwrap();
+    assert_eq!(
+        (profile.phone, profile.address.as_deref()),
+        (None, Some("1 Main St"))
+    );
+    let admin = Email::parse("boss@example.com").unwrap();
+    engine
+        .create_admin(&admin, hash.clone())
+        .unwrap()
+        .1
+        .wait()
+        .unwrap();
+
+    let (tote, t) = engine
+        .create_product(NewProduct {
+            kind: ProductKind::General,
+            details: details("Tote", 39_000),
+            sale_opens_ms: None,
+            sale_closes_ms: None,
+            per_user_limit: None,
+            stock_total: 10,
+        })
+        .unwrap();
+    t.wait().unwrap();
+    let (drop, t) = engine
+        .create_product(NewProduct {
+            kind: ProductKind::Limited,
+            details: details("Drop", 250_000),
+            sale_opens_ms: Some(T0 + 1_000),
+            sale_closes_ms: Some(T0 + 2_000),
+            per_user_limit: Some(1),
+            stock_total: 3,
+        })
+        .unwrap();
+    t.wait().unwrap();
+    let drop = drop.product.id;
+    for price in [260_000, 270_000] {
+        let change = ProductChange {
+            price: Some(price),
+            ..ProductChange::default()
+        };
+        engine.update_product(drop, change).unwrap().wait().unwrap();
+    }
+    let bad = ProductChange {
+        sale_closes_ms: Some(T0),
+        ..ProductChange::default()
+    };
+    assert!(matches!(
+        engine.update_product(drop, bad),
+        Err(EngineError::InvalidProduct(_))
+    ));
+    assert_eq!(
+        engine.product_version(drop, 1).unwrap().details.price,
+        250_000
+    );
+    assert_eq!(
+        engine
+            .product(drop)
+            .unwrap()
+            .product
+            .current()
+            .details
+            .price,
+        270_000
+    );
+    assert_eq!(
+        engine.product(drop).unwrap().status,
+        ProductStatus::Upcoming
+    );
+    clock.set_ms(T0 + 1_000);
+    assert_eq!(engine.product(drop).unwrap().status, ProductStatus::OnSale);
+    clock.set_ms(T0 + 2_000);
+    assert_eq!(engine.product(drop).unwrap().status, ProductStatus::Closed);
+
+    engine
+        .put_wishlist_item(user, drop, 1, "size 270".into())
+        .unwrap()
+        .1
+        .wait()
+        .unwrap();
+    engine
+        .put_wishlist_item(user, tote.product.id, 2, String::new())
+        .unwrap()
+        .1
+        .wait()
+        .unwrap();
+    engine
+        .remove_wishlist_item(user, tote.product.id)
+        .unwrap()
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert!(matches!(
+        engine.put_wishlist_item(user, allot_engine::ProductId(99), 1, String::new()),
+        Err(EngineError::ProductNotFound(_))
+    ));
+    assert!(matches!(
+        engine.put_wishlist_item(UserId(9), drop, 0, String::new()),
+        Err(EngineError::InvalidWishlistItem(_))
+    ));
+    assert_eq!(engine.wishlist(user).len(), 1);
+}
+
+#[test]
+fn accounts_catalog_and_wishlists_replay_to_the_live_state() {
+    for snapshot_on_close in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(T0));
+        let config = EngineConfig {
+            snapshot_on_close,
+            ..EngineConfig::new(dir.path())
+        };
+        let engine = Engine::open(config.clone(), clock.clone()).unwrap();
+        exercise(&engine, &clock);
+        engine.close().unwrap();
+        let live = engine.image();
+        drop(engine);
+
+        let inspection = allot_engine::inspect(dir.path()).unwrap();
+        assert!(inspection.is_clean(), "{:?}", inspection.problems);
+        assert_eq!(inspection.image, live);
+        let reopened = Engine::open(config, clock).unwrap();
+        assert_eq!(
+            reopened.image(),
+            live,
+            "snapshot_on_close = {snapshot_on_close}"
+        );
+        let email = Email::parse("sora@example.com").unwrap();
+        let (user, _, _) = reopened.account_by_email(&email).unwrap();
+        let profile = reopened.profile(user).unwrap();
+        assert_eq!(
+            (profile.email.as_str(), profile.name.as_str()),
+            ("sora@example.com", "Sora")
+        );
+        let boss = reopened
+            .account_by_email(&Email::parse("boss@example.com").unwrap())
+            .unwrap();
+        assert_eq!(boss.1, allot_engine::Role::Admin);
+    }
+}
