@@ -73,6 +73,53 @@ async fn serve_answers_health_and_stops_cleanly_on_sigterm() {
     let ready = wait_ready(&client, &server.base).await;
     assert_eq!(ready["status"], "ready");
 
+    // A fresh directory shows the demo catalog, every status at once.
+    let products: serde_json::Value = client
+        .get(format!("{}/api/v1/products", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut statuses: Vec<String> = products["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}/{}",
+                p["kind"].as_str().unwrap(),
+                p["status"].as_str().unwrap()
+            )
+        })
+        .collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [
+            "general/on_sale",
+            "general/sold_out",
+            "limited/on_sale",
+            "limited/upcoming"
+        ]
+    );
+    let openapi = client
+        .get(format!("{}/openapi.json", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(openapi.status(), 200);
+    let openapi: serde_json::Value = openapi.json().await.unwrap();
+    assert!(openapi["paths"]["/api/v1/auth/login"]["post"].is_object());
+    let docs = client
+        .get(format!("{}/docs/", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(docs.status(), 200);
+    assert!(docs.text().await.unwrap().contains("swagger"));
+
     let missing = client
         .get(format!("{}/no/such/route", server.base))
         .send()
@@ -109,9 +156,70 @@ async fn serve_answers_health_and_stops_cleanly_on_sigterm() {
     let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
     assert_eq!(stats["clean"], true);
 
-    // And it starts again on the same directory.
+    // The first admin is made offline, then works over HTTP once the server is up again.
+    let weak = Command::new(ALLOT)
+        .args([
+            "admin",
+            "create-admin",
+            "--email",
+            "boss@example.com",
+            "--password",
+            "weak",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("weak password"));
+    let created = Command::new(ALLOT)
+        .args([
+            "admin",
+            "create-admin",
+            "--email",
+            "Boss@Example.com",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env("ALLOT_ADMIN_PASSWORD", "Adm1n-pass-phrase")
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    assert!(String::from_utf8_lossy(&created.stdout).contains("is an admin"));
+
     let mut server = start(&data);
     wait_ready(&client, &server.base).await;
+    let login = client
+        .post(format!("{}/api/v1/auth/login", server.base))
+        .json(&serde_json::json!({ "email": "boss@example.com", "password": "Adm1n-pass-phrase" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let login: serde_json::Value = login.json().await.unwrap();
+    assert_eq!(login["role"], "admin");
+    let created = client
+        .post(format!("{}/api/v1/admin/products", server.base))
+        .bearer_auth(login["access_token"].as_str().unwrap())
+        .json(&serde_json::json!({ "name": "Admin-made", "price": 1000, "kind": "general", "stock_total": 3 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    // The demo catalog is not loaded twice.
+    let products: serde_json::Value = client
+        .get(format!("{}/api/v1/products", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(products["items"].as_array().unwrap().len(), 5);
     sigterm(&server.child);
     assert!(server.child.wait().unwrap().success());
 }
