@@ -180,39 +180,14 @@ impl Accounts {
                     },
                 );
             }
-            Record::ProfileUpdated {
-                user,
-                name,
-                phone,
-                address,
-            } => {
+            Record::ProfileUpdated { user, .. }
+            | Record::RoleChanged { user, .. }
+            | Record::PasswordChanged { user, .. } => {
                 let mut u = self
                     .users
                     .get_mut(user)
                     .ok_or_else(|| fail(format!("{user} does not exist")))?;
-                patch_user(
-                    &mut u,
-                    &ProfilePatch {
-                        name: name.clone(),
-                        phone: phone.clone(),
-                        address: address.clone(),
-                    },
-                );
-            }
-            Record::RoleChanged { user, role } => {
-                self.users
-                    .get_mut(user)
-                    .ok_or_else(|| fail(format!("{user} does not exist")))?
-                    .role = *role;
-            }
-            Record::PasswordChanged {
-                user,
-                password_hash,
-            } => {
-                self.users
-                    .get_mut(user)
-                    .ok_or_else(|| fail(format!("{user} does not exist")))?
-                    .password_hash = password_hash.clone();
+                change_user_in(&mut u, record);
             }
             Record::SessionStarted {
                 family,
@@ -412,18 +387,15 @@ impl Accounts {
         patch: ProfilePatch,
         append: Append<'_>,
     ) -> Result<Ticket, EngineError> {
-        let mut user = self
-            .users
-            .get_mut(&id)
-            .ok_or(EngineError::UserNotFound(id))?;
-        let ticket = append(Record::ProfileUpdated {
-            user: id,
-            name: patch.name.clone(),
-            phone: patch.phone.clone(),
-            address: patch.address.clone(),
-        })?;
-        patch_user(&mut user, &patch);
-        Ok(ticket)
+        self.change_user(
+            Record::ProfileUpdated {
+                user: id,
+                name: patch.name,
+                phone: patch.phone,
+                address: patch.address,
+            },
+            append,
+        )
     }
 
     pub fn change_role(
@@ -432,13 +404,7 @@ impl Accounts {
         role: Role,
         append: Append<'_>,
     ) -> Result<Ticket, EngineError> {
-        let mut user = self
-            .users
-            .get_mut(&id)
-            .ok_or(EngineError::UserNotFound(id))?;
-        let ticket = append(Record::RoleChanged { user: id, role })?;
-        user.role = role;
-        Ok(ticket)
+        self.change_user(Record::RoleChanged { user: id, role }, append)
     }
 
     pub fn change_password(
@@ -447,15 +413,27 @@ impl Accounts {
         password_hash: String,
         append: Append<'_>,
     ) -> Result<Ticket, EngineError> {
+        self.change_user(
+            Record::PasswordChanged {
+                user: id,
+                password_hash,
+            },
+            append,
+        )
+    }
+
+    /// Queues a change of one user under that user's lock, then applies it exactly as a replay
+    /// would.
+    fn change_user(&self, record: Record, append: Append<'_>) -> Result<Ticket, EngineError> {
+        let Some(id) = user_of_change(&record) else {
+            unreachable!("only user changes come here: {record:?}");
+        };
         let mut user = self
             .users
             .get_mut(&id)
             .ok_or(EngineError::UserNotFound(id))?;
-        let ticket = append(Record::PasswordChanged {
-            user: id,
-            password_hash: password_hash.clone(),
-        })?;
-        user.password_hash = password_hash;
+        let ticket = append(record.clone())?;
+        change_user_in(&mut user, &record);
         Ok(ticket)
     }
 
@@ -687,14 +665,36 @@ impl User {
     }
 }
 
-fn patch_user(user: &mut User, patch: &ProfilePatch) {
-    if let Some(name) = &patch.name {
-        user.name = name.clone();
+/// The one mutation of a user by a user-change record, for the live path and replay alike.
+fn change_user_in(user: &mut User, record: &Record) {
+    match record {
+        Record::ProfileUpdated {
+            name,
+            phone,
+            address,
+            ..
+        } => {
+            if let Some(name) = name {
+                user.name = name.clone();
+            }
+            if let Some(phone) = phone {
+                user.phone = phone.clone();
+            }
+            if let Some(address) = address {
+                user.address = address.clone();
+            }
+        }
+        Record::RoleChanged { role, .. } => user.role = *role,
+        Record::PasswordChanged { password_hash, .. } => user.password_hash = password_hash.clone(),
+        _ => {}
     }
-    if let Some(phone) = &patch.phone {
-        user.phone = phone.clone();
-    }
-    if let Some(address) = &patch.address {
-        user.address = address.clone();
+}
+
+fn user_of_change(record: &Record) -> Option<UserId> {
+    match record {
+        Record::ProfileUpdated { user, .. }
+        | Record::RoleChanged { user, .. }
+        | Record::PasswordChanged { user, .. } => Some(*user),
+        _ => None,
     }
 }
