@@ -198,6 +198,7 @@ impl Catalog {
     }
 
     /// Applies `change` as a new version under the catalog's write lock; `queue` logs it first.
+    /// A change that changes nothing adds no version and does not call `queue`.
     pub(crate) fn add_version(
         &self,
         id: ProductId,
@@ -249,6 +250,13 @@ impl Catalog {
                     next.sale_opens_ms,
                     next.sale_closes_ms,
                 )?;
+                let unchanged = next.details == current.details
+                    && next.sale_opens_ms == current.sale_opens_ms
+                    && next.sale_closes_ms == current.sale_closes_ms;
+                if unchanged {
+                    // Nothing to version: the current version stands, nothing is logged.
+                    return Ok(current.clone());
+                }
                 next
             }
         };

@@ -107,6 +107,17 @@ impl SkuCounter {
         })
     }
 
+    /// sold → available: a paid order cancelled, or a returned one; the units go back on sale.
+    pub fn unsell(&self, quantity: u32) -> Result<StockCounts, CounterRefusal> {
+        self.update(|c| {
+            Some(StockCounts {
+                available: c.available + quantity,
+                reserved: c.reserved,
+                sold: c.sold.checked_sub(quantity)?,
+            })
+        })
+    }
+
     /// New units straight into `available`.
     pub fn restock(&self, quantity: u32) -> Result<StockCounts, CounterRefusal> {
         let mut current = self.word.load(Ordering::Acquire);

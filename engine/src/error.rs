@@ -2,7 +2,7 @@
 //! problem `type` in one place.
 
 use crate::clock::Millis;
-use crate::ids::{ProductId, ReservationId, Sku, UserId};
+use crate::ids::{OrderId, ProductId, ReservationId, Sku, UserId};
 use crate::record::Seq;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +57,28 @@ pub enum EngineError {
     InvalidProduct(&'static str),
     #[error("{0}")]
     InvalidWishlistItem(&'static str),
+    #[error("order {0} does not exist")]
+    OrderNotFound(OrderId),
+    #[error("{0}")]
+    InvalidOrder(&'static str),
+    #[error("the sale of {0} has not opened yet")]
+    SaleNotOpen(ProductId),
+    #[error("the sale of {0} has closed")]
+    SaleClosed(ProductId),
+    #[error("this Idempotency-Key was used with another request")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still being processed")]
+    IdempotencyKeyInUse,
+    #[error("the order expired before it was paid")]
+    OrderExpired,
+    #[error("a payment of this order is being processed")]
+    PaymentInProgress,
+    #[error("the order is {0}; this step does not apply")]
+    OrderStateConflict(&'static str),
+    #[error("the order is {0} and can no longer be cancelled")]
+    NotCancellable(&'static str),
+    #[error("the order cannot be returned: {0}")]
+    NotReturnable(&'static str),
     #[error("the engine is shutting down")]
     ShuttingDown,
     #[error("the log could not be written, the engine stopped taking writes: {0}")]

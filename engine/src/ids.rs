@@ -73,6 +73,11 @@ id_type!(
     ProductId,
     "prd"
 );
+id_type!(
+    /// An order, and the saga that drives it through payment.
+    OrderId,
+    "ord"
+);
 
 #[cfg(test)]
 mod tests {

@@ -30,7 +30,7 @@ pub use engine::accounts::{Profile, ProfileChange, SignupProfile};
 pub use engine::catalog::ProductView;
 pub use engine::{Engine, EngineStats};
 pub use error::{ApplyError, EngineError, OpenError};
-pub use ids::{ProductId, ReservationId, Sku, UserId};
+pub use ids::{OrderId, ProductId, ReservationId, Sku, UserId};
 pub use inspect::{Inspection, SnapshotInfo, inspect};
 pub use record::{ProductDetails, ProductKind, Record, ReleaseReason, Role, Seq};
 pub use recovery::{RecoveryReport, TailCut};

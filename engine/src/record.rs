@@ -4,7 +4,7 @@
 use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::clock::Millis;
-use crate::ids::{ProductId, ReservationId, Sku, UserId};
+use crate::ids::{OrderId, ProductId, ReservationId, Sku, UserId};
 
 /// Log sequence number: the position of a record in the log, starting at 1.
 pub type Seq = u64;
@@ -146,6 +146,114 @@ pub enum Record {
         user: UserId,
         product: ProductId,
     },
+
+    // ----- orders: each step of the saga is one record, so the log is the saga journal
+    /// An order took the units of every line at once (all or nothing), held until
+    /// `deadline_ms`.
+    OrderPlaced {
+        order: OrderId,
+        user: UserId,
+        /// Keyed hash of (user, Idempotency-Key) and of the request, so a retry is recognised.
+        idempotency: Digest,
+        request: Digest,
+        lines: Vec<OrderLine>,
+        currency: String,
+        shipping_address: Sealed,
+        deadline_ms: Millis,
+        created_ms: Millis,
+    },
+    /// About to ask the provider to charge; after a crash the same attempt is asked again
+    /// with the same key, so it is never charged twice.
+    PaymentRequested {
+        order: OrderId,
+        attempt: u32,
+        at_ms: Millis,
+    },
+    /// Charged: every line's units are sold.
+    PaymentSucceeded {
+        order: OrderId,
+        attempt: u32,
+        at_ms: Millis,
+    },
+    /// Not charged; the order stays payable until its deadline.
+    PaymentFailed {
+        order: OrderId,
+        attempt: u32,
+        reason: PaymentFailure,
+        at_ms: Millis,
+    },
+    /// The provider did not answer; the attempt stays open until the provider is asked again.
+    PaymentTimedOut {
+        order: OrderId,
+        attempt: u32,
+        at_ms: Millis,
+    },
+    /// The deadline passed unpaid: every line's units go back on sale.
+    OrderExpired {
+        order: OrderId,
+        at_ms: Millis,
+    },
+    /// Cancelled by the customer before shipping: units back on sale, a paid order refunded.
+    OrderCancelled {
+        order: OrderId,
+        at_ms: Millis,
+    },
+    OrderShipped {
+        order: OrderId,
+        carrier: String,
+        tracking_number: String,
+        at_ms: Millis,
+    },
+    OrderDelivered {
+        order: OrderId,
+        at_ms: Millis,
+    },
+    ReturnRequested {
+        order: OrderId,
+        reason: String,
+        at_ms: Millis,
+    },
+    /// The return is accepted: the units go back on sale and the order is refunded.
+    ReturnApproved {
+        order: OrderId,
+        at_ms: Millis,
+    },
+    /// The provider refunded the order's charge.
+    RefundIssued {
+        order: OrderId,
+        at_ms: Millis,
+    },
+}
+
+/// One line of an order, as it was sold: the product version and price of that moment.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct OrderLine {
+    pub product: ProductId,
+    pub version: u32,
+    pub name: String,
+    pub unit_price: u64,
+    pub quantity: u32,
+    pub reservation: ReservationId,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[rkyv(derive(Debug, PartialEq, Eq))]
+pub enum PaymentFailure {
+    Declined,
+    CardLimitExceeded,
+    /// The provider timed out and, asked again, had not charged.
+    TimedOut,
+}
+
+impl PaymentFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentFailure::Declined => "declined",
+            PaymentFailure::CardLimitExceeded => "card_limit_exceeded",
+            PaymentFailure::TimedOut => "timeout",
+        }
+    }
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -216,6 +324,8 @@ pub enum ReleaseReason {
     Expired,
     /// Payment failed for good.
     PaymentFailed,
+    /// Sold, then given back: a paid order cancelled, or a returned one.
+    Returned,
 }
 
 impl ReleaseReason {
@@ -224,6 +334,7 @@ impl ReleaseReason {
             ReleaseReason::Cancelled => "cancelled",
             ReleaseReason::Expired => "expired",
             ReleaseReason::PaymentFailed => "payment_failed",
+            ReleaseReason::Returned => "returned",
         }
     }
 }

@@ -507,7 +507,7 @@ impl State {
         change: &ProductChange,
         now_ms: Millis,
         append: impl FnOnce(Record) -> Result<Ticket, EngineError>,
-    ) -> Result<(ProductVersion, Ticket), EngineError> {
+    ) -> Result<(ProductVersion, Option<Ticket>), EngineError> {
         let mut ticket = None;
         let version = self.catalog.add_version(id, None, change, now_ms, |v| {
             ticket = Some(append(Record::ProductVersioned {
@@ -520,7 +520,6 @@ impl State {
             })?);
             Ok(())
         })?;
-        let ticket = ticket.expect("a version is only added once its record is queued");
         Ok((version, ticket))
     }
 

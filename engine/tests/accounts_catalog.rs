@@ -115,7 +115,12 @@ fn exercise(engine: &Engine, clock: &ManualClock) {
             price: Some(price),
             ..ProductChange::default()
         };
-        engine.update_product(drop, change).unwrap().wait().unwrap();
+        engine
+            .update_product(drop, change)
+            .unwrap()
+            .unwrap()
+            .wait()
+            .unwrap();
     }
     let bad = ProductChange {
         sale_closes_ms: Some(T0),

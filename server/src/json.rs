@@ -65,6 +65,35 @@ fn problem_of(rejection: &JsonRejection) -> Problem {
     }
 }
 
+/// The query-string extractor of every route: a query that does not parse is a problem
+/// (`invalid_query`), like every other error.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Self(value))
+            .map_err(|rejection| {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    "Invalid query",
+                    rejection.body_text(),
+                )
+            })
+    }
+}
+
 /// Deserialises a field that may be absent (`None`), `null` (`Some(None)`) or a value.
 pub fn double_option<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
 where

@@ -196,6 +196,31 @@ impl From<EngineError> for Problem {
                 "invalid_wishlist_item",
                 "Invalid wishlist item",
             ),
+            EngineError::OrderNotFound(_) => (S::NOT_FOUND, "order_not_found", "Order not found"),
+            EngineError::InvalidOrder(_) => {
+                (S::UNPROCESSABLE_ENTITY, "invalid_order", "Invalid order")
+            }
+            EngineError::SaleNotOpen(_) => (S::CONFLICT, "sale_not_open", "Sale not open"),
+            EngineError::SaleClosed(_) => (S::CONFLICT, "sale_closed", "Sale closed"),
+            EngineError::IdempotencyKeyReused => (
+                S::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "Idempotency key reused",
+            ),
+            EngineError::IdempotencyKeyInUse => (
+                S::CONFLICT,
+                "idempotency_key_in_use",
+                "Idempotency key in use",
+            ),
+            EngineError::OrderExpired => (S::CONFLICT, "order_expired", "Order expired"),
+            EngineError::PaymentInProgress => {
+                (S::CONFLICT, "payment_in_progress", "Payment in progress")
+            }
+            EngineError::OrderStateConflict(_) => {
+                (S::CONFLICT, "invalid_transition", "Invalid transition")
+            }
+            EngineError::NotCancellable(_) => (S::CONFLICT, "not_cancellable", "Not cancellable"),
+            EngineError::NotReturnable(_) => (S::CONFLICT, "not_returnable", "Not returnable"),
             EngineError::ShuttingDown => (S::SERVICE_UNAVAILABLE, "shutting_down", "Shutting down"),
             EngineError::LogFailed(_) | EngineError::Open(_) => {
                 tracing::error!(%error, "engine failure answered as 500");

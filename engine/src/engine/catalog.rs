@@ -23,6 +23,8 @@ pub struct ProductView {
 
 impl Engine {
     pub fn create_product(&self, new: NewProduct) -> Result<(ProductView, Ticket), EngineError> {
+        // Validated before an id is handed out, so a refused product uses up no id.
+        crate::catalog::validate_new(&new)?;
         let id = self.inner.state.catalog.allocate_id();
         let wal = self.ready_wal()?;
         let (product, ticket) = self
@@ -33,11 +35,12 @@ impl Engine {
     }
 
     /// Adds a version with the changed fields; orders keep pointing at the version they used.
+    /// A change that changes nothing adds no version (and answers no ticket).
     pub fn update_product(
         &self,
         id: ProductId,
         change: ProductChange,
-    ) -> Result<Ticket, EngineError> {
+    ) -> Result<Option<Ticket>, EngineError> {
         let wal = self.ready_wal()?;
         let (_, ticket) = self
             .inner

@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
@@ -21,7 +21,7 @@ use allot_engine::{
 };
 
 use super::{Admin, Authenticated};
-use crate::json::ApiJson;
+use crate::json::{ApiJson, ApiQuery};
 use crate::stock_feed::StockEvent;
 use crate::{AppState, Problem, Ready};
 
@@ -137,8 +137,8 @@ fn invalid_query(detail: impl Into<String>) -> Problem {
 
 // ----- reads -----------------------------------------------------------------------------
 
+/// Unknown parameters (a tracking tag, say) are ignored; known ones must parse.
 #[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
 struct ListQuery {
     /// `general` or `limited`.
     kind: Option<String>,
@@ -155,7 +155,7 @@ struct ListQuery {
     responses((status = 200, body = ProductPage), (status = 400, description = "`invalid_query`", body = Problem)))]
 async fn list_products(
     Ready(engine): Ready,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<ProductPage>, Problem> {
     let kind = match query.kind.as_deref() {
         None => None,
@@ -440,7 +440,9 @@ async fn update_product(
             "sale_closes_at must be RFC 3339",
         )?,
     };
-    engine.update_product(id, change)?.durable().await?;
+    if let Some(ticket) = engine.update_product(id, change)? {
+        ticket.durable().await?;
+    }
     let view = engine.product(id).ok_or(EngineError::ProductNotFound(id))?;
     Ok(Json(ProductJson::of(&view)))
 }
