@@ -20,7 +20,7 @@ use crate::clock::Millis;
 use crate::crypto::constant_time_eq;
 use crate::error::{ApplyError, EngineError};
 use crate::ids::UserId;
-use crate::record::{Digest, Record, Role, Sealed, Seq, SessionEnd};
+use crate::record::{AccountRecord, Digest, Role, Sealed, Seq, SessionEnd};
 use crate::wal::Ticket;
 
 /// Wrong codes accepted before a code is locked.
@@ -107,7 +107,7 @@ pub struct Accounts {
     next_family: AtomicU64,
 }
 
-type Append<'a> = &'a dyn Fn(Record) -> Result<Ticket, EngineError>;
+type Append<'a> = &'a dyn Fn(AccountRecord) -> Result<Ticket, EngineError>;
 
 impl Accounts {
     pub fn new() -> Self {
@@ -118,11 +118,11 @@ impl Accounts {
         }
     }
 
-    /// Applies an account record in a replay. Answers false for records of other views.
-    pub fn apply(&self, seq: Seq, record: &Record) -> Result<bool, ApplyError> {
+    /// Applies an account record in a replay.
+    pub fn apply(&self, seq: Seq, record: &AccountRecord) -> Result<(), ApplyError> {
         let fail = |reason: String| ApplyError { seq, reason };
         match record {
-            Record::VerificationIssued {
+            AccountRecord::VerificationIssued {
                 email_index,
                 email,
                 code_hash,
@@ -132,14 +132,14 @@ impl Accounts {
                 self.verifications.entry(*email_index),
                 Verification::new(email.clone(), *code_hash, *issued_ms, *expires_ms),
             ),
-            Record::VerificationFailed { email_index } => {
+            AccountRecord::VerificationFailed { email_index } => {
                 let mut v = self
                     .verifications
                     .get_mut(email_index)
                     .ok_or_else(|| fail("failed try of no verification".into()))?;
                 v.failed += 1;
             }
-            Record::VerificationConfirmed {
+            AccountRecord::VerificationConfirmed {
                 email_index,
                 token_hash,
                 expires_ms,
@@ -150,7 +150,7 @@ impl Accounts {
                     .ok_or_else(|| fail("confirmation of no verification".into()))?;
                 self.confirm_in(&mut v, *email_index, *token_hash, *expires_ms);
             }
-            Record::UserRegistered {
+            AccountRecord::UserRegistered {
                 user,
                 email_index,
                 email,
@@ -180,16 +180,16 @@ impl Accounts {
                     },
                 );
             }
-            Record::ProfileUpdated { user, .. }
-            | Record::RoleChanged { user, .. }
-            | Record::PasswordChanged { user, .. } => {
+            AccountRecord::ProfileUpdated { user, .. }
+            | AccountRecord::RoleChanged { user, .. }
+            | AccountRecord::PasswordChanged { user, .. } => {
                 let mut u = self
                     .users
                     .get_mut(user)
                     .ok_or_else(|| fail(format!("{user} does not exist")))?;
                 change_user_in(&mut u, record);
             }
-            Record::SessionStarted {
+            AccountRecord::SessionStarted {
                 family,
                 user,
                 token_hash,
@@ -200,7 +200,7 @@ impl Accounts {
                 }
                 self.start_session_in(*family, *user, *token_hash, *expires_ms);
             }
-            Record::SessionRefreshed {
+            AccountRecord::SessionRefreshed {
                 family,
                 token_hash,
                 expires_ms,
@@ -211,19 +211,18 @@ impl Accounts {
                     .ok_or_else(|| fail(format!("no session family {family}")))?;
                 self.rotate_in(&mut s, *family, *token_hash, *expires_ms);
             }
-            Record::SessionEnded { family, reason } => {
+            AccountRecord::SessionEnded { family, reason } => {
                 let mut s = self
                     .sessions
                     .get_mut(family)
                     .ok_or_else(|| fail(format!("no session family {family}")))?;
                 s.ended = Some(*reason);
             }
-            Record::AccessRevoked { jti, expires_ms } => {
+            AccountRecord::AccessRevoked { jti, expires_ms } => {
                 self.revoked.insert(*jti, *expires_ms);
             }
-            _ => return Ok(false),
         }
-        Ok(true)
+        Ok(())
     }
 
     // ----- email verification ------------------------------------------------------------
@@ -249,7 +248,7 @@ impl Accounts {
             }
         }
         let expires_ms = now_ms.saturating_add(VERIFICATION_CODE_TTL_MS);
-        let ticket = append(Record::VerificationIssued {
+        let ticket = append(AccountRecord::VerificationIssued {
             email_index,
             email: sealed_email.clone(),
             code_hash,
@@ -285,7 +284,7 @@ impl Accounts {
         if !constant_time_eq(&expected, &code_hash) {
             // Counted whether or not it becomes durable before the answer: a crash at that
             // instant can only give back one try.
-            let _ = append(Record::VerificationFailed { email_index })?;
+            let _ = append(AccountRecord::VerificationFailed { email_index })?;
             v.failed += 1;
             return Err(EngineError::InvalidCode);
         }
@@ -293,7 +292,7 @@ impl Accounts {
             return Err(EngineError::CodeExpired);
         }
         let expires_ms = now_ms.saturating_add(SIGNUP_TOKEN_TTL_MS);
-        let ticket = append(Record::VerificationConfirmed {
+        let ticket = append(AccountRecord::VerificationConfirmed {
             email_index,
             token_hash,
             expires_ms,
@@ -388,7 +387,7 @@ impl Accounts {
         append: Append<'_>,
     ) -> Result<Ticket, EngineError> {
         self.change_user(
-            Record::ProfileUpdated {
+            AccountRecord::ProfileUpdated {
                 user: id,
                 name: patch.name,
                 phone: patch.phone,
@@ -404,7 +403,7 @@ impl Accounts {
         role: Role,
         append: Append<'_>,
     ) -> Result<Ticket, EngineError> {
-        self.change_user(Record::RoleChanged { user: id, role }, append)
+        self.change_user(AccountRecord::RoleChanged { user: id, role }, append)
     }
 
     pub fn change_password(
@@ -414,7 +413,7 @@ impl Accounts {
         append: Append<'_>,
     ) -> Result<Ticket, EngineError> {
         self.change_user(
-            Record::PasswordChanged {
+            AccountRecord::PasswordChanged {
                 user: id,
                 password_hash,
             },
@@ -424,7 +423,11 @@ impl Accounts {
 
     /// Queues a change of one user under that user's lock, then applies it exactly as a replay
     /// would.
-    fn change_user(&self, record: Record, append: Append<'_>) -> Result<Ticket, EngineError> {
+    fn change_user(
+        &self,
+        record: AccountRecord,
+        append: Append<'_>,
+    ) -> Result<Ticket, EngineError> {
         let Some(id) = user_of_change(&record) else {
             unreachable!("only user changes come here: {record:?}");
         };
@@ -450,7 +453,7 @@ impl Accounts {
             return Err(EngineError::UserNotFound(user));
         }
         let family = self.next_family.fetch_add(1, Ordering::AcqRel);
-        let ticket = append(Record::SessionStarted {
+        let ticket = append(AccountRecord::SessionStarted {
             family,
             user,
             token_hash,
@@ -482,7 +485,7 @@ impl Accounts {
             return Err(EngineError::InvalidRefresh);
         }
         if session.current != token_hash {
-            let _ = append(Record::SessionEnded {
+            let _ = append(AccountRecord::SessionEnded {
                 family,
                 reason: SessionEnd::TokenReused,
             })?;
@@ -493,7 +496,7 @@ impl Accounts {
         if now_ms > session.expires_ms {
             return Err(EngineError::InvalidRefresh);
         }
-        let ticket = append(Record::SessionRefreshed {
+        let ticket = append(AccountRecord::SessionRefreshed {
             family,
             token_hash: new_hash,
             expires_ms,
@@ -517,7 +520,7 @@ impl Accounts {
         if session.ended.is_some() || session.current != token_hash {
             return Ok(None);
         }
-        let ticket = append(Record::SessionEnded {
+        let ticket = append(AccountRecord::SessionEnded {
             family,
             reason: SessionEnd::Logout,
         })?;
@@ -531,7 +534,7 @@ impl Accounts {
         expires_ms: Millis,
         append: Append<'_>,
     ) -> Result<Ticket, EngineError> {
-        let ticket = append(Record::AccessRevoked { jti, expires_ms })?;
+        let ticket = append(AccountRecord::AccessRevoked { jti, expires_ms })?;
         self.revoked.insert(jti, expires_ms);
         Ok(ticket)
     }
@@ -650,8 +653,8 @@ impl NewUser {
 }
 
 impl User {
-    fn registered(&self) -> Record {
-        Record::UserRegistered {
+    fn registered(&self) -> AccountRecord {
+        AccountRecord::UserRegistered {
             user: self.id,
             email_index: self.email_index,
             email: self.email.clone(),
@@ -666,9 +669,9 @@ impl User {
 }
 
 /// The one mutation of a user by a user-change record, for the live path and replay alike.
-fn change_user_in(user: &mut User, record: &Record) {
+fn change_user_in(user: &mut User, record: &AccountRecord) {
     match record {
-        Record::ProfileUpdated {
+        AccountRecord::ProfileUpdated {
             name,
             phone,
             address,
@@ -684,17 +687,19 @@ fn change_user_in(user: &mut User, record: &Record) {
                 user.address = address.clone();
             }
         }
-        Record::RoleChanged { role, .. } => user.role = *role,
-        Record::PasswordChanged { password_hash, .. } => user.password_hash = password_hash.clone(),
+        AccountRecord::RoleChanged { role, .. } => user.role = *role,
+        AccountRecord::PasswordChanged { password_hash, .. } => {
+            user.password_hash = password_hash.clone()
+        }
         _ => {}
     }
 }
 
-fn user_of_change(record: &Record) -> Option<UserId> {
+fn user_of_change(record: &AccountRecord) -> Option<UserId> {
     match record {
-        Record::ProfileUpdated { user, .. }
-        | Record::RoleChanged { user, .. }
-        | Record::PasswordChanged { user, .. } => Some(*user),
+        AccountRecord::ProfileUpdated { user, .. }
+        | AccountRecord::RoleChanged { user, .. }
+        | AccountRecord::PasswordChanged { user, .. } => Some(*user),
         _ => None,
     }
 }

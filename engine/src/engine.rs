@@ -273,6 +273,11 @@ impl Engine {
         self.inner.state.image()
     }
 
+    /// Whether the log stopped taking records after a failed write: restart to recover.
+    pub fn is_failed(&self) -> bool {
+        self.inner.wal.is_failed()
+    }
+
     /// The last record that is durable (and applied).
     pub fn durable_seq(&self) -> Seq {
         self.inner.wal.durable_seq()

@@ -13,6 +13,7 @@ pub mod error;
 pub mod ids;
 mod inspect;
 pub mod password;
+pub mod payment;
 pub mod record;
 pub mod recovery;
 pub mod state;

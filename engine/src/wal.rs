@@ -5,6 +5,7 @@
 
 pub mod batch;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -40,7 +41,8 @@ struct Shared {
 }
 
 struct Queue {
-    records: Vec<Record>,
+    /// A ring buffer: taking a batch from the front moves that batch only, never the rest.
+    records: VecDeque<Record>,
     /// Sequence number of `records[0]`.
     first_seq: Seq,
     closed: bool,
@@ -72,7 +74,7 @@ impl Wal {
         assert!(options.batch_records_max > 0 && options.queue_records_max > 0);
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
-                records: Vec::new(),
+                records: VecDeque::new(),
                 first_seq: last_seq + 1,
                 closed: false,
             }),
@@ -129,7 +131,7 @@ impl Wal {
         if let Some(error) = self.shared.refusal(&queue) {
             return Err(error);
         }
-        queue.records.push(record);
+        queue.records.push_back(record);
         let seq = queue.first_seq + queue.records.len() as Seq - 1;
         drop(queue);
         self.shared.work.notify_one();
@@ -141,6 +143,11 @@ impl Wal {
 
     pub fn durable_seq(&self) -> Seq {
         self.shared.durable_seq.load(Ordering::Acquire)
+    }
+
+    /// Whether a write failed (or the writer died): the log takes no more records.
+    pub fn is_failed(&self) -> bool {
+        self.shared.failed.load(Ordering::Acquire)
     }
 
     pub fn stats(&self) -> WalStats {
@@ -184,6 +191,21 @@ impl Shared {
             return Some(EngineError::LogFailed(reason));
         }
         queue.closed.then_some(EngineError::ShuttingDown)
+    }
+
+    /// Marks the log failed and wakes everyone: submitters get an error, waiters too.
+    fn fail(&self, reason: String) {
+        *self.failure.lock() = Some(reason);
+        self.failed.store(true, Ordering::Release);
+        self.room.notify_all();
+        self.wake_waiters();
+    }
+
+    fn wake_waiters(&self) {
+        // Taking the lock orders this wake after any waiter's check-then-sleep.
+        drop(self.durable_lock.lock());
+        self.durable_cv.notify_all();
+        self.durable_notify.notify_waiters();
     }
 
     fn wait_error(&self) -> EngineError {
@@ -256,27 +278,22 @@ struct Writer {
 
 impl Writer {
     fn run(mut self) {
-        let mut spare: Vec<Record> = Vec::new();
+        // A panic here (a bug in a hook, say) must not leave every waiter blocked forever.
+        let _guard = FailOnUnwind(self.shared.clone());
         loop {
             let (first_seq, batch) = {
                 let mut queue = self.shared.queue.lock();
                 while queue.records.is_empty() {
                     if queue.closed {
                         drop(queue);
-                        self.wake_waiters();
+                        self.shared.wake_waiters();
                         return;
                     }
                     self.shared.work.wait(&mut queue);
                 }
                 let first_seq = queue.first_seq;
-                let batch = if queue.records.len() <= self.shared.batch_records_max {
-                    std::mem::replace(&mut queue.records, std::mem::take(&mut spare))
-                } else {
-                    queue
-                        .records
-                        .drain(..self.shared.batch_records_max)
-                        .collect()
-                };
+                let take = queue.records.len().min(self.shared.batch_records_max);
+                let batch: Vec<Record> = queue.records.drain(..take).collect();
                 queue.first_seq += batch.len() as Seq;
                 (first_seq, batch)
             };
@@ -284,10 +301,7 @@ impl Writer {
 
             if let Err(error) = self.write(first_seq, &batch) {
                 tracing::error!(%error, first_seq, "the log could not be written; refusing further writes");
-                *self.shared.failure.lock() = Some(error.to_string());
-                self.shared.failed.store(true, Ordering::Release);
-                self.shared.room.notify_all();
-                self.wake_waiters();
+                self.shared.fail(error.to_string());
                 return;
             }
             (self.hook)(first_seq, &batch);
@@ -297,9 +311,7 @@ impl Writer {
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
             self.shared.batches_written.fetch_add(1, Ordering::Relaxed);
             self.shared.durable_seq.store(last_seq, Ordering::Release);
-            self.wake_waiters();
-            spare = batch;
-            spare.clear();
+            self.shared.wake_waiters();
         }
     }
 
@@ -311,11 +323,15 @@ impl Writer {
         }
         Ok(())
     }
+}
 
-    fn wake_waiters(&self) {
-        // Taking the lock orders this wake after any waiter's check-then-sleep.
-        drop(self.shared.durable_lock.lock());
-        self.shared.durable_cv.notify_all();
-        self.shared.durable_notify.notify_waiters();
+struct FailOnUnwind(Arc<Shared>);
+
+impl Drop for FailOnUnwind {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("the log writer panicked; refusing further writes");
+            self.0.fail("the log writer panicked".into());
+        }
     }
 }

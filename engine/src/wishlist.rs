@@ -8,7 +8,7 @@ use rkyv::{Archive, Deserialize, Serialize};
 use crate::clock::Millis;
 use crate::error::{ApplyError, EngineError};
 use crate::ids::{ProductId, UserId};
-use crate::record::{Record, Seq};
+use crate::record::{CatalogRecord, Seq};
 use crate::wal::Ticket;
 
 /// Most products on one wishlist.
@@ -42,7 +42,7 @@ impl Wishlists {
         &self,
         user: UserId,
         item: WishItem,
-        append: &dyn Fn(Record) -> Result<Ticket, EngineError>,
+        append: &dyn Fn(CatalogRecord) -> Result<Ticket, EngineError>,
     ) -> Result<(WishItem, Ticket), EngineError> {
         if !(1..=WISHLIST_QUANTITY_MAX).contains(&item.quantity) {
             return Err(EngineError::InvalidWishlistItem("quantity must be 1 to 99"));
@@ -58,7 +58,7 @@ impl Wishlists {
                 "a wishlist holds at most 200 products",
             ));
         }
-        let ticket = append(Record::WishlistItemPut {
+        let ticket = append(CatalogRecord::WishlistItemPut {
             user,
             product: item.product,
             quantity: item.quantity,
@@ -73,7 +73,7 @@ impl Wishlists {
         &self,
         user: UserId,
         product: ProductId,
-        append: &dyn Fn(Record) -> Result<Ticket, EngineError>,
+        append: &dyn Fn(CatalogRecord) -> Result<Ticket, EngineError>,
     ) -> Result<Option<Ticket>, EngineError> {
         let Some(mut items) = self.items.get_mut(&user) else {
             return Ok(None);
@@ -81,14 +81,14 @@ impl Wishlists {
         if !items.contains_key(&product) {
             return Ok(None);
         }
-        let ticket = append(Record::WishlistItemRemoved { user, product })?;
+        let ticket = append(CatalogRecord::WishlistItemRemoved { user, product })?;
         items.remove(&product);
         Ok(Some(ticket))
     }
 
-    pub fn apply(&self, seq: Seq, record: &Record) -> Result<bool, ApplyError> {
+    pub fn apply(&self, seq: Seq, record: &CatalogRecord) -> Result<bool, ApplyError> {
         match record {
-            Record::WishlistItemPut {
+            CatalogRecord::WishlistItemPut {
                 user,
                 product,
                 quantity,
@@ -106,7 +106,7 @@ impl Wishlists {
                     },
                 );
             }
-            Record::WishlistItemRemoved { user, product } => {
+            CatalogRecord::WishlistItemRemoved { user, product } => {
                 let removed = self
                     .items
                     .get_mut(user)

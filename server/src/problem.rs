@@ -228,7 +228,7 @@ impl From<EngineError> for Problem {
                     S::INTERNAL_SERVER_ERROR,
                     "internal",
                     "Internal error",
-                    "the server could not record this; nothing was confirmed",
+                    "the server could not record this; its outcome is unknown until the server restarts",
                 );
             }
         };

@@ -75,7 +75,7 @@ impl Engine {
             sealed,
             code_hash,
             self.now_ms(),
-            &|r| wal.append(r),
+            &|r| wal.append(r.into()),
         )?;
         Ok((code, ticket))
     }
@@ -98,7 +98,7 @@ impl Engine {
             code_hash,
             token_hash,
             self.now_ms(),
-            &|r| wal.append(r),
+            &|r| wal.append(r.into()),
         )?;
         Ok((token, ticket))
     }
@@ -136,7 +136,7 @@ impl Engine {
             .inner
             .state
             .accounts
-            .register(token_hash, user, self.now_ms(), &|r| wal.append(r))?;
+            .register(token_hash, user, self.now_ms(), &|r| wal.append(r.into()))?;
         Ok((id, ticket))
     }
 
@@ -150,9 +150,9 @@ impl Engine {
         let accounts = &self.inner.state.accounts;
         if let Some(existing) = accounts.user_by_email(&email_index) {
             let wal = self.ready_wal()?;
-            let _ = accounts.change_role(existing.id, Role::Admin, &|r| wal.append(r))?;
+            let _ = accounts.change_role(existing.id, Role::Admin, &|r| wal.append(r.into()))?;
             let ticket =
-                accounts.change_password(existing.id, password_hash, &|r| wal.append(r))?;
+                accounts.change_password(existing.id, password_hash, &|r| wal.append(r.into()))?;
             return Ok((existing.id, ticket));
         }
         let profile = SignupProfile {
@@ -162,8 +162,8 @@ impl Engine {
         let user = self.new_user(email.as_str(), password_hash, profile, Role::Admin)?;
         let id = user.id;
         let wal = self.ready_wal()?;
-        let ticket =
-            accounts.register_direct(email_index, user, self.now_ms(), &|r| wal.append(r))?;
+        let ticket = accounts
+            .register_direct(email_index, user, self.now_ms(), &|r| wal.append(r.into()))?;
         Ok((id, ticket))
     }
 
@@ -219,7 +219,7 @@ impl Engine {
             .inner
             .state
             .accounts
-            .update_profile(user, patch, &|r| wal.append(r))?;
+            .update_profile(user, patch, &|r| wal.append(r.into()))?;
         Ok((self.profile(user)?, ticket))
     }
 
@@ -241,7 +241,7 @@ impl Engine {
             self.inner
                 .state
                 .accounts
-                .start_session(user, token_hash, expires_ms, &|r| wal.append(r))?;
+                .start_session(user, token_hash, expires_ms, &|r| wal.append(r.into()))?;
         Ok((token, ticket))
     }
 
@@ -263,7 +263,7 @@ impl Engine {
             new_hash,
             now,
             now.saturating_add(ttl_ms),
-            &|r| wal.append(r),
+            &|r| wal.append(r.into()),
         )?;
         Ok((user, new_token, ticket))
     }
@@ -277,7 +277,7 @@ impl Engine {
         self.inner
             .state
             .accounts
-            .end_session(token_hash, &|r| wal.append(r))
+            .end_session(token_hash, &|r| wal.append(r.into()))
     }
 
     /// Refuses an access token's id until `expires_ms`.
@@ -287,7 +287,7 @@ impl Engine {
         self.inner
             .state
             .accounts
-            .revoke_access(jti_hash, expires_ms, &|r| wal.append(r))
+            .revoke_access(jti_hash, expires_ms, &|r| wal.append(r.into()))
     }
 
     pub fn is_access_revoked(&self, jti: &str) -> bool {

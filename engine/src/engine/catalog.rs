@@ -136,7 +136,7 @@ impl Engine {
         self.inner
             .state
             .wishlists
-            .put(user, item, &|r| wal.append(r))
+            .put(user, item, &|r| wal.append(r.into()))
     }
 
     pub fn remove_wishlist_item(
@@ -148,7 +148,7 @@ impl Engine {
         self.inner
             .state
             .wishlists
-            .remove(user, product, &|r| wal.append(r))
+            .remove(user, product, &|r| wal.append(r.into()))
     }
 
     fn view_of(&self, product: Product) -> ProductView {

@@ -18,11 +18,11 @@
 
 use std::io;
 
-use super::{CHARGE_KEY_BYTES_MAX, charge_key_is_well_formed, currency_is_well_formed};
+use super::{charge_key_is_well_formed, currency_is_well_formed};
 
-/// The longest line, newline included. The longest real one: a key of
-/// [`CHARGE_KEY_BYTES_MAX`] bytes, `timeout_not_charged`, a 20-digit amount, a currency, a CRC and
-/// five separators is 183 bytes.
+/// The longest line, newline included. The longest real one is 183 bytes: a key of
+/// [`CHARGE_KEY_BYTES_MAX`](super::CHARGE_KEY_BYTES_MAX) bytes, `timeout_not_charged`, a
+/// 20-digit amount, a currency, a CRC and five separators.
 pub(super) const LINE_BYTES_MAX: usize = 256;
 const CRC_HEX_DIGITS: usize = 8;
 
@@ -201,6 +201,7 @@ pub(super) fn scan(bytes: &[u8]) -> io::Result<Scan> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::payment::CHARGE_KEY_BYTES_MAX;
 
     fn line(key: &str, event: Event) -> Line {
         Line {
@@ -212,7 +213,11 @@ mod tests {
     }
 
     fn encode_all(lines: &[Line]) -> Vec<u8> {
-        lines.iter().map(Line::encode).collect::<String>().into_bytes()
+        lines
+            .iter()
+            .map(Line::encode)
+            .collect::<String>()
+            .into_bytes()
     }
 
     #[test]
@@ -289,7 +294,11 @@ mod tests {
     fn damage_before_an_intact_line_is_corruption() {
         let mut flipped = line("ord_1/1", Event::Approved).encode().into_bytes();
         flipped[0] = b'x';
-        let bytes = [&flipped, line("ord_2/1", Event::Approved).encode().as_bytes()].concat();
+        let bytes = [
+            &flipped,
+            line("ord_2/1", Event::Approved).encode().as_bytes(),
+        ]
+        .concat();
         let error = scan(&bytes).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
         assert!(error.to_string().contains("line 1 is damaged"), "{error}");

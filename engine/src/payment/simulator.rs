@@ -17,8 +17,8 @@ use parking_lot::Mutex;
 
 use super::charge_log::{self, Event, Line};
 use super::{
-    Card, ChargeOutcome, ChargeStatus, PaymentProvider, ProviderTimeout,
-    charge_key_is_well_formed, currency_is_well_formed,
+    Card, ChargeOutcome, ChargeStatus, PaymentProvider, ProviderTimeout, charge_key_is_well_formed,
+    currency_is_well_formed,
 };
 
 /// The simulator's record inside the directory it is given.
@@ -64,9 +64,8 @@ impl PaymentSimulator {
     pub fn open(dir: &Path) -> io::Result<PaymentSimulator> {
         fs::create_dir_all(dir)?;
         let path = dir.join(CHARGES_FILE_NAME);
-        let context = |error: io::Error| {
-            io::Error::new(error.kind(), format!("{}: {error}", path.display()))
-        };
+        let context =
+            |error: io::Error| io::Error::new(error.kind(), format!("{}: {error}", path.display()));
         let existed = path.try_exists().map_err(context)?;
         let mut file = OpenOptions::new()
             .read(true)
@@ -163,7 +162,9 @@ impl PaymentProvider for PaymentSimulator {
             amount,
             currency: currency.to_owned(),
         };
-        ledger.append(&line, &self.path).map_err(|()| ProviderTimeout)?;
+        ledger
+            .append(&line, &self.path)
+            .map_err(|()| ProviderTimeout)?;
         ledger
             .apply(line)
             .expect("a new key takes any charge event");
@@ -347,3 +348,431 @@ fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+#[cfg(test)]
+mod tests {
+    use std::sync::Barrier;
+
+    use super::*;
+
+    /// 2026-03-15T12:00:00Z.
+    const NOW_MS: u64 = 1_773_576_000_000;
+
+    fn card(number: &str) -> Card {
+        Card::parse(number, "12/30", "123", NOW_MS).unwrap()
+    }
+
+    fn charge(
+        simulator: &PaymentSimulator,
+        key: &str,
+        number: &str,
+    ) -> Result<ChargeOutcome, ProviderTimeout> {
+        simulator.charge(key, 129_000, "KRW", &card(number))
+    }
+
+    fn log_bytes(dir: &Path) -> Vec<u8> {
+        fs::read(dir.join(CHARGES_FILE_NAME)).unwrap()
+    }
+
+    #[test]
+    fn each_card_of_the_table_answers_as_documented() {
+        let dir = tempfile::tempdir().unwrap();
+        let simulator = PaymentSimulator::open(dir.path()).unwrap();
+        let table = [
+            (
+                "4242 4242 4242 4242",
+                Ok(ChargeOutcome::Approved),
+                ChargeStatus::Charged,
+            ),
+            (
+                "4000 0000 0000 0002",
+                Ok(ChargeOutcome::Declined),
+                ChargeStatus::NotCharged,
+            ),
+            (
+                "4000 0000 0000 9995",
+                Ok(ChargeOutcome::LimitExceeded),
+                ChargeStatus::NotCharged,
+            ),
+            (
+                "4000 0000 0000 0119",
+                Err(ProviderTimeout),
+                ChargeStatus::NotCharged,
+            ),
+            (
+                "4000 0000 0000 0259",
+                Err(ProviderTimeout),
+                ChargeStatus::Charged,
+            ),
+            // Any other valid number.
+            (
+                "5555 5555 5555 4444",
+                Ok(ChargeOutcome::Approved),
+                ChargeStatus::Charged,
+            ),
+        ];
+        for (index, (number, answer, status)) in table.into_iter().enumerate() {
+            let key = format!("ord_{index}/1");
+            assert_eq!(charge(&simulator, &key, number), answer, "{number}");
+            assert_eq!(simulator.status(&key), status, "{number}");
+        }
+        assert_eq!(simulator.charges(), 3);
+    }
+
+    #[test]
+    fn the_same_key_twice_charges_once_and_answers_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let simulator = PaymentSimulator::open(dir.path()).unwrap();
+        for (key, number, answer) in [
+            (
+                "ord_1/1",
+                PaymentSimulator::CARD_APPROVED,
+                Ok(ChargeOutcome::Approved),
+            ),
+            (
+                "ord_2/1",
+                PaymentSimulator::CARD_DECLINED,
+                Ok(ChargeOutcome::Declined),
+            ),
+            (
+                "ord_3/1",
+                PaymentSimulator::CARD_LIMIT_EXCEEDED,
+                Ok(ChargeOutcome::LimitExceeded),
+            ),
+            (
+                "ord_4/1",
+                PaymentSimulator::CARD_TIMEOUT_NOT_CHARGED,
+                Err(ProviderTimeout),
+            ),
+        ] {
+            assert_eq!(charge(&simulator, key, number), answer, "{number}");
+            assert_eq!(charge(&simulator, key, number), answer, "{number}");
+            // The record answers, not the card: another card under the same key changes nothing.
+            assert_eq!(
+                charge(&simulator, key, PaymentSimulator::CARD_APPROVED),
+                answer,
+                "{number}"
+            );
+        }
+        assert_eq!(simulator.charges(), 1);
+        assert_eq!(simulator.status("ord_2/1"), ChargeStatus::NotCharged);
+        // One line per key: the repeats wrote nothing.
+        let log = log_bytes(dir.path());
+        assert_eq!(log.iter().filter(|&&b| b == b'\n').count(), 4);
+    }
+
+    #[test]
+    fn a_timeout_that_did_not_charge_stays_uncharged() {
+        let dir = tempfile::tempdir().unwrap();
+        let simulator = PaymentSimulator::open(dir.path()).unwrap();
+        let key = "ord_7/1";
+        assert_eq!(
+            charge(&simulator, key, PaymentSimulator::CARD_TIMEOUT_NOT_CHARGED),
+            Err(ProviderTimeout)
+        );
+        assert_eq!(simulator.status(key), ChargeStatus::NotCharged);
+        assert_eq!(
+            charge(&simulator, key, PaymentSimulator::CARD_TIMEOUT_NOT_CHARGED),
+            Err(ProviderTimeout)
+        );
+        assert_eq!(simulator.refund(key), ChargeStatus::NotCharged);
+        assert_eq!(simulator.charges(), 0);
+        // The saga's next attempt is a new key, and this card times out again.
+        assert_eq!(
+            charge(
+                &simulator,
+                "ord_7/2",
+                PaymentSimulator::CARD_TIMEOUT_NOT_CHARGED
+            ),
+            Err(ProviderTimeout)
+        );
+        assert_eq!(simulator.charges(), 0);
+    }
+
+    #[test]
+    fn a_timeout_that_charged_reports_the_charge_when_asked_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let simulator = PaymentSimulator::open(dir.path()).unwrap();
+        let key = "ord_8/1";
+        assert_eq!(
+            charge(&simulator, key, PaymentSimulator::CARD_TIMEOUT_CHARGED),
+            Err(ProviderTimeout)
+        );
+        assert_eq!(simulator.status(key), ChargeStatus::Charged);
+        assert_eq!(
+            charge(&simulator, key, PaymentSimulator::CARD_TIMEOUT_CHARGED),
+            Ok(ChargeOutcome::Approved)
+        );
+        assert_eq!(simulator.charges(), 1);
+        assert_eq!(simulator.refund(key), ChargeStatus::Refunded);
+    }
+
+    #[test]
+    fn a_charge_is_refunded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let simulator = PaymentSimulator::open(dir.path()).unwrap();
+        let key = "ord_9/1";
+        assert_eq!(
+            charge(&simulator, key, PaymentSimulator::CARD_APPROVED),
+            Ok(ChargeOutcome::Approved)
+        );
+        assert_eq!(simulator.refund(key), ChargeStatus::Refunded);
+        let after_first_refund = log_bytes(dir.path());
+        assert_eq!(simulator.refund(key), ChargeStatus::Refunded);
+        assert_eq!(log_bytes(dir.path()), after_first_refund, "nothing written");
+        assert_eq!(simulator.status(key), ChargeStatus::Refunded);
+        // A refunded key is still answered, not charged again.
+        assert_eq!(
+            charge(&simulator, key, PaymentSimulator::CARD_APPROVED),
+            Ok(ChargeOutcome::Approved)
+        );
+        assert_eq!(simulator.status(key), ChargeStatus::Refunded);
+        assert_eq!(simulator.charges(), 1);
+    }
+
+    #[test]
+    fn refunding_what_was_not_charged_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let simulator = PaymentSimulator::open(dir.path()).unwrap();
+        assert_eq!(simulator.refund("ord_unknown/1"), ChargeStatus::NotCharged);
+        assert_eq!(
+            charge(&simulator, "ord_1/1", PaymentSimulator::CARD_DECLINED),
+            Ok(ChargeOutcome::Declined)
+        );
+        assert_eq!(simulator.refund("ord_1/1"), ChargeStatus::NotCharged);
+        assert_eq!(simulator.status("ord_unknown/1"), ChargeStatus::NotCharged);
+        assert_eq!(
+            log_bytes(dir.path())
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_reopened_simulator_knows_every_key() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let simulator = PaymentSimulator::open(dir.path()).unwrap();
+            charge(&simulator, "ord_1/1", PaymentSimulator::CARD_APPROVED).unwrap();
+            charge(&simulator, "ord_2/1", PaymentSimulator::CARD_DECLINED).unwrap();
+            charge(&simulator, "ord_3/1", PaymentSimulator::CARD_LIMIT_EXCEEDED).unwrap();
+            charge(
+                &simulator,
+                "ord_4/1",
+                PaymentSimulator::CARD_TIMEOUT_NOT_CHARGED,
+            )
+            .unwrap_err();
+            charge(
+                &simulator,
+                "ord_5/1",
+                PaymentSimulator::CARD_TIMEOUT_CHARGED,
+            )
+            .unwrap_err();
+            charge(&simulator, "ord_6/1", PaymentSimulator::CARD_APPROVED).unwrap();
+            assert_eq!(simulator.refund("ord_6/1"), ChargeStatus::Refunded);
+        }
+
+        let simulator = PaymentSimulator::open(dir.path()).unwrap();
+        assert_eq!(simulator.charges(), 3);
+        assert_eq!(simulator.status("ord_1/1"), ChargeStatus::Charged);
+        assert_eq!(simulator.status("ord_2/1"), ChargeStatus::NotCharged);
+        assert_eq!(simulator.status("ord_4/1"), ChargeStatus::NotCharged);
+        assert_eq!(simulator.status("ord_5/1"), ChargeStatus::Charged);
+        assert_eq!(simulator.status("ord_6/1"), ChargeStatus::Refunded);
+        // Asked again after the restart: the recorded outcomes, no new charge.
+        let again = |key, number| charge(&simulator, key, number);
+        assert_eq!(
+            again("ord_1/1", PaymentSimulator::CARD_APPROVED),
+            Ok(ChargeOutcome::Approved)
+        );
+        assert_eq!(
+            again("ord_2/1", PaymentSimulator::CARD_APPROVED),
+            Ok(ChargeOutcome::Declined)
+        );
+        assert_eq!(
+            again("ord_3/1", PaymentSimulator::CARD_APPROVED),
+            Ok(ChargeOutcome::LimitExceeded)
+        );
+        assert_eq!(
+            again("ord_4/1", PaymentSimulator::CARD_APPROVED),
+            Err(ProviderTimeout)
+        );
+        assert_eq!(
+            again("ord_5/1", PaymentSimulator::CARD_APPROVED),
+            Ok(ChargeOutcome::Approved)
+        );
+        assert_eq!(simulator.refund("ord_6/1"), ChargeStatus::Refunded);
+        assert_eq!(simulator.charges(), 3);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored_and_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let simulator = PaymentSimulator::open(dir.path()).unwrap();
+            charge(&simulator, "ord_1/1", PaymentSimulator::CARD_APPROVED).unwrap();
+        }
+        let intact = log_bytes(dir.path());
+        let torn = Line {
+            key: "ord_2/1".to_owned(),
+            event: Event::Approved,
+            amount: 129_000,
+            currency: "KRW".to_owned(),
+        }
+        .encode();
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(CHARGES_FILE_NAME))
+            .unwrap();
+        file.write_all(&torn.as_bytes()[..torn.len() - 3]).unwrap();
+        drop(file);
+
+        {
+            let simulator = PaymentSimulator::open(dir.path()).unwrap();
+            assert_eq!(simulator.charges(), 1);
+            assert_eq!(simulator.status("ord_2/1"), ChargeStatus::NotCharged);
+            assert_eq!(log_bytes(dir.path()), intact, "the torn line is cut");
+            // The next record starts on a clean line.
+            charge(&simulator, "ord_2/1", PaymentSimulator::CARD_APPROVED).unwrap();
+        }
+        let simulator = PaymentSimulator::open(dir.path()).unwrap();
+        assert_eq!(simulator.charges(), 2);
+        assert_eq!(simulator.status("ord_2/1"), ChargeStatus::Charged);
+    }
+
+    #[test]
+    fn a_corrupt_last_line_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let simulator = PaymentSimulator::open(dir.path()).unwrap();
+            charge(&simulator, "ord_1/1", PaymentSimulator::CARD_APPROVED).unwrap();
+            charge(&simulator, "ord_2/1", PaymentSimulator::CARD_APPROVED).unwrap();
+        }
+        let mut bytes = log_bytes(dir.path());
+        let last_line_start = bytes[..bytes.len() - 1]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .unwrap()
+            + 1;
+        // A bit flipped in the amount of the last line: its CRC no longer matches.
+        bytes[last_line_start + "ord_2/1 approved ".len()] ^= 0x01;
+        fs::write(dir.path().join(CHARGES_FILE_NAME), &bytes).unwrap();
+
+        let simulator = PaymentSimulator::open(dir.path()).unwrap();
+        assert_eq!(simulator.charges(), 1);
+        assert_eq!(simulator.status("ord_1/1"), ChargeStatus::Charged);
+        assert_eq!(simulator.status("ord_2/1"), ChargeStatus::NotCharged);
+        assert_eq!(log_bytes(dir.path()).len(), last_line_start);
+    }
+
+    #[test]
+    fn a_corrupt_line_in_the_middle_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let simulator = PaymentSimulator::open(dir.path()).unwrap();
+            charge(&simulator, "ord_1/1", PaymentSimulator::CARD_APPROVED).unwrap();
+            charge(&simulator, "ord_2/1", PaymentSimulator::CARD_APPROVED).unwrap();
+        }
+        let mut bytes = log_bytes(dir.path());
+        bytes[0] = b'x';
+        fs::write(dir.path().join(CHARGES_FILE_NAME), &bytes).unwrap();
+
+        let error = PaymentSimulator::open(dir.path()).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(log_bytes(dir.path()), bytes, "nothing cut");
+    }
+
+    #[test]
+    fn a_record_that_breaks_the_rules_refuses_to_open() {
+        let line = |key: &str, event| {
+            Line {
+                key: key.to_owned(),
+                event,
+                amount: 129_000,
+                currency: "KRW".to_owned(),
+            }
+            .encode()
+        };
+        for log in [
+            line("ord_1/1", Event::Approved) + &line("ord_1/1", Event::Approved),
+            line("ord_1/1", Event::Refunded),
+            line("ord_1/1", Event::Declined) + &line("ord_1/1", Event::Refunded),
+            line("ord_1/1", Event::Approved)
+                + &line("ord_1/1", Event::Refunded)
+                + &line("ord_1/1", Event::Refunded),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            fs::write(dir.path().join(CHARGES_FILE_NAME), &log).unwrap();
+            let error = PaymentSimulator::open(dir.path()).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{log}");
+        }
+    }
+
+    #[test]
+    fn the_same_key_at_once_from_many_threads_charges_once() {
+        const THREADS: usize = 16;
+        let dir = tempfile::tempdir().unwrap();
+        let simulator = PaymentSimulator::open(dir.path()).unwrap();
+        let start = Barrier::new(THREADS);
+        std::thread::scope(|scope| {
+            for thread in 0..THREADS {
+                let (simulator, start) = (&simulator, &start);
+                scope.spawn(move || {
+                    let card = card(PaymentSimulator::CARD_APPROVED);
+                    start.wait();
+                    // Every thread charges the shared key and one of its own.
+                    for key in ["ord_1/1".to_owned(), format!("ord_{}/1", thread + 2)] {
+                        assert_eq!(
+                            simulator.charge(&key, 129_000, "KRW", &card),
+                            Ok(ChargeOutcome::Approved)
+                        );
+                    }
+                });
+            }
+        });
+        assert_eq!(simulator.charges(), THREADS + 1);
+        drop(simulator);
+        assert_eq!(
+            PaymentSimulator::open(dir.path()).unwrap().charges(),
+            THREADS + 1
+        );
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "malformed charge request")]
+    fn an_over_long_key_is_a_bug_of_the_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let simulator = PaymentSimulator::open(dir.path()).unwrap();
+        let _ = charge(
+            &simulator,
+            &"k".repeat(129),
+            PaymentSimulator::CARD_APPROVED,
+        );
+    }
+
+    #[test]
+    #[cfg(not(debug_assertions))]
+    fn an_over_long_key_charges_nothing_and_answers_a_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let simulator = PaymentSimulator::open(dir.path()).unwrap();
+        let key = "k".repeat(129);
+        assert_eq!(
+            charge(&simulator, &key, PaymentSimulator::CARD_APPROVED),
+            Err(ProviderTimeout)
+        );
+        assert_eq!(simulator.status(&key), ChargeStatus::NotCharged);
+        assert_eq!(simulator.charges(), 0);
+        assert!(log_bytes(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn open_creates_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("payments").join("simulator");
+        let simulator = PaymentSimulator::open(&nested).unwrap();
+        charge(&simulator, "ord_1/1", PaymentSimulator::CARD_APPROVED).unwrap();
+        assert!(nested.join(CHARGES_FILE_NAME).is_file());
+    }
+}
