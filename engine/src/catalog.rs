@@ -168,6 +168,7 @@ impl Catalog {
     }
 
     /// Products with ids after `after`, in id order, that `keep` accepts; at most `limit`.
+    /// `keep` runs under the catalog's read lock: it must take no other lock.
     pub fn page(
         &self,
         after: Option<ProductId>,

@@ -137,9 +137,16 @@ pub fn inspect(data_dir: &Path) -> Result<Inspection, OpenError> {
                 }
             }
             BatchRead::Defect { key, reason } => {
-                problems.push(format!(
-                    "log batch {key}: {reason} (opening would cut the log here)"
-                ));
+                let fate = if store.is_last_batch(key)? {
+                    "it is the newest batch: opening cuts it as a torn write"
+                } else {
+                    "later batches follow: opening refuses the directory"
+                };
+                problems.push(format!("log batch {key}: {reason} ({fate})"));
+                break;
+            }
+            BatchRead::Unreadable(reason) => {
+                problems.push(format!("the log cannot be read: {reason}"));
                 break;
             }
         }

@@ -115,9 +115,23 @@ pub fn replay(
                     return Ok(());
                 }
             }
+            BatchRead::Unreadable(reason) => {
+                return Err(OpenError::Corrupt(format!(
+                    "the log cannot be read: {reason}; nothing was cut. Run `allot db verify`"
+                )));
+            }
             BatchRead::Defect { key, reason } => {
                 if on_defect == OnDefect::Stop {
                     return Err(OpenError::Corrupt(format!("batch {key}: {reason}")));
+                }
+                // Only the newest batch can be torn by a crash. Damage with intact batches
+                // after it is not a torn write, and cutting there would drop acknowledged,
+                // durable records: refuse to open instead.
+                if !store.is_last_batch(key)? {
+                    return Err(OpenError::Corrupt(format!(
+                        "log batch {key} is damaged ({reason}) and later batches follow; \
+                         nothing was cut. Run `allot db verify` and restore from a backup"
+                    )));
                 }
                 let batches_removed = store.cut_log_from(key)?;
                 tracing::error!(

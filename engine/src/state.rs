@@ -376,20 +376,12 @@ impl State {
             self.take_units(&entry, sku, user, quantity)?;
         }
         let id = ReservationId(self.next_reservation.fetch_add(1, Ordering::AcqRel));
-        // Nobody else knows this id yet, and the expiry index learns it only once it is
-        // durable, so the entry needs no lock across the append.
-        self.reservations.insert(
-            id,
-            Reservation {
-                id,
-                sku,
-                user,
-                quantity,
-                deadline_ms,
-                status: ReservationStatus::Active,
-                transition_queued: false,
-            },
-        );
+        // The entry stays locked until the record is queued: a commit or release of this id
+        // (however it was learnt) can only be logged after the reservation itself.
+        let dashmap::Entry::Vacant(slot) = self.reservations.entry(id) else {
+            self.undo_take(sku, user, quantity);
+            return Err(EngineError::LogFailed(format!("{id} allocated twice")));
+        };
         match append(Record::StockReserved {
             reservation: id,
             sku,
@@ -397,9 +389,20 @@ impl State {
             quantity,
             deadline_ms,
         }) {
-            Ok(ticket) => Ok((id, ticket)),
+            Ok(ticket) => {
+                slot.insert(Reservation {
+                    id,
+                    sku,
+                    user,
+                    quantity,
+                    deadline_ms,
+                    status: ReservationStatus::Active,
+                    transition_queued: false,
+                });
+                Ok((id, ticket))
+            }
             Err(error) => {
-                self.reservations.remove(&id);
+                drop(slot);
                 self.undo_take(sku, user, quantity);
                 Err(error)
             }
@@ -506,8 +509,10 @@ impl State {
             }
             .into(),
         )?;
-        self.catalog.insert(product.clone())?;
         slot.insert(SkuEntry::new(new.stock_total, new.per_user_limit));
+        // Lock order: a SKU shard is never held while the catalog lock is taken (nor the other
+        // way round), so the slot is released before the product is listed.
+        self.catalog.insert(product.clone())?;
         Ok((product, ticket))
     }
 

@@ -102,7 +102,7 @@ impl Store {
                 BatchRead::Good { first_seq, records } => {
                     expected = Some(first_seq + records.len() as Seq);
                 }
-                BatchRead::Defect { .. } => stopped = true,
+                BatchRead::Defect { .. } | BatchRead::Unreadable(_) => stopped = true,
             }
             Some(read)
         })
@@ -120,6 +120,15 @@ impl Store {
         }
         self.db.flush()?;
         Ok(keys.len())
+    }
+
+    /// Whether `key` is the newest batch of the log.
+    pub fn is_last_batch(&self, key: Seq) -> Result<bool, sled::Error> {
+        Ok(self
+            .log
+            .last()?
+            .and_then(|(k, _)| batch::seq_of_key(&k))
+            .is_some_and(|last| last == key))
     }
 
     /// First and last key of the log, and how many batches it holds.
@@ -198,35 +207,26 @@ pub enum BatchRead {
         first_seq: Seq,
         records: Vec<Record>,
     },
-    Defect {
-        key: Seq,
-        reason: String,
-    },
+    /// The batch's bytes do not check out: if it is the newest batch, a torn write.
+    Defect { key: Seq, reason: String },
+    /// Not a torn write: the store failed, or the log has a hole. Never cut.
+    Unreadable(String),
 }
 
 fn read_batch(item: sled::Result<(sled::IVec, sled::IVec)>, expected: Option<Seq>) -> BatchRead {
     let (key, value) = match item {
         Ok(kv) => kv,
-        Err(e) => {
-            return BatchRead::Defect {
-                key: expected.unwrap_or(0),
-                reason: format!("storage error: {e}"),
-            };
-        }
+        Err(e) => return BatchRead::Unreadable(format!("storage error: {e}")),
     };
     let Some(first_seq) = batch::seq_of_key(&key) else {
-        return BatchRead::Defect {
-            key: expected.unwrap_or(0),
-            reason: "malformed key".into(),
-        };
+        return BatchRead::Unreadable("a log key that is not a sequence number".into());
     };
     if let Some(expected) = expected
         && first_seq != expected
     {
-        return BatchRead::Defect {
-            key: first_seq,
-            reason: format!("gap: expected a batch at {expected}"),
-        };
+        return BatchRead::Unreadable(format!(
+            "a gap in the log: batch {first_seq} follows where {expected} was due"
+        ));
     }
     match batch::decode(first_seq, &value) {
         Ok(records) if records.is_empty() => BatchRead::Defect {

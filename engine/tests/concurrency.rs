@@ -128,3 +128,96 @@ fn racing_releases_and_takes_never_oversell() {
     assert!(inspection.is_clean(), "{:?}", inspection.problems);
     assert_eq!(inspection.image, live);
 }
+
+/// Fails the test instead of hanging CI if `work` does not finish in time.
+fn within(seconds: u64, what: &str, work: impl FnOnce() + Send + 'static) {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        work();
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(std::time::Duration::from_secs(seconds))
+        .unwrap_or_else(|_| panic!("{what} did not finish within {seconds} s: a deadlock?"));
+}
+
+#[test]
+fn creating_products_while_listing_by_status_does_not_deadlock() {
+    use allot_engine::{NewProduct, ProductDetails, ProductKind, ProductStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(EngineConfig::new(dir.path()), Arc::new(SystemClock::new())).unwrap();
+    let keep = dir.path().to_path_buf();
+    within(60, "creating while listing", move || {
+        let _keep = keep;
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let engine = engine.clone();
+                std::thread::spawn(move || {
+                    for i in 0..300 {
+                        if t % 2 == 0 {
+                            let product = NewProduct {
+                                kind: ProductKind::General,
+                                details: ProductDetails {
+                                    name: format!("p{t}-{i}"),
+                                    description: String::new(),
+                                    price: 1,
+                                    currency: "KRW".into(),
+                                },
+                                sale_opens_ms: None,
+                                sale_closes_ms: None,
+                                per_user_limit: None,
+                                stock_total: 1,
+                            };
+                            let _ = engine.create_product(product).unwrap();
+                        } else {
+                            let _ =
+                                engine.list_products(None, 100, None, Some(ProductStatus::OnSale));
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        engine.close().unwrap();
+    });
+}
+
+#[test]
+fn a_commit_racing_its_own_reservation_is_logged_after_it() {
+    // A second thread commits ids as soon as they could exist; whatever it wins, the log must
+    // replay (a commit logged before its reservation would make the directory unopenable).
+    let dir = tempfile::tempdir().unwrap();
+    let config = EngineConfig::new(dir.path());
+    let engine = Engine::open(config.clone(), Arc::new(SystemClock::new())).unwrap();
+    engine
+        .create_sku(Sku(1), 5_000, None)
+        .unwrap()
+        .wait()
+        .unwrap();
+    let committer = {
+        let engine = engine.clone();
+        std::thread::spawn(move || {
+            for id in 1..=3_000 {
+                while engine.commit(allot_engine::ReservationId(id)).is_err() {
+                    if engine
+                        .reservation(allot_engine::ReservationId(id))
+                        .is_some()
+                    {
+                        break;
+                    }
+                    std::hint::spin_loop();
+                }
+            }
+        })
+    };
+    for user in 0..3_000 {
+        let _ = engine.reserve(UserId(user), Sku(1), 1, 600_000).unwrap();
+    }
+    committer.join().unwrap();
+    engine.close().unwrap();
+    drop(engine);
+    let reopened = Engine::open(config, Arc::new(SystemClock::new())).unwrap();
+    assert!(allot_engine::state::check_invariants_of(&reopened.image()).is_empty());
+}

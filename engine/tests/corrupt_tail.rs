@@ -149,3 +149,43 @@ fn a_well_formed_but_impossible_record_is_reported_and_never_applied() {
         Err(allot_engine::OpenError::Corrupt(_))
     ));
 }
+
+#[test]
+fn damage_before_intact_batches_refuses_to_open_and_cuts_nothing() {
+    // Not a torn write: cutting there would drop acknowledged records that follow it.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, middle_key) = prepare(dir.path());
+    {
+        let engine =
+            Engine::open(config(dir.path()), Arc::new(ManualClock::new(1_000_000))).unwrap();
+        engine
+            .reserve(UserId(7), Sku(1), 1, 60_000)
+            .unwrap()
+            .1
+            .wait()
+            .unwrap();
+        engine.close().unwrap();
+    }
+    damage(dir.path(), middle_key, |v| {
+        let at = v.len() - 5;
+        v[at] ^= 0x01;
+    });
+    let batches_before = sled_batches(dir.path());
+    let inspection = allot_engine::inspect(dir.path()).unwrap();
+    assert!(
+        inspection
+            .problems
+            .iter()
+            .any(|p| p.contains("later batches follow")),
+        "{:?}",
+        inspection.problems
+    );
+    let refused = Engine::open(config(dir.path()), Arc::new(ManualClock::new(1_000_000)));
+    assert!(matches!(refused, Err(allot_engine::OpenError::Corrupt(_))));
+    assert_eq!(sled_batches(dir.path()), batches_before, "nothing was cut");
+}
+
+fn sled_batches(dir: &std::path::Path) -> usize {
+    let db = sled::open(dir.join("store")).unwrap();
+    db.open_tree("log").unwrap().len()
+}

@@ -72,19 +72,34 @@ impl Engine {
         kind: Option<ProductKind>,
         status: Option<ProductStatus>,
     ) -> Vec<ProductView> {
-        let now = self.now_ms();
-        let state = &self.inner.state;
-        state
-            .catalog
-            .page(after, limit, |p| {
-                kind.is_none_or(|k| p.kind == k)
-                    && status.is_none_or(|s| {
-                        p.status(state.stock(p.sku()).unwrap_or_default(), now) == s
-                    })
-            })
-            .into_iter()
-            .map(|p| self.view_of(p))
-            .collect()
+        /// Products looked at per turn of the catalog lock.
+        const SCAN_CHUNK: usize = 256;
+        let mut views = Vec::new();
+        let mut cursor = after;
+        loop {
+            // Copied out under the catalog lock; their stock is read once it is released. A
+            // status filter that read SKU counters under the catalog lock would deadlock with
+            // `create_product`, which takes them the other way round.
+            let candidates = self
+                .inner
+                .state
+                .catalog
+                .page(cursor, SCAN_CHUNK, |p| kind.is_none_or(|k| p.kind == k));
+            let exhausted = candidates.len() < SCAN_CHUNK;
+            for product in candidates {
+                cursor = Some(product.id);
+                let view = self.view_of(product);
+                if status.is_none_or(|s| view.status == s) {
+                    views.push(view);
+                    if views.len() == limit {
+                        return views;
+                    }
+                }
+            }
+            if exhausted {
+                return views;
+            }
+        }
     }
 
     /// A product's stock and status now, without copying the product: what the live stock
