@@ -67,6 +67,14 @@ struct Session {
     ended: Option<SessionEnd>,
 }
 
+/// What a refresh token bought.
+pub enum Refresh {
+    /// A new token for this user; durable once the ticket is.
+    Rotated(UserId, Ticket),
+    /// The token was reused: its whole session family is revoked once the ticket is durable.
+    FamilyRevoked(Ticket),
+}
+
 /// The signup token's verification, as `register` needs it.
 #[derive(Debug, Clone)]
 pub struct PendingSignup {
@@ -335,14 +343,24 @@ impl Accounts {
             dashmap::Entry::Occupied(_) => return Err(EngineError::EmailTaken),
             dashmap::Entry::Vacant(slot) => slot,
         };
-        let live = self.verifications.get(&email_index).is_some_and(|v| {
-            matches!(v.token, Some((hash, expires_ms)) if hash == token_hash && now_ms <= expires_ms)
-        });
+        // The verification stays locked from the check to its removal, so a new code asked for
+        // meanwhile is ordered entirely before or after this signup, in memory as in the log.
+        let dashmap::Entry::Occupied(verification) = self.verifications.entry(email_index) else {
+            return Err(EngineError::InvalidVerificationToken);
+        };
+        let live = matches!(
+            verification.get().token,
+            Some((hash, expires_ms)) if hash == token_hash && now_ms <= expires_ms
+        );
         if !live {
             return Err(EngineError::InvalidVerificationToken);
         }
         let user = user.into_user(email_index, now_ms);
         let ticket = append(user.registered())?;
+        let (_, spent) = verification.remove_entry();
+        if let Some((token, _)) = spent.token {
+            self.signup_tokens.remove(&token);
+        }
         self.insert_user_in(slot, user);
         Ok(ticket)
     }
@@ -464,7 +482,8 @@ impl Accounts {
     }
 
     /// Exchanges a refresh token for a new one. A token that was already exchanged is a
-    /// stolen copy or a replay: the whole family ends, and the caller gets `InvalidRefresh`.
+    /// stolen copy or a replay: the whole family ends (`Refresh::FamilyRevoked`, whose ticket
+    /// the caller waits on before refusing).
     pub fn refresh_session(
         &self,
         token_hash: Digest,
@@ -472,7 +491,7 @@ impl Accounts {
         now_ms: Millis,
         expires_ms: Millis,
         append: Append<'_>,
-    ) -> Result<(UserId, Ticket), EngineError> {
+    ) -> Result<Refresh, EngineError> {
         let family = *self
             .session_tokens
             .get(&token_hash)
@@ -485,13 +504,13 @@ impl Accounts {
             return Err(EngineError::InvalidRefresh);
         }
         if session.current != token_hash {
-            let _ = append(AccountRecord::SessionEnded {
+            let ticket = append(AccountRecord::SessionEnded {
                 family,
                 reason: SessionEnd::TokenReused,
             })?;
             session.ended = Some(SessionEnd::TokenReused);
             tracing::warn!(family, user = %session.user, "refresh token reused; session family revoked");
-            return Err(EngineError::InvalidRefresh);
+            return Ok(Refresh::FamilyRevoked(ticket));
         }
         if now_ms > session.expires_ms {
             return Err(EngineError::InvalidRefresh);
@@ -502,7 +521,7 @@ impl Accounts {
             expires_ms,
         })?;
         self.rotate_in(&mut session, family, new_hash, expires_ms);
-        Ok((session.user, ticket))
+        Ok(Refresh::Rotated(session.user, ticket))
     }
 
     /// Ends the session the refresh token belongs to (logout). Unknown tokens end nothing.

@@ -27,7 +27,7 @@ pub use clock::{Clock, ManualClock, Millis, SystemClock};
 pub use config::{Durability, EngineConfig};
 pub use counter::{SKU_UNITS_MAX, SkuCounter, StockCounts};
 pub use crypto::Keys;
-pub use engine::accounts::{Profile, ProfileChange, SignupProfile};
+pub use engine::accounts::{Profile, ProfileChange, RefreshOutcome, SignupProfile};
 pub use engine::catalog::ProductView;
 pub use engine::{Engine, EngineStats};
 pub use error::{ApplyError, EngineError, OpenError};

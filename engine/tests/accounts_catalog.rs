@@ -52,12 +52,21 @@ fn exercise(engine: &Engine, clock: &ManualClock) {
     ));
     let (refresh, t) = engine.start_session(user, 60_000).unwrap();
     t.wait().unwrap();
-    let (_, rotated, t) = engine.refresh_session(&refresh, 60_000).unwrap();
-    t.wait().unwrap();
-    assert!(matches!(
-        engine.refresh_session(&refresh, 60_000),
-        Err(EngineError::InvalidRefresh)
-    ));
+    let allot_engine::RefreshOutcome::Rotated {
+        token: rotated,
+        ticket,
+        ..
+    } = engine.refresh_session(&refresh, 60_000).unwrap()
+    else {
+        panic!("a fresh token rotates");
+    };
+    ticket.wait().unwrap();
+    let allot_engine::RefreshOutcome::FamilyRevoked { ticket } =
+        engine.refresh_session(&refresh, 60_000).unwrap()
+    else {
+        panic!("a reused token revokes the family");
+    };
+    ticket.wait().unwrap();
     assert!(matches!(
         engine.refresh_session(&rotated, 60_000),
         Err(EngineError::InvalidRefresh)

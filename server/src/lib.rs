@@ -133,7 +133,54 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_millis(REQUEST_TIMEOUT_MS),
         ))
+        .layer(axum::middleware::map_response(problem_for_bare_errors))
         .layer(TraceLayer::new_for_http())
+}
+
+/// Longest body of a framework error that is kept as a problem's detail.
+const BARE_ERROR_DETAIL_BYTES_MAX: usize = 1_024;
+
+/// Errors that did not come from a handler (a method not allowed, a timeout, a path that does
+/// not decode) arrive as plain text or empty: they leave as problem+json like every other.
+async fn problem_for_bare_errors(response: axum::response::Response) -> axum::response::Response {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if is_problem || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (kind, title) = match status {
+        StatusCode::BAD_REQUEST => ("invalid_request", "Invalid request"),
+        StatusCode::NOT_FOUND => ("not_found", "Not found"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "Method not allowed"),
+        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "Request timeout"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "Payload too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "Unsupported media type"),
+        StatusCode::UNPROCESSABLE_ENTITY => ("invalid_request", "Invalid request"),
+        s if s.is_server_error() => ("internal", "Internal error"),
+        _ => ("http_error", "HTTP error"),
+    };
+    let (parts, body) = response.into_parts();
+    let detail = axum::body::to_bytes(body, BARE_ERROR_DETAIL_BYTES_MAX)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let detail = if detail.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        detail
+    };
+    let mut problem = Problem::new(status, kind, title, detail).into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER] {
+        if let Some(value) = parts.headers.get(&name) {
+            problem.headers_mut().insert(name, value.clone());
+        }
+    }
+    problem
 }
 
 /// Serves until `shutdown` resolves, then finishes the requests in flight.

@@ -54,6 +54,11 @@ impl StockFeed {
             tokio::spawn(self.clone().run(engine.clone()));
         });
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        // Checked again under the lock `close` clears the channels with: a stream opened
+        // while the server stops must not outlive it.
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
         let sender = channels.entry(id).or_insert_with(|| {
             watch::channel(StockEvent {
                 counts,

@@ -284,6 +284,10 @@ async fn refresh_rotates_and_a_reused_token_revokes_the_family() {
     let inbox = Inbox::Files(dir.path().join("mail"));
     let (mut client, _) = sign_up(&app, &inbox, "rot@example.com", "Rot", "010 0000 1111").await;
     let first = client.cookies["refresh_token"].clone();
+    client.csrf = false;
+    let no_csrf = client.post("/auth/refresh", json!({})).await;
+    assert_eq!((no_csrf.status, no_csrf.kind()), (403, "csrf_failed"));
+    client.csrf = true;
     let rotated = client.post("/auth/refresh", json!({})).await;
     assert_eq!(rotated.status, 200);
     let second = client.cookies["refresh_token"].clone();

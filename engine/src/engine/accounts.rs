@@ -2,7 +2,7 @@
 //! sealed to its row and field, emails are turned into blind indexes, codes and tokens are
 //! generated and only their keyed hashes kept.
 
-use crate::accounts::{Email, NewUser, ProfilePatch, User};
+use crate::accounts::{Email, NewUser, ProfilePatch, Refresh, User};
 use crate::clock::Millis;
 use crate::crypto::{random_code, random_token};
 use crate::error::EngineError;
@@ -15,6 +15,17 @@ use super::Engine;
 pub const NAME_CHARS_MAX: usize = 100;
 pub const PHONE_CHARS_MAX: usize = 32;
 pub const ADDRESS_CHARS_MAX: usize = 500;
+
+/// What a refresh token bought.
+pub enum RefreshOutcome {
+    Rotated {
+        user: UserId,
+        token: String,
+        ticket: Ticket,
+    },
+    /// The token had been used before: the session family is revoked (once `ticket` is durable).
+    FamilyRevoked { ticket: Ticket },
+}
 
 /// What signup takes besides the token and the password.
 #[derive(Debug, Clone, Default)]
@@ -245,27 +256,47 @@ impl Engine {
         Ok((token, ticket))
     }
 
-    /// Rotates a refresh token: answers the user and the new token. A reused token revokes
-    /// its whole family.
+    /// Rotates a refresh token. A reused token revokes its whole family instead: wait on that
+    /// ticket too before refusing, so the revocation is durable when the caller hears of it.
     pub fn refresh_session(
         &self,
         token: &str,
         ttl_ms: Millis,
-    ) -> Result<(UserId, String, Ticket), EngineError> {
+    ) -> Result<RefreshOutcome, EngineError> {
         let keys = self.keys();
         let token_hash = keys.secret_hash(REFRESH_TOKEN_PURPOSE, token.as_bytes());
         let new_token = random_token();
         let new_hash = keys.secret_hash(REFRESH_TOKEN_PURPOSE, new_token.as_bytes());
         let now = self.now_ms();
         let wal = self.ready_wal()?;
-        let (user, ticket) = self.inner.state.accounts.refresh_session(
+        let refresh = self.inner.state.accounts.refresh_session(
             token_hash,
             new_hash,
             now,
             now.saturating_add(ttl_ms),
             &|r| wal.append(r.into()),
         )?;
-        Ok((user, new_token, ticket))
+        Ok(match refresh {
+            Refresh::Rotated(user, ticket) => RefreshOutcome::Rotated {
+                user,
+                token: new_token,
+                ticket,
+            },
+            Refresh::FamilyRevoked(ticket) => RefreshOutcome::FamilyRevoked { ticket },
+        })
+    }
+
+    /// Whether a signup token can still be used: checked before the password is hashed, so a
+    /// made-up token costs no argon2 work.
+    pub fn signup_token_is_live(&self, signup_token: &str) -> bool {
+        let token_hash = self
+            .keys()
+            .secret_hash(SIGNUP_TOKEN_PURPOSE, signup_token.as_bytes());
+        self.inner
+            .state
+            .accounts
+            .pending_signup(&token_hash, self.now_ms())
+            .is_some()
     }
 
     /// Ends the session of a refresh token (logout); unknown or spent tokens end nothing.

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 use allot_engine::clock::rfc3339;
 use allot_engine::password::{check_policy, hash_password, verify_dummy, verify_password};
-use allot_engine::{Email, EngineError, Profile, ProfileChange, SignupProfile};
+use allot_engine::{Email, EngineError, Profile, ProfileChange, RefreshOutcome, SignupProfile};
 
 use super::Authenticated;
 use crate::auth::{self, REFRESH_COOKIE, REFRESH_TOKEN_TTL_MS};
@@ -170,6 +170,10 @@ async fn signup(
     Ready(engine): Ready,
     ApiJson(body): ApiJson<SignupRequest>,
 ) -> Result<(StatusCode, Json<SignupResponse>), Problem> {
+    // A made-up token must cost no argon2 work.
+    if !engine.signup_token_is_live(&body.verification_token) {
+        return Err(EngineError::InvalidVerificationToken.into());
+    }
     check_policy(&body.password).map_err(|weak| {
         Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -288,6 +292,7 @@ struct RefreshRequest {
     responses(
         (status = 200, body = SessionResponse),
         (status = 401, description = "`invalid_refresh`", body = Problem),
+        (status = 403, description = "`csrf_failed` (cookie without X-CSRF-Token)", body = Problem),
     ))]
 async fn refresh(
     State(state): State<AppState>,
@@ -295,9 +300,32 @@ async fn refresh(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let token = refresh_token_of(&headers, &body)?.ok_or(EngineError::InvalidRefresh)?;
-    let (user, new_token, ticket) = engine.refresh_session(&token, REFRESH_TOKEN_TTL_MS)?;
-    ticket.durable().await?;
+    let (token, from_cookie) =
+        refresh_token_of(&headers, &body)?.ok_or(EngineError::InvalidRefresh)?;
+    // A cookie-authenticated write, like any other: the CSRF header must match.
+    if from_cookie
+        && !auth::csrf_ok(
+            &axum::http::Method::POST,
+            &headers,
+            auth::Credential::Cookie,
+        )
+    {
+        return Err(Problem::csrf_failed());
+    }
+    let (user, new_token) = match engine.refresh_session(&token, REFRESH_TOKEN_TTL_MS)? {
+        RefreshOutcome::Rotated {
+            user,
+            token,
+            ticket,
+        } => {
+            ticket.durable().await?;
+            (user, token)
+        }
+        RefreshOutcome::FamilyRevoked { ticket } => {
+            ticket.durable().await?;
+            return Err(EngineError::InvalidRefresh.into());
+        }
+    };
     let role = engine.role_of(user).ok_or(EngineError::InvalidRefresh)?;
     Ok(session_response(
         &state,
@@ -329,7 +357,7 @@ async fn logout(
         .revoke_access(&caller.claims.jti, caller.claims.expires_ms)?
         .durable()
         .await?;
-    if let Some(token) = refresh_token_of(&headers, &body)?
+    if let Some((token, _)) = refresh_token_of(&headers, &body)?
         && let Some(ticket) = engine.end_session(&token)?
     {
         ticket.durable().await?;
@@ -341,9 +369,10 @@ async fn logout(
     Ok(response)
 }
 
-fn refresh_token_of(headers: &HeaderMap, body: &Bytes) -> Result<Option<String>, Problem> {
+/// The refresh token, from the cookie or the JSON body, and whether it came from the cookie.
+fn refresh_token_of(headers: &HeaderMap, body: &Bytes) -> Result<Option<(String, bool)>, Problem> {
     if let Some(token) = auth::cookie(headers, REFRESH_COOKIE) {
-        return Ok(Some(token.to_string()));
+        return Ok(Some((token.to_string(), true)));
     }
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
@@ -356,7 +385,7 @@ fn refresh_token_of(headers: &HeaderMap, body: &Bytes) -> Result<Option<String>,
             e.to_string(),
         )
     })?;
-    Ok(Some(request.refresh_token))
+    Ok(Some((request.refresh_token, false)))
 }
 
 fn session_response(
