@@ -47,6 +47,7 @@ pub fn recover(
     let started = Instant::now();
     let mut report = RecoveryReport::default();
     let mut state = None;
+    let mut refused = Vec::new();
     for seq in store.snapshot_seqs()? {
         match store
             .read_snapshot(seq)
@@ -62,7 +63,15 @@ pub fn recover(
                 report
                     .snapshots_refused
                     .push(format!("snapshot {seq}: {reason}"));
+                refused.push(seq);
             }
+        }
+    }
+    // Opening for writing drops unreadable snapshots: pruning keeps the log only back to the
+    // older of the two newest snapshots, so it must never count one that cannot be read.
+    if on_defect == OnDefect::Cut {
+        for seq in refused {
+            store.remove_snapshot(seq)?;
         }
     }
     let state = state.unwrap_or_else(State::new);

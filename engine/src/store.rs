@@ -158,6 +158,12 @@ impl Store {
         decode_snapshot(seq, &value)
     }
 
+    pub fn remove_snapshot(&self, seq: Seq) -> Result<(), sled::Error> {
+        self.snapshots.remove(batch::key(seq))?;
+        self.db.flush()?;
+        Ok(())
+    }
+
     pub fn snapshot_bytes(&self, seq: Seq) -> u64 {
         self.snapshots
             .get(batch::key(seq))

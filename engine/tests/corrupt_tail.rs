@@ -189,3 +189,56 @@ fn sled_batches(dir: &std::path::Path) -> usize {
     let db = sled::open(dir.join("store")).unwrap();
     db.open_tree("log").unwrap().len()
 }
+
+#[test]
+fn an_unreadable_snapshot_is_refused_replayed_around_and_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let with_snapshots = || EngineConfig {
+        snapshot_on_close: true,
+        ..EngineConfig::new(dir.path())
+    };
+    // Two snapshots, so the older one (and the log after it) can stand in for the newer.
+    for user in 0..2 {
+        let engine = Engine::open(with_snapshots(), clock.clone()).unwrap();
+        if user == 0 {
+            engine.create_sku(Sku(1), 50, None).unwrap().wait().unwrap();
+        }
+        engine
+            .reserve(UserId(user), Sku(1), 1, 60_000)
+            .unwrap()
+            .1
+            .wait()
+            .unwrap();
+        engine.close().unwrap();
+    }
+    let before = {
+        let engine = Engine::open(config(dir.path()), clock.clone()).unwrap();
+        let image = engine.image();
+        engine.close().unwrap();
+        image
+    };
+    let newest = {
+        let db = sled::open(dir.path().join("store")).unwrap();
+        let snapshots = db.open_tree("snapshots").unwrap();
+        assert_eq!(snapshots.len(), 2);
+        let (key, value) = snapshots.last().unwrap().unwrap();
+        let mut damaged = value.to_vec();
+        let at = damaged.len() - 3;
+        damaged[at] ^= 0x10;
+        snapshots.insert(&key, damaged).unwrap();
+        db.flush().unwrap();
+        key
+    };
+    let engine = Engine::open(config(dir.path()), clock).unwrap();
+    assert_eq!(engine.recovery_report().snapshots_refused.len(), 1);
+    assert_eq!(engine.image(), before, "replayed from the older snapshot");
+    engine.close().unwrap();
+    drop(engine);
+    let db = sled::open(dir.path().join("store")).unwrap();
+    let snapshots = db.open_tree("snapshots").unwrap();
+    assert!(
+        snapshots.get(&newest).unwrap().is_none(),
+        "the unreadable snapshot is gone"
+    );
+}

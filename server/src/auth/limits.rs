@@ -169,7 +169,38 @@ impl LoginThrottle {
     }
 
     pub fn record_failure(&self, key: &[u8; 32], now_ms: u64) {
+        Self::record_in(&mut lock(&self.table), key, now_ms);
+    }
+
+    /// Checks the account and counts this attempt as a failure in ONE step, so parallel guesses
+    /// cannot all pass the check before any of them is counted. A success then `clear`s the
+    /// account; an attempt that never ran (the password pool was busy) is `forget_attempt`ed.
+    pub fn begin_attempt(&self, key: &[u8; 32], now_ms: u64) -> Result<(), RetryAfter> {
         let mut table = lock(&self.table);
+        if let Some(failures) = table.map.get_mut(key) {
+            failures.forget_expired(now_ms);
+            if failures.at_ms.len() >= LOGIN_FAILURES_MAX {
+                let oldest = failures.at_ms.front().copied().unwrap_or(now_ms);
+                return Err(RetryAfter::after_ms(
+                    (oldest + LOGIN_FAILURE_WINDOW_MS).saturating_sub(now_ms),
+                ));
+            }
+        }
+        Self::record_in(&mut table, key, now_ms);
+        Ok(())
+    }
+
+    /// Takes back an attempt `begin_attempt` counted at `at_ms` that never ran.
+    pub fn forget_attempt(&self, key: &[u8; 32], at_ms: u64) {
+        let mut table = lock(&self.table);
+        if let Some(failures) = table.map.get_mut(key)
+            && let Some(at) = failures.at_ms.iter().rposition(|&t| t == at_ms)
+        {
+            failures.at_ms.remove(at);
+        }
+    }
+
+    fn record_in(table: &mut Table<[u8; 32], Failures>, key: &[u8; 32], now_ms: u64) {
         table.sweep_if_due(now_ms, |failures| {
             failures.forget_expired(now_ms);
             !failures.at_ms.is_empty()
@@ -443,5 +474,28 @@ mod tests {
         let table = lock(&throttle.table);
         assert_eq!(table.map.len(), 1);
         assert!(table.map.contains_key(&[3; 32]));
+    }
+}
+
+#[cfg(test)]
+mod begin_attempt_tests {
+    use super::*;
+
+    #[test]
+    fn attempts_count_before_they_finish() {
+        let throttle = LoginThrottle::new();
+        let key = [3u8; 32];
+        // Eleven guesses in flight at once: the check and the count are one step.
+        let passed = (0..11)
+            .filter(|_| throttle.begin_attempt(&key, 1_000).is_ok())
+            .count();
+        assert_eq!(passed, LOGIN_FAILURES_MAX);
+        throttle.forget_attempt(&key, 1_000);
+        assert!(
+            throttle.begin_attempt(&key, 1_000).is_ok(),
+            "a forgotten attempt frees a place"
+        );
+        throttle.clear(&key);
+        assert!(throttle.begin_attempt(&key, 1_001).is_ok());
     }
 }

@@ -243,7 +243,10 @@ async fn login(
     let throttle_key = engine
         .keys()
         .blind_index(email.as_ref().map_or(body.email.trim(), Email::as_str));
-    if let Err(retry) = state.shared.login_throttle.check(&throttle_key, now) {
+    // Counted as a failure now, in the same step as the check: parallel guesses cannot all
+    // slip past the limit. A success clears it below.
+    let throttle = &state.shared.login_throttle;
+    if let Err(retry) = throttle.begin_attempt(&throttle_key, now) {
         return Err(Problem::rate_limited(retry.seconds));
     }
     let account = email.as_ref().and_then(|e| engine.account_by_email(e));
@@ -260,12 +263,12 @@ async fn login(
             }
         })
         .await
-        .map_err(|_| Problem::busy())?;
+        .map_err(|_| {
+            // The password was never checked: this attempt does not count.
+            throttle.forget_attempt(&throttle_key, now);
+            Problem::busy()
+        })?;
     let Some((user, role, _)) = account.filter(|_| verified) else {
-        state
-            .shared
-            .login_throttle
-            .record_failure(&throttle_key, now);
         return Err(Problem::new(
             StatusCode::UNAUTHORIZED,
             "invalid_credentials",
@@ -273,7 +276,7 @@ async fn login(
             "the email or the password is wrong",
         ));
     };
-    state.shared.login_throttle.clear(&throttle_key);
+    throttle.clear(&throttle_key);
     let (refresh_token, ticket) = engine.start_session(user, REFRESH_TOKEN_TTL_MS)?;
     ticket.durable().await?;
     Ok(session_response(&state, user, role, refresh_token, now))
