@@ -228,3 +228,53 @@ fn accounts_catalog_and_wishlists_replay_to_the_live_state() {
         assert_eq!(boss.1, allot_engine::Role::Admin);
     }
 }
+
+#[test]
+fn a_sale_opens_and_closes_to_the_millisecond() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let engine = Engine::open(EngineConfig::new(dir.path()), clock.clone()).unwrap();
+    let opens = T0 + 60_000;
+    let closes = opens + 10_000;
+    let (drop, t) = engine
+        .create_product(NewProduct {
+            kind: ProductKind::Limited,
+            details: details("Drop", 1_000),
+            sale_opens_ms: Some(opens),
+            sale_closes_ms: Some(closes),
+            per_user_limit: Some(1),
+            stock_total: 5,
+        })
+        .unwrap();
+    t.wait().unwrap();
+    let drop = drop.product.id;
+    clock.set_ms(opens - 1);
+    assert!(matches!(
+        engine.reserve_product(UserId(1), drop, 1, 60_000),
+        Err(EngineError::SaleNotOpen(_))
+    ));
+    assert_eq!(
+        engine.stock(allot_engine::Sku(drop.0)).unwrap().available,
+        5,
+        "nothing taken"
+    );
+    clock.set_ms(opens);
+    let (_, t) = engine.reserve_product(UserId(1), drop, 1, 60_000).unwrap();
+    t.wait().unwrap();
+    clock.set_ms(closes - 1);
+    engine
+        .reserve_product(UserId(2), drop, 1, 60_000)
+        .unwrap()
+        .1
+        .wait()
+        .unwrap();
+    clock.set_ms(closes);
+    assert!(matches!(
+        engine.reserve_product(UserId(3), drop, 1, 60_000),
+        Err(EngineError::SaleClosed(_))
+    ));
+    assert!(matches!(
+        engine.reserve_product(UserId(3), allot_engine::ProductId(77), 1, 60_000),
+        Err(EngineError::ProductNotFound(_))
+    ));
+}
