@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use dashmap::DashMap;
 
 pub use email::Email;
-pub use image::{AccountsImage, SessionImage, UserImage, VerificationImage};
+pub use image::{AccountsImage, SessionImage, VerificationImage};
 
 use crate::clock::Millis;
 use crate::crypto::constant_time_eq;
@@ -32,7 +32,7 @@ pub const VERIFICATION_RESEND_COOLDOWN_MS: Millis = 60 * 1000;
 /// How long a confirmed email may be used to sign up.
 pub const SIGNUP_TOKEN_TTL_MS: Millis = 30 * 60 * 1000;
 
-#[derive(Debug, Clone)]
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub id: UserId,
     pub email_index: Digest,

@@ -110,7 +110,8 @@ fn assert_consistent(event: &SseEvent, total: u64) {
 async fn a_subscriber_sees_the_opening_then_stock_falling_to_zero_then_the_closing() {
     let dir = tempfile::tempdir().unwrap();
     let app = TestApp::spawn(dir.path(), AppOptions::files(dir.path())).await;
-    let (product, sku) = limited(&app, 50, 400, 2_500).await;
+    // Opening 1.5 s out leaves a loaded machine time to subscribe before it.
+    let (product, sku) = limited(&app, 50, 1_500, 4_000).await;
     let mut stream = SseReader::open(&app.base, &product).await;
 
     let first = stream.next(Duration::from_secs(5)).await.unwrap();

@@ -8,29 +8,16 @@ use rkyv::{Archive, Deserialize, Serialize};
 use super::{Accounts, Session, User, Verification};
 use crate::clock::Millis;
 use crate::ids::UserId;
-use crate::record::{Digest, Role, Sealed, SessionEnd};
+use crate::record::{Digest, Sealed, SessionEnd};
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct AccountsImage {
     pub next_user: u64,
     pub next_family: u64,
-    pub users: Vec<UserImage>,
+    pub users: Vec<User>,
     pub verifications: Vec<VerificationImage>,
     pub sessions: Vec<SessionImage>,
     pub revoked: Vec<(Digest, Millis)>,
-}
-
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct UserImage {
-    pub id: UserId,
-    pub email_index: Digest,
-    pub email: Sealed,
-    pub name: Sealed,
-    pub phone: Option<Sealed>,
-    pub address: Option<Sealed>,
-    pub password_hash: String,
-    pub role: Role,
-    pub created_ms: Millis,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -56,21 +43,7 @@ pub struct SessionImage {
 
 impl Accounts {
     pub fn image(&self) -> AccountsImage {
-        let mut users: Vec<UserImage> = self
-            .users
-            .iter()
-            .map(|u| UserImage {
-                id: u.id,
-                email_index: u.email_index,
-                email: u.email.clone(),
-                name: u.name.clone(),
-                phone: u.phone.clone(),
-                address: u.address.clone(),
-                password_hash: u.password_hash.clone(),
-                role: u.role,
-                created_ms: u.created_ms,
-            })
-            .collect();
+        let mut users: Vec<User> = self.users.iter().map(|u| u.clone()).collect();
         users.sort_by_key(|u| u.id);
         let mut verifications: Vec<VerificationImage> = self
             .verifications
@@ -123,20 +96,7 @@ impl Accounts {
             .store(image.next_family, Ordering::Release);
         for u in &image.users {
             accounts.by_email.insert(u.email_index, u.id);
-            accounts.users.insert(
-                u.id,
-                User {
-                    id: u.id,
-                    email_index: u.email_index,
-                    email: u.email.clone(),
-                    name: u.name.clone(),
-                    phone: u.phone.clone(),
-                    address: u.address.clone(),
-                    password_hash: u.password_hash.clone(),
-                    role: u.role,
-                    created_ms: u.created_ms,
-                },
-            );
+            accounts.users.insert(u.id, u.clone());
         }
         for v in &image.verifications {
             if let Some((token, _)) = v.token {
