@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod catalog;
+pub mod orders;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -381,6 +382,29 @@ fn release_expired(state: &State, wal: &Wal, now_ms: Millis) -> usize {
     released
 }
 
+fn expire_due_orders(state: &State, wal: &Wal, now_ms: Millis) -> usize {
+    let mut expired = 0;
+    for id in state.due_orders(now_ms) {
+        if wal.wait_for_room().is_err() {
+            break;
+        }
+        match state.expire_order(id, now_ms, &|r| wal.append(r)) {
+            Ok(_ticket) => expired += 1,
+            // A payment answer is awaited: look again shortly; the answer decides.
+            Err(EngineError::PaymentInProgress) => {
+                state.recheck_order_later(id, now_ms + orders::EXPIRY_RECHECK_MS);
+            }
+            // Paid, cancelled or expired meanwhile.
+            Err(EngineError::OrderStateConflict(_) | EngineError::OrderNotFound(_)) => {}
+            Err(error) => {
+                tracing::warn!(%error, order = %id, "expiry not logged");
+                break;
+            }
+        }
+    }
+    expired
+}
+
 fn run_scheduler(
     state: &State,
     wal: &Wal,
@@ -391,6 +415,7 @@ fn run_scheduler(
     loop {
         let now = clock.now_ms();
         release_expired(state, wal, now);
+        expire_due_orders(state, wal, now);
         // Deadlines live in the state, so a restart loses none; the tick bounds how late an
         // expiry can be when the clock jumps or a deadline arrives while we sleep.
         let until_next = state.next_deadline().map_or(tick, |d| {

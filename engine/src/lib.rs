@@ -12,6 +12,7 @@ mod engine;
 pub mod error;
 pub mod ids;
 mod inspect;
+pub mod orders;
 pub mod password;
 pub mod payment;
 pub mod record;

@@ -212,9 +212,11 @@ pub enum OrderRecord {
         order: OrderId,
         at_ms: Millis,
     },
-    /// Cancelled by the customer before shipping: units back on sale, a paid order refunded.
+    /// Cancelled by the customer before shipping: units back on sale; `refund` when it was
+    /// paid (its sold units go back on sale too).
     OrderCancelled {
         order: OrderId,
+        refund: bool,
         at_ms: Millis,
     },
     OrderShipped {

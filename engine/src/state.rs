@@ -13,6 +13,9 @@
 //! than exist. A replay runs `prepare` then `complete` for each record (`apply`).
 
 mod image;
+mod orders;
+
+pub use orders::NewOrder;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -30,8 +33,9 @@ use crate::catalog::{Catalog, NewProduct, Product, ProductChange, ProductVersion
 use crate::clock::Millis;
 use crate::counter::{CounterRefusal, SKU_UNITS_MAX, SkuCounter, StockCounts};
 use crate::error::{ApplyError, EngineError};
-use crate::ids::{ProductId, ReservationId, Sku, UserId};
-use crate::record::{CatalogRecord, Record, ReleaseReason, Seq};
+use crate::ids::{OrderId, ProductId, ReservationId, Sku, UserId};
+use crate::orders::Order;
+use crate::record::{CatalogRecord, Digest, Record, ReleaseReason, Seq};
 use crate::wal::Ticket;
 use crate::wishlist::Wishlists;
 
@@ -91,6 +95,15 @@ pub struct State {
     pub accounts: Accounts,
     pub catalog: Catalog,
     pub wishlists: Wishlists,
+    orders: DashMap<OrderId, Order>,
+    /// Reservations that are lines of an order: they move only with their order.
+    order_owned: DashMap<ReservationId, OrderId>,
+    /// (user, Idempotency-Key) → (request, order, durable yet).
+    idempotency: DashMap<Digest, (Digest, OrderId, bool)>,
+    /// Each user's orders in id (creation) order: durable ones only.
+    orders_by_user: DashMap<UserId, Vec<OrderId>>,
+    order_deadlines: Mutex<BTreeSet<(Millis, OrderId)>>,
+    next_order: AtomicU64,
 }
 
 fn apply_error(seq: Seq, reason: impl Into<String>) -> ApplyError {
@@ -106,6 +119,7 @@ impl State {
             next_reservation: AtomicU64::new(1),
             accounts: Accounts::new(),
             catalog: Catalog::new(),
+            next_order: AtomicU64::new(1),
             ..Default::default()
         }
     }
@@ -186,7 +200,7 @@ impl State {
             }
             Record::Account(ref account) => self.accounts.apply(seq, account),
             Record::Catalog(ref catalog) => self.apply_catalog(seq, catalog),
-            Record::Order(_) => Err(apply_error(seq, "order records are not applied yet")),
+            Record::Order(ref order) => self.apply_order(seq, order),
         }
     }
 
@@ -284,7 +298,8 @@ impl State {
                     .restock(quantity)
                     .map_err(|_| apply_error(seq, format!("{sku} restock past its bound")))?;
             }
-            // Account records take full effect when decided (under their entity's lock).
+            Record::Order(ref order) => self.complete_order(seq, order)?,
+            // Account and catalog records take full effect when decided (under their lock).
             _ => {}
         }
         self.seq.store(seq, Ordering::Release);
@@ -417,6 +432,7 @@ impl State {
         now_ms: Millis,
         append: impl FnOnce(Record) -> Result<Ticket, EngineError>,
     ) -> Result<Ticket, EngineError> {
+        self.refuse_order_owned(id)?;
         let mut reservation = self
             .reservations
             .get_mut(&id)
@@ -439,6 +455,7 @@ impl State {
         reason: ReleaseReason,
         append: impl FnOnce(Record) -> Result<Ticket, EngineError>,
     ) -> Result<Ticket, EngineError> {
+        self.refuse_order_owned(id)?;
         let mut reservation = self
             .reservations
             .get_mut(&id)
@@ -689,6 +706,16 @@ impl State {
             })
             .map(drop)
             .map_err(|_| EngineError::StockLimitExceeded { max: SKU_UNITS_MAX })
+    }
+
+    fn refuse_order_owned(&self, id: ReservationId) -> Result<(), EngineError> {
+        if self.order_owned.contains_key(&id) {
+            return Err(EngineError::ReservationNotActive {
+                id,
+                status: "a line of an order",
+            });
+        }
+        Ok(())
     }
 
     fn check_transition(reservation: &Reservation) -> Result<(), EngineError> {

@@ -222,6 +222,12 @@ pub struct Ticket {
     shared: Arc<Shared>,
 }
 
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket").field("seq", &self.seq).finish()
+    }
+}
+
 impl Ticket {
     pub fn seq(&self) -> Seq {
         self.seq

@@ -12,6 +12,7 @@ use crate::catalog::{Catalog, Product};
 use crate::clock::Millis;
 use crate::counter::{SKU_UNITS_MAX, SkuCounter, StockCounts};
 use crate::ids::{ReservationId, Sku, UserId};
+use crate::orders::Order;
 use crate::record::{ReleaseReason, Seq};
 use crate::wishlist::{WishItem, Wishlists};
 
@@ -26,6 +27,10 @@ pub struct StateImage {
     pub next_product: u64,
     pub products: Vec<Product>,
     pub wishlists: Vec<(UserId, Vec<WishItem>)>,
+    pub next_order: u64,
+    /// Every order; the per-user index, the idempotency keys, the expiry index and the
+    /// ownership of line reservations are rebuilt from them.
+    pub orders: Vec<Order>,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -119,6 +124,12 @@ impl State {
             next_product: self.catalog.image().0,
             products: self.catalog.image().1,
             wishlists: self.wishlists.image(),
+            next_order: self.next_order.load(Ordering::Acquire),
+            orders: {
+                let mut orders: Vec<Order> = self.orders.iter().map(|o| o.clone()).collect();
+                orders.sort_by_key(|o| o.id);
+                orders
+            },
         }
     }
 
@@ -135,8 +146,29 @@ impl State {
             accounts: Accounts::from_image(&image.accounts),
             catalog: Catalog::from_image(image.next_product, &image.products),
             wishlists: Wishlists::from_image(&image.wishlists),
+            next_order: AtomicU64::new(image.next_order),
             ..Default::default()
         };
+        for order in &image.orders {
+            for line in &order.lines {
+                state.order_owned.insert(line.reservation, order.id);
+            }
+            state
+                .idempotency
+                .insert(order.idempotency, (order.request, order.id, true));
+            state
+                .orders_by_user
+                .entry(order.user)
+                .or_default()
+                .push(order.id);
+            if order.status.is_unpaid() {
+                state
+                    .order_deadlines
+                    .lock()
+                    .insert((order.deadline_ms, order.id));
+            }
+            state.orders.insert(order.id, order.clone());
+        }
         for sku in &image.skus {
             state.skus.insert(
                 sku.sku,
@@ -155,7 +187,10 @@ impl State {
         for r in &image.reservations {
             let status = match r.closed {
                 None => {
-                    deadlines.insert((r.deadline_ms, r.id));
+                    // Lines of an order expire with their order, not on their own.
+                    if !state.order_owned.contains_key(&r.id) {
+                        deadlines.insert((r.deadline_ms, r.id));
+                    }
                     ReservationStatus::Active
                 }
                 Some(Closed::Committed) => ReservationStatus::Committed,

@@ -1,0 +1,168 @@
+//! The engine's order operations: keys and addresses become keyed hashes and sealed fields
+//! here; the saga's rules live in `state/orders.rs`.
+
+use crate::clock::Millis;
+use crate::error::EngineError;
+use crate::ids::{OrderId, UserId};
+use crate::orders::{LineRequest, Order, PaymentOutcome, Placement};
+use crate::state::NewOrder;
+use crate::wal::Ticket;
+
+use super::Engine;
+
+const IDEMPOTENCY_PURPOSE: &str = "idempotency-key";
+const REQUEST_PURPOSE: &str = "order-request";
+/// Longest Idempotency-Key accepted.
+pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 128;
+/// How long an order whose payment was in flight at its deadline waits before it is looked at
+/// again.
+pub(super) const EXPIRY_RECHECK_MS: Millis = 1_000;
+
+impl Engine {
+    /// Places an order: every line's units are taken at once or none is. The same
+    /// `idempotency_key` with the same `request` (the caller's canonical form of the body)
+    /// answers the same order again; with another request it is refused.
+    pub fn place_order(
+        &self,
+        user: UserId,
+        idempotency_key: &str,
+        request: &[u8],
+        lines: &[LineRequest],
+        shipping_address: &str,
+        ttl_ms: Millis,
+    ) -> Result<Placement, EngineError> {
+        if idempotency_key.is_empty() || idempotency_key.len() > IDEMPOTENCY_KEY_BYTES_MAX {
+            return Err(EngineError::InvalidOrder(
+                "Idempotency-Key must be 1 to 128 bytes",
+            ));
+        }
+        let keys = self.keys();
+        let mut scoped = user.to_string().into_bytes();
+        scoped.push(0);
+        scoped.extend_from_slice(idempotency_key.as_bytes());
+        let idempotency = keys.secret_hash(IDEMPOTENCY_PURPOSE, &scoped);
+        let request = keys.secret_hash(REQUEST_PURPOSE, request);
+        let id = self.inner.state.allocate_order_id();
+        let shipping_address =
+            keys.cipher()
+                .encrypt(&id.to_string(), "shipping_address", shipping_address);
+        let wal = self.ready_wal()?;
+        self.inner.state.place_order(
+            id,
+            NewOrder {
+                user,
+                idempotency,
+                request,
+                lines,
+                shipping_address,
+                ttl_ms,
+            },
+            self.now_ms(),
+            &|r| wal.append(r),
+        )
+    }
+
+    /// Starts a payment attempt; ask the provider only once the ticket is durable, with
+    /// `order.payment_key(attempt)`.
+    pub fn request_payment(&self, id: OrderId) -> Result<(Order, u32, Ticket), EngineError> {
+        let wal = self.ready_wal()?;
+        self.inner
+            .state
+            .request_payment(id, self.now_ms(), &|r| wal.append(r))
+    }
+
+    pub fn record_payment(
+        &self,
+        id: OrderId,
+        attempt: u32,
+        outcome: PaymentOutcome,
+    ) -> Result<(Order, Ticket), EngineError> {
+        let wal = self.ready_wal()?;
+        self.inner
+            .state
+            .record_payment(id, attempt, outcome, self.now_ms(), &|r| wal.append(r))
+    }
+
+    pub fn cancel_order(&self, id: OrderId) -> Result<(Order, Ticket), EngineError> {
+        let wal = self.ready_wal()?;
+        self.inner
+            .state
+            .cancel_order(id, self.now_ms(), &|r| wal.append(r))
+    }
+
+    pub fn ship_order(
+        &self,
+        id: OrderId,
+        carrier: String,
+        tracking_number: String,
+    ) -> Result<(Order, Ticket), EngineError> {
+        let wal = self.ready_wal()?;
+        self.inner
+            .state
+            .ship_order(id, carrier, tracking_number, self.now_ms(), &|r| {
+                wal.append(r)
+            })
+    }
+
+    pub fn deliver_order(&self, id: OrderId) -> Result<(Order, Ticket), EngineError> {
+        let wal = self.ready_wal()?;
+        self.inner
+            .state
+            .deliver_order(id, self.now_ms(), &|r| wal.append(r))
+    }
+
+    pub fn request_return(
+        &self,
+        id: OrderId,
+        reason: String,
+        window_ms: Millis,
+    ) -> Result<(Order, Ticket), EngineError> {
+        let wal = self.ready_wal()?;
+        self.inner
+            .state
+            .request_return(id, reason, self.now_ms(), window_ms, &|r| wal.append(r))
+    }
+
+    pub fn approve_return(&self, id: OrderId) -> Result<(Order, Ticket), EngineError> {
+        let wal = self.ready_wal()?;
+        self.inner
+            .state
+            .approve_return(id, self.now_ms(), &|r| wal.append(r))
+    }
+
+    pub fn refund_issued(&self, id: OrderId) -> Result<Ticket, EngineError> {
+        let wal = self.ready_wal()?;
+        self.inner
+            .state
+            .refund_issued(id, self.now_ms(), &|r| wal.append(r))
+    }
+
+    pub fn order(&self, id: OrderId) -> Option<Order> {
+        self.inner.state.order(id)
+    }
+
+    /// The user's orders, newest first, older than `before`.
+    pub fn orders_of(&self, user: UserId, before: Option<OrderId>, limit: usize) -> Vec<Order> {
+        self.inner.state.orders_of(user, before, limit)
+    }
+
+    /// The shipping address, decrypted for the order's owner.
+    pub fn shipping_address(&self, order: &Order) -> Result<String, EngineError> {
+        self.keys()
+            .cipher()
+            .decrypt(
+                &order.id.to_string(),
+                "shipping_address",
+                &order.shipping_address,
+            )
+            .map_err(|e| {
+                EngineError::LogFailed(format!("{}: the address does not decrypt: {e}", order.id))
+            })
+    }
+
+    /// Expires every unpaid order past its deadline; answers how many it queued. The
+    /// scheduler calls this on its own.
+    pub fn expire_due_orders(&self) -> usize {
+        super::expire_due_orders(&self.inner.state, &self.inner.wal, self.now_ms())
+    }
+}

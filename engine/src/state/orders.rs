@@ -1,0 +1,761 @@
+//! The order saga on the state. Every transition goes through `check_step` (the rules) and
+//! `step` (the one mutation), for a live decision and a replay alike; units move only in
+//! `complete_order`, after the record is durable.
+
+use std::sync::atomic::Ordering;
+
+use super::{Reservation, ReservationStatus, State, apply_error};
+use crate::clock::Millis;
+use crate::error::{ApplyError, EngineError};
+use crate::ids::{OrderId, ReservationId, Sku, UserId};
+use crate::orders::{LineRequest, ORDER_LINES_MAX, Order, OrderStatus, PaymentOutcome, Placement};
+use crate::record::{Digest, OrderLine, OrderRecord, Record, ReleaseReason, Sealed, Seq};
+use crate::state::RESERVATION_UNITS_MAX;
+use crate::wal::Ticket;
+
+type Append<'a> = &'a dyn Fn(Record) -> Result<Ticket, EngineError>;
+
+/// How a line's units move when its order settles.
+#[derive(Clone, Copy)]
+enum Settle {
+    Sell,
+    Release(ReleaseReason),
+    Unsell(ReleaseReason),
+}
+
+/// A placement in progress: what is needed to log it.
+pub struct NewOrder<'a> {
+    pub user: UserId,
+    pub idempotency: Digest,
+    pub request: Digest,
+    pub lines: &'a [LineRequest],
+    pub shipping_address: Sealed,
+    pub ttl_ms: Millis,
+}
+
+impl State {
+    /// Takes every line's units at once (all or nothing), then logs the order in ONE record,
+    /// so a multi-line order is never half placed, in memory or in the log.
+    pub fn place_order(
+        &self,
+        id: OrderId,
+        new: NewOrder<'_>,
+        now_ms: Millis,
+        append: Append<'_>,
+    ) -> Result<Placement, EngineError> {
+        validate_lines(new.lines)?;
+        // The key's slot is the lock: a retry of the same request waits here for the first.
+        let slot = match self.idempotency.entry(new.idempotency) {
+            dashmap::Entry::Occupied(seen) => {
+                let (request, order, durable) = *seen.get();
+                if request != new.request {
+                    return Err(EngineError::IdempotencyKeyReused);
+                }
+                if !durable {
+                    return Err(EngineError::IdempotencyKeyInUse);
+                }
+                let order = self.order(order).ok_or(EngineError::OrderNotFound(order))?;
+                return Ok(Placement::Replayed(order));
+            }
+            dashmap::Entry::Vacant(slot) => slot,
+        };
+        let mut taken: Vec<(Sku, u32)> = Vec::with_capacity(new.lines.len());
+        let mut lines = Vec::with_capacity(new.lines.len());
+        let mut currency = None;
+        let undo = |taken: &[(Sku, u32)]| {
+            for &(sku, quantity) in taken {
+                self.undo_take(sku, new.user, quantity);
+            }
+        };
+        for line in new.lines {
+            let result = self.take_line(new.user, line, now_ms, &mut currency);
+            match result {
+                Ok(placed) => {
+                    taken.push((Sku(line.product.0), line.quantity));
+                    lines.push(placed);
+                }
+                Err(error) => {
+                    undo(&taken);
+                    return Err(error);
+                }
+            }
+        }
+        let deadline_ms = now_ms.saturating_add(new.ttl_ms);
+        let record = OrderRecord::OrderPlaced {
+            order: id,
+            user: new.user,
+            idempotency: new.idempotency,
+            request: new.request,
+            lines: lines.clone(),
+            currency: currency.unwrap_or_default(),
+            shipping_address: new.shipping_address,
+            deadline_ms,
+            created_ms: now_ms,
+        };
+        let order = order_placed(&record).expect("an OrderPlaced record");
+        let ticket = match append(record.into()) {
+            Ok(ticket) => ticket,
+            Err(error) => {
+                undo(&taken);
+                return Err(error);
+            }
+        };
+        self.insert_order_lines(&order);
+        self.next_order.fetch_max(id.0 + 1, Ordering::AcqRel);
+        self.orders.insert(id, order.clone());
+        slot.insert((new.request, id, false));
+        Ok(Placement::Placed(order, ticket))
+    }
+
+    pub fn allocate_order_id(&self) -> OrderId {
+        OrderId(self.next_order.fetch_add(1, Ordering::AcqRel))
+    }
+
+    /// Starts a payment attempt: logged before the provider is asked, so after a crash the
+    /// same attempt is asked again with the same key.
+    pub fn request_payment(
+        &self,
+        id: OrderId,
+        now_ms: Millis,
+        append: Append<'_>,
+    ) -> Result<(Order, u32, Ticket), EngineError> {
+        let mut order = self
+            .orders
+            .get_mut(&id)
+            .ok_or(EngineError::OrderNotFound(id))?;
+        if order.status.is_unpaid() && order.payment_in_flight.is_some() {
+            return Err(EngineError::PaymentInProgress);
+        }
+        if order.status.is_unpaid() && now_ms > order.deadline_ms {
+            return Err(EngineError::OrderExpired);
+        }
+        if order.status == OrderStatus::Expired {
+            return Err(EngineError::OrderExpired);
+        }
+        let attempt = order.attempts + 1;
+        let record = OrderRecord::PaymentRequested {
+            order: id,
+            attempt,
+            at_ms: now_ms,
+        };
+        let ticket = self.decide(&mut order, record, append)?;
+        Ok((order.clone(), attempt, ticket))
+    }
+
+    /// Records what the provider answered for `attempt`.
+    pub fn record_payment(
+        &self,
+        id: OrderId,
+        attempt: u32,
+        outcome: PaymentOutcome,
+        now_ms: Millis,
+        append: Append<'_>,
+    ) -> Result<(Order, Ticket), EngineError> {
+        let mut order = self
+            .orders
+            .get_mut(&id)
+            .ok_or(EngineError::OrderNotFound(id))?;
+        let record = match outcome {
+            PaymentOutcome::Charged => OrderRecord::PaymentSucceeded {
+                order: id,
+                attempt,
+                at_ms: now_ms,
+            },
+            PaymentOutcome::Failed(reason) => OrderRecord::PaymentFailed {
+                order: id,
+                attempt,
+                reason,
+                at_ms: now_ms,
+            },
+            PaymentOutcome::TimedOut => OrderRecord::PaymentTimedOut {
+                order: id,
+                attempt,
+                at_ms: now_ms,
+            },
+        };
+        let ticket = self.decide(&mut order, record, append)?;
+        Ok((order.clone(), ticket))
+    }
+
+    /// Expires an unpaid order past its deadline; never one whose payment is being asked.
+    pub fn expire_order(
+        &self,
+        id: OrderId,
+        now_ms: Millis,
+        append: Append<'_>,
+    ) -> Result<Ticket, EngineError> {
+        let mut order = self
+            .orders
+            .get_mut(&id)
+            .ok_or(EngineError::OrderNotFound(id))?;
+        if now_ms < order.deadline_ms {
+            return Err(EngineError::OrderStateConflict("not due"));
+        }
+        self.decide(
+            &mut order,
+            OrderRecord::OrderExpired {
+                order: id,
+                at_ms: now_ms,
+            },
+            append,
+        )
+    }
+
+    /// Unpaid orders whose deadline is at or before `now_ms`.
+    pub fn due_orders(&self, now_ms: Millis) -> Vec<OrderId> {
+        let mut due = Vec::new();
+        let mut deadlines = self.order_deadlines.lock();
+        while let Some(&(deadline, id)) = deadlines.first() {
+            if deadline > now_ms {
+                break;
+            }
+            deadlines.pop_first();
+            due.push(id);
+        }
+        due
+    }
+
+    /// Puts an order back in the expiry index (its payment was in flight when it fell due).
+    pub fn recheck_order_later(&self, id: OrderId, at_ms: Millis) {
+        self.order_deadlines.lock().insert((at_ms, id));
+    }
+
+    pub fn cancel_order(
+        &self,
+        id: OrderId,
+        now_ms: Millis,
+        append: Append<'_>,
+    ) -> Result<(Order, Ticket), EngineError> {
+        let mut order = self
+            .orders
+            .get_mut(&id)
+            .ok_or(EngineError::OrderNotFound(id))?;
+        let refund = order.status == OrderStatus::Paid;
+        let ticket = self.decide(
+            &mut order,
+            OrderRecord::OrderCancelled {
+                order: id,
+                refund,
+                at_ms: now_ms,
+            },
+            append,
+        )?;
+        Ok((order.clone(), ticket))
+    }
+
+    pub fn ship_order(
+        &self,
+        id: OrderId,
+        carrier: String,
+        tracking_number: String,
+        now_ms: Millis,
+        append: Append<'_>,
+    ) -> Result<(Order, Ticket), EngineError> {
+        let mut order = self
+            .orders
+            .get_mut(&id)
+            .ok_or(EngineError::OrderNotFound(id))?;
+        let record = OrderRecord::OrderShipped {
+            order: id,
+            carrier,
+            tracking_number,
+            at_ms: now_ms,
+        };
+        let ticket = self.decide(&mut order, record, append)?;
+        Ok((order.clone(), ticket))
+    }
+
+    pub fn deliver_order(
+        &self,
+        id: OrderId,
+        now_ms: Millis,
+        append: Append<'_>,
+    ) -> Result<(Order, Ticket), EngineError> {
+        let mut order = self
+            .orders
+            .get_mut(&id)
+            .ok_or(EngineError::OrderNotFound(id))?;
+        let ticket = self.decide(
+            &mut order,
+            OrderRecord::OrderDelivered {
+                order: id,
+                at_ms: now_ms,
+            },
+            append,
+        )?;
+        Ok((order.clone(), ticket))
+    }
+
+    /// A return may be asked for within `window_ms` of delivery.
+    pub fn request_return(
+        &self,
+        id: OrderId,
+        reason: String,
+        now_ms: Millis,
+        window_ms: Millis,
+        append: Append<'_>,
+    ) -> Result<(Order, Ticket), EngineError> {
+        let mut order = self
+            .orders
+            .get_mut(&id)
+            .ok_or(EngineError::OrderNotFound(id))?;
+        if order
+            .delivered_ms
+            .is_some_and(|delivered| now_ms > delivered.saturating_add(window_ms))
+        {
+            return Err(EngineError::NotReturnable("the return window has passed"));
+        }
+        let record = OrderRecord::ReturnRequested {
+            order: id,
+            reason,
+            at_ms: now_ms,
+        };
+        let ticket = self.decide(&mut order, record, append)?;
+        Ok((order.clone(), ticket))
+    }
+
+    pub fn approve_return(
+        &self,
+        id: OrderId,
+        now_ms: Millis,
+        append: Append<'_>,
+    ) -> Result<(Order, Ticket), EngineError> {
+        let mut order = self
+            .orders
+            .get_mut(&id)
+            .ok_or(EngineError::OrderNotFound(id))?;
+        let ticket = self.decide(
+            &mut order,
+            OrderRecord::ReturnApproved {
+                order: id,
+                at_ms: now_ms,
+            },
+            append,
+        )?;
+        Ok((order.clone(), ticket))
+    }
+
+    pub fn refund_issued(
+        &self,
+        id: OrderId,
+        now_ms: Millis,
+        append: Append<'_>,
+    ) -> Result<Ticket, EngineError> {
+        let mut order = self
+            .orders
+            .get_mut(&id)
+            .ok_or(EngineError::OrderNotFound(id))?;
+        self.decide(
+            &mut order,
+            OrderRecord::RefundIssued {
+                order: id,
+                at_ms: now_ms,
+            },
+            append,
+        )
+    }
+
+    pub fn order(&self, id: OrderId) -> Option<Order> {
+        self.orders.get(&id).map(|o| o.clone())
+    }
+
+    /// A user's orders, newest first, older than `before`; at most `limit`. Served from the
+    /// per-user index, so it costs the same for a customer with 5 orders or 10,000.
+    pub fn orders_of(&self, user: UserId, before: Option<OrderId>, limit: usize) -> Vec<Order> {
+        let Some(ids) = self.orders_by_user.get(&user) else {
+            return Vec::new();
+        };
+        let end = before.map_or(ids.len(), |b| ids.partition_point(|id| *id < b));
+        ids[..end]
+            .iter()
+            .rev()
+            .take(limit)
+            .filter_map(|id| self.order(*id))
+            .collect()
+    }
+
+    // ----- replay and the after-durable step ---------------------------------------------
+
+    pub(super) fn apply_order(&self, seq: Seq, record: &OrderRecord) -> Result<(), ApplyError> {
+        if let OrderRecord::OrderPlaced {
+            order: id,
+            user,
+            lines,
+            ..
+        } = record
+        {
+            if self.orders.contains_key(id) {
+                return Err(apply_error(seq, format!("{id} placed twice")));
+            }
+            for line in lines {
+                let entry = self
+                    .skus
+                    .get(&Sku(line.product.0))
+                    .ok_or_else(|| apply_error(seq, format!("{}: no SKU", line.product)))?;
+                self.take_units(&entry, Sku(line.product.0), *user, line.quantity)
+                    .map_err(|e| apply_error(seq, format!("{id}: {e}")))?;
+            }
+            let order = order_placed(record).expect("an OrderPlaced record");
+            self.insert_order_lines(&order);
+            self.next_order.fetch_max(id.0 + 1, Ordering::AcqRel);
+            self.idempotency
+                .insert(order.idempotency, (order.request, *id, false));
+            self.orders.insert(*id, order);
+            return Ok(());
+        }
+        let id = order_of(record);
+        let mut order = self
+            .orders
+            .get_mut(&id)
+            .ok_or_else(|| apply_error(seq, format!("{id} does not exist")))?;
+        check_step(&order, record).map_err(|e| apply_error(seq, format!("{id}: {e}")))?;
+        step(&mut order, record);
+        Ok(())
+    }
+
+    /// Units move here, after the record is durable: sold on payment, back on sale on
+    /// expiry, cancellation and return.
+    pub(super) fn complete_order(&self, seq: Seq, record: &OrderRecord) -> Result<(), ApplyError> {
+        let id = order_of(record);
+        let settle = match record {
+            OrderRecord::OrderPlaced {
+                idempotency,
+                user,
+                deadline_ms,
+                ..
+            } => {
+                if let Some(mut seen) = self.idempotency.get_mut(idempotency) {
+                    seen.2 = true;
+                }
+                let mut ids = self.orders_by_user.entry(*user).or_default();
+                let at = ids.partition_point(|o| *o < id);
+                ids.insert(at, id);
+                drop(ids);
+                self.order_deadlines.lock().insert((*deadline_ms, id));
+                return Ok(());
+            }
+            OrderRecord::PaymentSucceeded { .. } => Settle::Sell,
+            OrderRecord::OrderExpired { .. } => Settle::Release(ReleaseReason::Expired),
+            OrderRecord::OrderCancelled { refund: false, .. } => {
+                Settle::Release(ReleaseReason::Cancelled)
+            }
+            OrderRecord::OrderCancelled { refund: true, .. } => {
+                Settle::Unsell(ReleaseReason::Cancelled)
+            }
+            OrderRecord::ReturnApproved { .. } => Settle::Unsell(ReleaseReason::Returned),
+            _ => return Ok(()),
+        };
+        let lines = self
+            .orders
+            .get(&id)
+            .map(|o| o.lines.clone())
+            .ok_or_else(|| apply_error(seq, format!("{id} does not exist")))?;
+        for line in &lines {
+            self.settle_line(seq, line.reservation, settle)?;
+        }
+        Ok(())
+    }
+
+    // ----- the pieces ----------------------------------------------------------------------
+
+    /// Checks a transition, queues its record and applies it, all under the order's lock.
+    fn decide(
+        &self,
+        order: &mut Order,
+        record: OrderRecord,
+        append: Append<'_>,
+    ) -> Result<Ticket, EngineError> {
+        check_step(order, &record)?;
+        let ticket = append(record.clone().into())?;
+        step(order, &record);
+        Ok(ticket)
+    }
+
+    fn take_line(
+        &self,
+        user: UserId,
+        line: &LineRequest,
+        now_ms: Millis,
+        currency: &mut Option<String>,
+    ) -> Result<OrderLine, EngineError> {
+        let product = self
+            .catalog
+            .get(line.product)
+            .ok_or(EngineError::ProductNotFound(line.product))?;
+        let current = product.current();
+        if current.sale_opens_ms.is_some_and(|opens| now_ms < opens) {
+            return Err(EngineError::SaleNotOpen(line.product));
+        }
+        if current
+            .sale_closes_ms
+            .is_some_and(|closes| now_ms >= closes)
+        {
+            return Err(EngineError::SaleClosed(line.product));
+        }
+        match currency {
+            Some(c) if *c != current.details.currency => {
+                return Err(EngineError::InvalidOrder(
+                    "all lines must be in one currency",
+                ));
+            }
+            Some(_) => {}
+            None => *currency = Some(current.details.currency.clone()),
+        }
+        let entry = self
+            .skus
+            .get(&product.sku())
+            .ok_or(EngineError::ProductNotFound(line.product))?;
+        self.take_units(&entry, product.sku(), user, line.quantity)?;
+        drop(entry);
+        Ok(OrderLine {
+            product: line.product,
+            version: current.version,
+            name: current.details.name.clone(),
+            unit_price: current.details.price,
+            quantity: line.quantity,
+            reservation: ReservationId(self.next_reservation.fetch_add(1, Ordering::AcqRel)),
+        })
+    }
+
+    /// The lines' reservations, owned by the order: they expire with it, not on their own.
+    fn insert_order_lines(&self, order: &Order) {
+        for line in &order.lines {
+            self.next_reservation
+                .fetch_max(line.reservation.0 + 1, Ordering::AcqRel);
+            self.order_owned.insert(line.reservation, order.id);
+            self.reservations.insert(
+                line.reservation,
+                Reservation {
+                    id: line.reservation,
+                    sku: Sku(line.product.0),
+                    user: order.user,
+                    quantity: line.quantity,
+                    deadline_ms: order.deadline_ms,
+                    status: ReservationStatus::Active,
+                    transition_queued: false,
+                },
+            );
+        }
+    }
+
+    fn settle_line(&self, seq: Seq, id: ReservationId, settle: Settle) -> Result<(), ApplyError> {
+        let mut reservation = self
+            .reservations
+            .get_mut(&id)
+            .ok_or_else(|| apply_error(seq, format!("{id} does not exist")))?;
+        let sku = self
+            .skus
+            .get(&reservation.sku)
+            .ok_or_else(|| apply_error(seq, format!("{} does not exist", reservation.sku)))?;
+        let (from, to, moved) = match settle {
+            Settle::Sell => (
+                ReservationStatus::Active,
+                ReservationStatus::Committed,
+                sku.counter.sell(reservation.quantity),
+            ),
+            Settle::Release(reason) => (
+                ReservationStatus::Active,
+                ReservationStatus::Released(reason),
+                sku.counter.give_back(reservation.quantity),
+            ),
+            Settle::Unsell(reason) => (
+                ReservationStatus::Committed,
+                ReservationStatus::Released(reason),
+                sku.counter.unsell(reservation.quantity),
+            ),
+        };
+        if reservation.status != from {
+            return Err(apply_error(
+                seq,
+                format!("{id} is {}", reservation.status.as_str()),
+            ));
+        }
+        moved
+            .map_err(|_| apply_error(seq, format!("{id}: the counter does not hold its units")))?;
+        if !matches!(settle, Settle::Sell) && sku.per_user_limit.is_some() {
+            self.return_allowance(reservation.user, reservation.sku, reservation.quantity);
+        }
+        reservation.status = to;
+        Ok(())
+    }
+}
+
+/// The rules of the saga: which step may follow which. One place, for decisions and replay.
+fn check_step(order: &Order, record: &OrderRecord) -> Result<(), EngineError> {
+    let status = order.status;
+    let conflict = || EngineError::OrderStateConflict(status.as_str());
+    let ok = match record {
+        OrderRecord::OrderPlaced { .. } => false,
+        OrderRecord::PaymentRequested { attempt, .. } => {
+            if !status.is_unpaid() {
+                return Err(conflict());
+            }
+            order.payment_in_flight.is_none() && *attempt == order.attempts + 1
+        }
+        OrderRecord::PaymentSucceeded { attempt, .. }
+        | OrderRecord::PaymentFailed { attempt, .. }
+        | OrderRecord::PaymentTimedOut { attempt, .. } => order.payment_in_flight == Some(*attempt),
+        OrderRecord::OrderExpired { .. } => {
+            if order.payment_in_flight.is_some() {
+                return Err(EngineError::PaymentInProgress);
+            }
+            status.is_unpaid()
+        }
+        OrderRecord::OrderCancelled { refund, .. } => {
+            if status.is_unpaid() && order.payment_in_flight.is_some() {
+                return Err(EngineError::PaymentInProgress);
+            }
+            let cancellable =
+                (status.is_unpaid() && !refund) || (status == OrderStatus::Paid && *refund);
+            if !cancellable {
+                return Err(EngineError::NotCancellable(status.as_str()));
+            }
+            true
+        }
+        OrderRecord::OrderShipped { .. } => status == OrderStatus::Paid,
+        OrderRecord::OrderDelivered { .. } => status == OrderStatus::Shipped,
+        OrderRecord::ReturnRequested { .. } => {
+            if status != OrderStatus::Delivered {
+                return Err(EngineError::NotReturnable(
+                    "only a delivered order can be returned",
+                ));
+            }
+            true
+        }
+        OrderRecord::ReturnApproved { .. } => status == OrderStatus::ReturnRequested,
+        OrderRecord::RefundIssued { .. } => order.refund_due && !order.refunded,
+    };
+    if ok { Ok(()) } else { Err(conflict()) }
+}
+
+/// The one mutation of an order by a step record.
+fn step(order: &mut Order, record: &OrderRecord) {
+    match record {
+        OrderRecord::OrderPlaced { .. } => {}
+        OrderRecord::PaymentRequested { attempt, .. } => {
+            order.attempts = *attempt;
+            order.payment_in_flight = Some(*attempt);
+        }
+        OrderRecord::PaymentSucceeded { attempt, at_ms, .. } => {
+            order.payment_in_flight = None;
+            order.paid_attempt = Some(*attempt);
+            order.last_failure = None;
+            order.set_status(OrderStatus::Paid, *at_ms);
+        }
+        OrderRecord::PaymentFailed { reason, at_ms, .. } => {
+            order.payment_in_flight = None;
+            order.last_failure = Some(*reason);
+            if order.status != OrderStatus::PaymentFailed {
+                order.set_status(OrderStatus::PaymentFailed, *at_ms);
+            }
+        }
+        OrderRecord::PaymentTimedOut { .. } => {}
+        OrderRecord::OrderExpired { at_ms, .. } => order.set_status(OrderStatus::Expired, *at_ms),
+        OrderRecord::OrderCancelled { refund, at_ms, .. } => {
+            order.refund_due = *refund;
+            order.set_status(OrderStatus::Cancelled, *at_ms);
+        }
+        OrderRecord::OrderShipped {
+            carrier,
+            tracking_number,
+            at_ms,
+            ..
+        } => {
+            order.tracking = Some((carrier.clone(), tracking_number.clone()));
+            order.set_status(OrderStatus::Shipped, *at_ms);
+        }
+        OrderRecord::OrderDelivered { at_ms, .. } => {
+            order.delivered_ms = Some(*at_ms);
+            order.set_status(OrderStatus::Delivered, *at_ms);
+        }
+        OrderRecord::ReturnRequested { reason, at_ms, .. } => {
+            order.return_reason = Some(reason.clone());
+            order.set_status(OrderStatus::ReturnRequested, *at_ms);
+        }
+        OrderRecord::ReturnApproved { at_ms, .. } => {
+            order.refund_due = true;
+            order.set_status(OrderStatus::Returned, *at_ms);
+        }
+        OrderRecord::RefundIssued { .. } => order.refunded = true,
+    }
+}
+
+fn order_of(record: &OrderRecord) -> OrderId {
+    match record {
+        OrderRecord::OrderPlaced { order, .. }
+        | OrderRecord::PaymentRequested { order, .. }
+        | OrderRecord::PaymentSucceeded { order, .. }
+        | OrderRecord::PaymentFailed { order, .. }
+        | OrderRecord::PaymentTimedOut { order, .. }
+        | OrderRecord::OrderExpired { order, .. }
+        | OrderRecord::OrderCancelled { order, .. }
+        | OrderRecord::OrderShipped { order, .. }
+        | OrderRecord::OrderDelivered { order, .. }
+        | OrderRecord::ReturnRequested { order, .. }
+        | OrderRecord::ReturnApproved { order, .. }
+        | OrderRecord::RefundIssued { order, .. } => *order,
+    }
+}
+
+/// The order an `OrderPlaced` record creates.
+fn order_placed(record: &OrderRecord) -> Option<Order> {
+    let OrderRecord::OrderPlaced {
+        order,
+        user,
+        idempotency,
+        request,
+        lines,
+        currency,
+        shipping_address,
+        deadline_ms,
+        created_ms,
+    } = record
+    else {
+        return None;
+    };
+    Some(Order {
+        id: *order,
+        user: *user,
+        total: lines
+            .iter()
+            .map(|l| l.unit_price * u64::from(l.quantity))
+            .sum(),
+        lines: lines.clone(),
+        currency: currency.clone(),
+        shipping_address: shipping_address.clone(),
+        status: OrderStatus::PendingPayment,
+        deadline_ms: *deadline_ms,
+        created_ms: *created_ms,
+        attempts: 0,
+        payment_in_flight: None,
+        last_failure: None,
+        paid_attempt: None,
+        refund_due: false,
+        refunded: false,
+        tracking: None,
+        delivered_ms: None,
+        return_reason: None,
+        history: vec![(OrderStatus::PendingPayment, *created_ms)],
+        idempotency: *idempotency,
+        request: *request,
+    })
+}
+
+fn validate_lines(lines: &[LineRequest]) -> Result<(), EngineError> {
+    if lines.is_empty() || lines.len() > ORDER_LINES_MAX {
+        return Err(EngineError::InvalidOrder("an order has 1 to 20 lines"));
+    }
+    for (i, line) in lines.iter().enumerate() {
+        if line.quantity == 0 || line.quantity > RESERVATION_UNITS_MAX {
+            return Err(EngineError::InvalidQuantity {
+                max: RESERVATION_UNITS_MAX,
+            });
+        }
+        if lines[..i].iter().any(|l| l.product == line.product) {
+            return Err(EngineError::InvalidOrder(
+                "each product may appear on one line only",
+            ));
+        }
+    }
+    Ok(())
+}

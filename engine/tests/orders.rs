@@ -1,0 +1,484 @@
+//! The order saga in the engine: atomic multi-line placement, idempotency, payment attempts,
+//! expiry, cancellation, shipping and returns — and a log that replays to the same state.
+
+use std::sync::Arc;
+
+use allot_engine::orders::{LineRequest, OrderStatus, PaymentOutcome, Placement};
+use allot_engine::record::PaymentFailure;
+use allot_engine::{
+    Engine, EngineConfig, EngineError, ManualClock, NewProduct, ProductDetails, ProductId,
+    ProductKind, Sku, StockCounts, UserId,
+};
+
+const T0: u64 = 1_800_000_000_000;
+const TTL: u64 = 600_000;
+
+struct Shop {
+    engine: Engine,
+    clock: Arc<ManualClock>,
+    _dir: tempfile::TempDir,
+    config: EngineConfig,
+}
+
+fn shop() -> Shop {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let config = EngineConfig {
+        snapshot_on_close: false,
+        ..EngineConfig::new(dir.path())
+    };
+    let engine = Engine::open(config.clone(), clock.clone()).unwrap();
+    Shop {
+        engine,
+        clock,
+        _dir: dir,
+        config,
+    }
+}
+
+fn product(shop: &Shop, name: &str, price: u64, stock: u32, limit: Option<u32>) -> ProductId {
+    let (view, t) = shop
+        .engine
+        .create_product(NewProduct {
+            kind: ProductKind::General,
+            details: ProductDetails {
+                name: name.into(),
+                description: String::new(),
+                price,
+                currency: "KRW".into(),
+            },
+            sale_opens_ms: None,
+            sale_closes_ms: None,
+            per_user_limit: limit,
+            stock_total: stock,
+        })
+        .unwrap();
+    t.wait().unwrap();
+    view.product.id
+}
+
+fn line(product: ProductId, quantity: u32) -> LineRequest {
+    LineRequest { product, quantity }
+}
+
+fn place(
+    shop: &Shop,
+    user: u64,
+    key: &str,
+    lines: &[LineRequest],
+) -> Result<allot_engine::orders::Order, EngineError> {
+    match shop
+        .engine
+        .place_order(UserId(user), key, key.as_bytes(), lines, "1 Main St", TTL)?
+    {
+        Placement::Placed(order, ticket) => {
+            ticket.wait().unwrap();
+            Ok(order)
+        }
+        Placement::Replayed(order) => Ok(order),
+    }
+}
+
+fn stock(shop: &Shop, product: ProductId) -> StockCounts {
+    shop.engine.stock(Sku(product.0)).unwrap()
+}
+
+fn counts(available: u32, reserved: u32, sold: u32) -> StockCounts {
+    StockCounts {
+        available,
+        reserved,
+        sold,
+    }
+}
+
+fn pay(
+    shop: &Shop,
+    order: allot_engine::OrderId,
+    outcome: PaymentOutcome,
+) -> allot_engine::orders::Order {
+    let (_, attempt, t) = shop.engine.request_payment(order).unwrap();
+    t.wait().unwrap();
+    let (order, t) = shop.engine.record_payment(order, attempt, outcome).unwrap();
+    t.wait().unwrap();
+    order
+}
+
+#[test]
+fn a_multi_line_order_takes_every_line_or_none() {
+    let shop = shop();
+    let a = product(&shop, "A", 1_000, 5, None);
+    let b = product(&shop, "B", 2_500, 1, None);
+    assert!(matches!(
+        place(&shop, 1, "k1", &[line(a, 2), line(b, 2)]),
+        Err(EngineError::SoldOut { .. })
+    ));
+    assert_eq!(
+        stock(&shop, a),
+        counts(5, 0, 0),
+        "the first line's take was undone"
+    );
+    let order = place(&shop, 1, "k2", &[line(a, 2), line(b, 1)]).unwrap();
+    assert_eq!(order.total, 2 * 1_000 + 2_500);
+    assert_eq!(order.status, OrderStatus::PendingPayment);
+    assert_eq!(
+        (order.lines[0].version, order.lines[0].unit_price),
+        (1, 1_000)
+    );
+    assert_eq!(stock(&shop, a), counts(3, 2, 0));
+    assert_eq!(stock(&shop, b), counts(0, 1, 0));
+    assert!(matches!(
+        place(&shop, 1, "k3", &[line(a, 1), line(a, 1)]),
+        Err(EngineError::InvalidOrder(_))
+    ));
+    assert!(matches!(
+        place(&shop, 1, "k4", &[]),
+        Err(EngineError::InvalidOrder(_))
+    ));
+    assert!(matches!(
+        place(&shop, 1, "k5", &[line(a, 0)]),
+        Err(EngineError::InvalidQuantity { .. })
+    ));
+    // A line of an order moves only with its order.
+    assert!(matches!(
+        shop.engine.commit(order.lines[0].reservation),
+        Err(EngineError::ReservationNotActive { .. })
+    ));
+}
+
+#[test]
+fn the_same_idempotency_key_answers_the_same_order() {
+    let shop = shop();
+    let a = product(&shop, "A", 1_000, 5, None);
+    let first = place(&shop, 1, "key", &[line(a, 1)]).unwrap();
+    let again = place(&shop, 1, "key", &[line(a, 1)]).unwrap();
+    assert_eq!(first.id, again.id);
+    assert_eq!(stock(&shop, a), counts(4, 1, 0), "one side effect per key");
+    let other = shop
+        .engine
+        .place_order(UserId(1), "key", b"another body", &[line(a, 2)], "x", TTL);
+    assert!(matches!(other, Err(EngineError::IdempotencyKeyReused)));
+    // Keys are per user.
+    let someone_else = place(&shop, 2, "key", &[line(a, 1)]).unwrap();
+    assert_ne!(someone_else.id, first.id);
+}
+
+#[test]
+fn payment_sells_a_declined_card_can_try_again_and_a_timeout_holds_the_order() {
+    let shop = shop();
+    let a = product(&shop, "A", 1_000, 5, Some(2));
+    let order = place(&shop, 1, "k", &[line(a, 2)]).unwrap();
+    let failed = pay(
+        &shop,
+        order.id,
+        PaymentOutcome::Failed(PaymentFailure::Declined),
+    );
+    assert_eq!(failed.status, OrderStatus::PaymentFailed);
+    assert_eq!(
+        stock(&shop, a),
+        counts(3, 2, 0),
+        "still held until the deadline"
+    );
+    let paid = pay(&shop, order.id, PaymentOutcome::Charged);
+    assert_eq!(
+        (paid.status, paid.paid_attempt),
+        (OrderStatus::Paid, Some(2))
+    );
+    assert_eq!(paid.payment_key(2), format!("{}/2", order.id));
+    assert_eq!(stock(&shop, a), counts(3, 0, 2));
+    assert!(matches!(
+        shop.engine.request_payment(order.id),
+        Err(EngineError::OrderStateConflict("paid"))
+    ));
+
+    // A timeout leaves the attempt open: no expiry, no cancel, no second attempt.
+    let other = place(&shop, 2, "k", &[line(a, 1)]).unwrap();
+    let (_, attempt, t) = shop.engine.request_payment(other.id).unwrap();
+    t.wait().unwrap();
+    shop.engine
+        .record_payment(other.id, attempt, PaymentOutcome::TimedOut)
+        .unwrap()
+        .1
+        .wait()
+        .unwrap();
+    assert!(matches!(
+        shop.engine.request_payment(other.id),
+        Err(EngineError::PaymentInProgress)
+    ));
+    assert!(matches!(
+        shop.engine.cancel_order(other.id),
+        Err(EngineError::PaymentInProgress)
+    ));
+    shop.clock.advance_ms(TTL + 1);
+    shop.engine.expire_due_orders();
+    assert_eq!(
+        shop.engine.order(other.id).unwrap().status,
+        OrderStatus::PendingPayment
+    );
+    // Asked again, the provider had charged: paid, even past the deadline.
+    let (resolved, t) = shop
+        .engine
+        .record_payment(other.id, attempt, PaymentOutcome::Charged)
+        .unwrap();
+    t.wait().unwrap();
+    assert_eq!(resolved.status, OrderStatus::Paid);
+}
+
+#[test]
+fn an_unpaid_order_expires_and_its_units_go_back_on_sale() {
+    let shop = shop();
+    let a = product(&shop, "A", 1_000, 3, Some(1));
+    let order = place(&shop, 1, "k", &[line(a, 1)]).unwrap();
+    shop.clock.advance_ms(TTL);
+    // Whoever gets there first, the scheduler or this call, expires it exactly once.
+    shop.engine.expire_due_orders();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while shop.engine.order(order.id).unwrap().status != OrderStatus::Expired {
+        assert!(std::time::Instant::now() < deadline, "never expired");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    shop.engine.barrier().wait().unwrap();
+    assert_eq!(stock(&shop, a), counts(3, 0, 0));
+    assert!(matches!(
+        shop.engine.request_payment(order.id),
+        Err(EngineError::OrderExpired)
+    ));
+    assert!(matches!(
+        shop.engine.cancel_order(order.id),
+        Err(EngineError::NotCancellable("expired"))
+    ));
+    let history: Vec<_> = shop
+        .engine
+        .order(order.id)
+        .unwrap()
+        .history
+        .iter()
+        .map(|h| h.0)
+        .collect();
+    assert_eq!(history, [OrderStatus::PendingPayment, OrderStatus::Expired]);
+    // The allowance came back with the units.
+    place(&shop, 1, "k2", &[line(a, 1)]).unwrap();
+}
+
+#[test]
+fn cancel_ship_deliver_and_return() {
+    let shop = shop();
+    let a = product(&shop, "A", 1_000, 10, None);
+    // Cancelled before payment: units back.
+    let pending = place(&shop, 1, "p", &[line(a, 2)]).unwrap();
+    let (cancelled, t) = shop.engine.cancel_order(pending.id).unwrap();
+    t.wait().unwrap();
+    assert_eq!(
+        (cancelled.status, cancelled.refund_due),
+        (OrderStatus::Cancelled, false)
+    );
+    assert_eq!(stock(&shop, a), counts(10, 0, 0));
+    // Cancelled after payment: sold units back on sale, refund due once.
+    let paid = place(&shop, 1, "q", &[line(a, 3)]).unwrap();
+    pay(&shop, paid.id, PaymentOutcome::Charged);
+    assert_eq!(stock(&shop, a), counts(7, 0, 3));
+    let (cancelled, t) = shop.engine.cancel_order(paid.id).unwrap();
+    t.wait().unwrap();
+    assert!(cancelled.refund_due);
+    assert_eq!(stock(&shop, a), counts(10, 0, 0));
+    shop.engine.refund_issued(paid.id).unwrap().wait().unwrap();
+    assert!(matches!(
+        shop.engine.refund_issued(paid.id),
+        Err(EngineError::OrderStateConflict(_))
+    ));
+
+    // Shipped orders cannot be cancelled; delivered ones can be returned within the window.
+    let order = place(&shop, 2, "r", &[line(a, 1)]).unwrap();
+    assert!(matches!(
+        shop.engine.ship_order(order.id, "CJ".into(), "123".into()),
+        Err(EngineError::OrderStateConflict("pending_payment"))
+    ));
+    pay(&shop, order.id, PaymentOutcome::Charged);
+    assert!(matches!(
+        shop.engine
+            .request_return(order.id, "too big".into(), 7 * 86_400_000),
+        Err(EngineError::NotReturnable(_))
+    ));
+    let (shipped, t) = shop
+        .engine
+        .ship_order(order.id, "CJ".into(), "123".into())
+        .unwrap();
+    t.wait().unwrap();
+    assert_eq!(shipped.tracking, Some(("CJ".into(), "123".into())));
+    assert!(matches!(
+        shop.engine.cancel_order(order.id),
+        Err(EngineError::NotCancellable("shipped"))
+    ));
+    shop.engine
+        .deliver_order(order.id)
+        .unwrap()
+        .1
+        .wait()
+        .unwrap();
+    shop.clock.advance_ms(7 * 86_400_000);
+    let (requested, t) = shop
+        .engine
+        .request_return(order.id, "too big".into(), 7 * 86_400_000)
+        .unwrap();
+    t.wait().unwrap();
+    assert_eq!(requested.status, OrderStatus::ReturnRequested);
+    let (returned, t) = shop.engine.approve_return(order.id).unwrap();
+    t.wait().unwrap();
+    assert_eq!(
+        (returned.status, returned.refund_due),
+        (OrderStatus::Returned, true)
+    );
+    assert_eq!(
+        stock(&shop, a),
+        counts(10, 0, 0),
+        "returned units are back on sale"
+    );
+    let statuses: Vec<_> = returned.history.iter().map(|h| h.0.as_str()).collect();
+    assert_eq!(
+        statuses,
+        [
+            "pending_payment",
+            "paid",
+            "shipped",
+            "delivered",
+            "return_requested",
+            "returned"
+        ]
+    );
+
+    // Past the window.
+    let late = place(&shop, 3, "s", &[line(a, 1)]).unwrap();
+    pay(&shop, late.id, PaymentOutcome::Charged);
+    shop.engine
+        .ship_order(late.id, "CJ".into(), "9".into())
+        .unwrap()
+        .1
+        .wait()
+        .unwrap();
+    shop.engine
+        .deliver_order(late.id)
+        .unwrap()
+        .1
+        .wait()
+        .unwrap();
+    shop.clock.advance_ms(7 * 86_400_000 + 1);
+    assert!(matches!(
+        shop.engine
+            .request_return(late.id, "late".into(), 7 * 86_400_000),
+        Err(EngineError::NotReturnable(_))
+    ));
+}
+
+#[test]
+fn a_users_orders_come_newest_first_from_their_index() {
+    let shop = shop();
+    let a = product(&shop, "A", 1_000, 100, None);
+    let mine: Vec<_> = (0..7)
+        .map(|i| place(&shop, 1, &format!("k{i}"), &[line(a, 1)]).unwrap().id)
+        .collect();
+    place(&shop, 2, "other", &[line(a, 1)]).unwrap();
+    let first: Vec<_> = shop
+        .engine
+        .orders_of(UserId(1), None, 3)
+        .iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(first, [mine[6], mine[5], mine[4]]);
+    let next: Vec<_> = shop
+        .engine
+        .orders_of(UserId(1), Some(mine[4]), 10)
+        .iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(next, [mine[3], mine[2], mine[1], mine[0]]);
+    assert_eq!(
+        shop.engine
+            .shipping_address(&shop.engine.order(mine[0]).unwrap())
+            .unwrap(),
+        "1 Main St"
+    );
+}
+
+#[test]
+fn orders_replay_to_the_live_state_with_and_without_a_snapshot() {
+    for snapshot_on_close in [false, true] {
+        let shop = shop();
+        let config = EngineConfig {
+            snapshot_on_close,
+            ..shop.config.clone()
+        };
+        let a = product(&shop, "A", 1_000, 20, Some(5));
+        let b = product(&shop, "B", 3_000, 4, None);
+        let expired = place(&shop, 1, "e", &[line(a, 1), line(b, 1)]).unwrap();
+        let paid = place(&shop, 2, "p", &[line(a, 2)]).unwrap();
+        pay(
+            &shop,
+            paid.id,
+            PaymentOutcome::Failed(PaymentFailure::CardLimitExceeded),
+        );
+        pay(&shop, paid.id, PaymentOutcome::Charged);
+        let returned = place(&shop, 3, "r", &[line(b, 2)]).unwrap();
+        pay(&shop, returned.id, PaymentOutcome::Charged);
+        shop.engine
+            .ship_order(returned.id, "CJ".into(), "1".into())
+            .unwrap()
+            .1
+            .wait()
+            .unwrap();
+        shop.engine
+            .deliver_order(returned.id)
+            .unwrap()
+            .1
+            .wait()
+            .unwrap();
+        shop.engine
+            .request_return(returned.id, "no".into(), 86_400_000)
+            .unwrap()
+            .1
+            .wait()
+            .unwrap();
+        shop.engine
+            .approve_return(returned.id)
+            .unwrap()
+            .1
+            .wait()
+            .unwrap();
+        let cancelled = place(&shop, 4, "c", &[line(a, 1)]).unwrap();
+        shop.engine
+            .cancel_order(cancelled.id)
+            .unwrap()
+            .1
+            .wait()
+            .unwrap();
+        shop.clock.advance_ms(TTL + 1);
+        shop.engine.expire_due_orders();
+
+        shop.engine.close().unwrap();
+        let live = shop.engine.image();
+        assert_eq!(
+            allot_engine::state::check_invariants_of(&live),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            shop.engine.order(expired.id).unwrap().status,
+            OrderStatus::Expired
+        );
+        let dir = shop.config.data_dir.clone();
+        drop(shop.engine);
+        let inspection = allot_engine::inspect(&dir).unwrap();
+        assert!(inspection.is_clean(), "{:?}", inspection.problems);
+        assert_eq!(inspection.image, live);
+        let reopened = Engine::open(config, Arc::new(ManualClock::new(T0 + TTL + 1))).unwrap();
+        assert_eq!(
+            reopened.image(),
+            live,
+            "snapshot_on_close = {snapshot_on_close}"
+        );
+        // Idempotency keys and the per-user index survive too.
+        let again = reopened
+            .place_order(UserId(2), "p", b"p", &[line(a, 2)], "x", TTL)
+            .unwrap();
+        assert!(matches!(again, Placement::Replayed(o) if o.id == paid.id));
+        assert_eq!(reopened.orders_of(UserId(2), None, 5)[0].id, paid.id);
+        drop(shop._dir);
+    }
+}
