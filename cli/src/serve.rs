@@ -34,6 +34,12 @@ pub struct ServeArgs {
     /// under `<data-dir>/mail/`.
     #[arg(long, env = "ALLOT_SMTP_URL", hide_env_values = true)]
     smtp_url: Option<String>,
+    /// How long a placed order holds its units before it expires unpaid, in seconds.
+    #[arg(long, env = "ALLOT_RESERVATION_TTL", default_value_t = 600)]
+    reservation_ttl: u64,
+    /// How many days after delivery a return may be asked for.
+    #[arg(long, env = "ALLOT_RETURN_WINDOW_DAYS", default_value_t = 7)]
+    return_window_days: u64,
     /// Do not load the demo catalog into an empty catalog.
     #[arg(long, env = "ALLOT_NO_DEMO_CATALOG")]
     no_demo_catalog: bool,
@@ -78,9 +84,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         from: args.mail_from.clone(),
     })
     .context("configuring mail")?;
+    anyhow::ensure!(
+        (1..=7 * 24 * 3600).contains(&args.reservation_ttl),
+        "--reservation-ttl must be 1 to 604800 seconds"
+    );
     let config = ServerConfig {
         insecure_cookies: args.insecure_cookies,
         ip_rate_limit_per_min: args.ip_rate_limit,
+        reservation_ttl_ms: args.reservation_ttl * 1_000,
+        return_window_ms: args.return_window_days.saturating_mul(24 * 3600 * 1_000),
     };
     let state = AppState::new(&config, mailer.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -123,7 +135,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(cut) = &report.tail_cut {
         tracing::warn!(at = cut.at_key, batches = cut.batches_removed, reason = %cut.reason, "a damaged log tail was cut");
     }
-    state.install_engine(engine.clone());
+    // The built-in payment simulator keeps its own durable record of charges, like a provider.
+    let simulator = allot_engine::payment::PaymentSimulator::open(
+        &args.data.data_dir.join("payment-simulator"),
+    )
+    .context("opening the payment simulator")?;
+    let payments = Arc::new(allot_engine::Payments::new(Arc::new(simulator)));
+    state.install_engine(engine.clone(), payments);
     // The first dummy check computes its hash; pay that now, not in the first unknown login.
     tokio::task::spawn_blocking(|| allot_engine::password::verify_dummy(""));
     tracing::info!(last_seq = report.last_seq, "ready");

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod catalog;
 pub mod orders;
+pub mod payments;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;

@@ -30,6 +30,7 @@ pub use counter::{SKU_UNITS_MAX, SkuCounter, StockCounts};
 pub use crypto::Keys;
 pub use engine::accounts::{Profile, ProfileChange, RefreshOutcome, SignupProfile};
 pub use engine::catalog::ProductView;
+pub use engine::payments::{Paid, Payments};
 pub use engine::{Engine, EngineStats};
 pub use error::{ApplyError, EngineError, OpenError};
 pub use ids::{OrderId, ProductId, ReservationId, Sku, UserId};

@@ -40,6 +40,10 @@ pub struct ServerConfig {
     pub insecure_cookies: bool,
     /// Requests per minute and IP on the auth endpoints; 0 turns the budget off.
     pub ip_rate_limit_per_min: u32,
+    /// How long a placed order holds its units before it expires unpaid.
+    pub reservation_ttl_ms: u64,
+    /// How long after delivery a return may be asked for.
+    pub return_window_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -47,9 +51,14 @@ impl Default for ServerConfig {
         Self {
             insecure_cookies: false,
             ip_rate_limit_per_min: 60,
+            reservation_ttl_ms: 600_000,
+            return_window_ms: 7 * 24 * 60 * 60 * 1000,
         }
     }
 }
+
+/// How often unsettled payments (lost answers, due refunds) are looked at.
+pub const PAYMENT_RESOLVE_INTERVAL_MS: u64 = 500;
 
 /// What every handler can reach. The engine arrives once recovery is done; until then the
 /// server answers `/healthz` but refuses work with 503 `not_ready`.
@@ -59,6 +68,7 @@ pub struct AppState {
 }
 
 struct Shared {
+    config: ServerConfig,
     ready: OnceLock<ReadyParts>,
     mailer: Mailer,
     cookies: CookiePolicy,
@@ -66,12 +76,17 @@ struct Shared {
     login_throttle: LoginThrottle,
     passwords: PasswordPool,
     stock_feed: Arc<stock_feed::StockFeed>,
+    /// Tells background tasks the server is stopping.
+    stopping: tokio::sync::watch::Sender<bool>,
+    /// The payment resolver, awaited when serving ends so it lets go of the engine.
+    resolver: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// What exists only once the engine is open.
 struct ReadyParts {
     engine: Engine,
     signer: TokenSigner,
+    payments: Arc<allot_engine::Payments>,
 }
 
 impl AppState {
@@ -79,6 +94,7 @@ impl AppState {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
             shared: Arc::new(Shared {
+                config: config.clone(),
                 ready: OnceLock::new(),
                 mailer,
                 cookies: CookiePolicy {
@@ -88,14 +104,62 @@ impl AppState {
                 login_throttle: LoginThrottle::new(),
                 passwords: PasswordPool::new(workers, PASSWORD_QUEUE_MAX),
                 stock_feed: Arc::default(),
+                stopping: tokio::sync::watch::channel(false).0,
+                resolver: Default::default(),
             }),
         }
     }
 
-    /// Marks the server ready. Answers false if an engine was already installed.
-    pub fn install_engine(&self, engine: Engine) -> bool {
+    /// Marks the server ready and starts settling unfinished payments (at once: after a
+    /// restart, attempts whose answer was lost are asked again). Call it inside the runtime.
+    /// Answers false if an engine was already installed.
+    pub fn install_engine(&self, engine: Engine, payments: Arc<allot_engine::Payments>) -> bool {
         let signer = TokenSigner::new(engine.keys().jwt_key());
-        self.shared.ready.set(ReadyParts { engine, signer }).is_ok()
+        let installed = self
+            .shared
+            .ready
+            .set(ReadyParts {
+                engine: engine.clone(),
+                signer,
+                payments: payments.clone(),
+            })
+            .is_ok();
+        if installed {
+            let mut stopping = self.shared.stopping.subscribe();
+            let resolver = tokio::spawn(async move {
+                let mut tick =
+                    tokio::time::interval(Duration::from_millis(PAYMENT_RESOLVE_INTERVAL_MS));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = stopping.wait_for(|stop| *stop) => return,
+                    }
+                    let (engine, payments) = (engine.clone(), payments.clone());
+                    let settled = tokio::task::spawn_blocking(move || {
+                        (!engine.is_failed()).then(|| engine.resolve_payments(&payments))
+                    })
+                    .await;
+                    if !matches!(settled, Ok(Some(_))) {
+                        return;
+                    }
+                }
+            });
+            *self
+                .shared
+                .resolver
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(resolver);
+        }
+        installed
+    }
+
+    /// The payment driver, once ready.
+    pub(crate) fn payments(&self) -> Result<Arc<allot_engine::Payments>, Problem> {
+        self.shared
+            .ready
+            .get()
+            .map(|r| r.payments.clone())
+            .ok_or_else(Problem::not_ready)
     }
 
     pub fn engine(&self) -> Option<&Engine> {
@@ -192,15 +256,30 @@ pub async fn serve(
     // Live stock streams never end by themselves; close them when the stop begins, or the
     // graceful shutdown would wait for their clients forever.
     let feed = state.shared.stock_feed.clone();
+    let stopping = state.shared.stopping.clone();
     let shutdown = async move {
         shutdown.await;
         feed.close();
+        let _ = stopping.send(true);
     };
+    let shared = state.shared.clone();
     // Peer addresses feed the per-IP budget of the auth endpoints.
     axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-    .await
+    .await?;
+    // Background work holds the engine; it ends before serving is over, so whoever closes the
+    // engine next has it to themselves.
+    let _ = shared.stopping.send(true);
+    let resolver = shared
+        .resolver
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some(resolver) = resolver {
+        let _ = resolver.await;
+    }
+    Ok(())
 }

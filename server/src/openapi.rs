@@ -13,7 +13,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
     tags(
         (name = "accounts", description = "Email verification, signup, sessions and the profile"),
         (name = "catalog", description = "Products with live stock, and their administration"),
-        (name = "wishlist", description = "The caller's wishlist")
+        (name = "wishlist", description = "The caller's wishlist"),
+        (name = "orders", description = "Orders as durable sagas: place, pay, cancel, ship, deliver, return")
     )
 )]
 pub struct ApiDoc;

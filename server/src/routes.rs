@@ -3,6 +3,7 @@
 mod accounts;
 mod catalog;
 mod ops;
+mod orders;
 mod session;
 
 use axum::Router;
@@ -20,7 +21,9 @@ pub fn router(state: AppState) -> Router {
     let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest(
             "/api/v1",
-            accounts::routes(state.clone()).merge(catalog::routes()),
+            accounts::routes(state.clone())
+                .merge(catalog::routes())
+                .merge(orders::routes()),
         )
         .split_for_parts();
     Router::new()

@@ -111,6 +111,7 @@ async fn the_whole_journey_over_smtp_then_a_restart() {
     let options = || AppOptions {
         mail: MailTransportConfig::Smtp { url: smtp.url() },
         ip_rate_limit_per_min: 0,
+        reservation_ttl_ms: None,
     };
     let app = TestApp::spawn(dir.path(), options()).await;
     let inbox = Inbox::Smtp(&smtp);

@@ -146,6 +146,16 @@ impl Engine {
         self.inner.state.orders_of(user, before, limit)
     }
 
+    /// Every order, newest first, older than `before`, of `status` if given (admin lists).
+    pub fn all_orders(
+        &self,
+        before: Option<OrderId>,
+        limit: usize,
+        status: Option<crate::orders::OrderStatus>,
+    ) -> Vec<Order> {
+        self.inner.state.all_orders(before, limit, status)
+    }
+
     /// The shipping address, decrypted for the order's owner.
     pub fn shipping_address(&self, order: &Order) -> Result<String, EngineError> {
         self.keys()

@@ -355,6 +355,35 @@ impl State {
         )
     }
 
+    /// Orders with a payment answer outstanding or a refund due.
+    pub fn orders_to_settle(&self) -> Vec<Order> {
+        self.orders
+            .iter()
+            .filter(|o| o.payment_in_flight.is_some() || (o.refund_due && !o.refunded))
+            .map(|o| o.clone())
+            .collect()
+    }
+
+    /// Every order older than `before`, newest first, of `status` if given; at most `limit`.
+    pub fn all_orders(
+        &self,
+        before: Option<OrderId>,
+        limit: usize,
+        status: Option<OrderStatus>,
+    ) -> Vec<Order> {
+        let mut ids: Vec<OrderId> = self
+            .orders
+            .iter()
+            .filter(|o| before.is_none_or(|b| o.id < b) && status.is_none_or(|s| o.status == s))
+            .map(|o| o.id)
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids.into_iter()
+            .take(limit)
+            .filter_map(|id| self.order(id))
+            .collect()
+    }
+
     pub fn order(&self, id: OrderId) -> Option<Order> {
         self.orders.get(&id).map(|o| o.clone())
     }

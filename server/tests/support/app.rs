@@ -25,6 +25,8 @@ pub struct TestApp {
 pub struct AppOptions {
     pub mail: MailTransportConfig,
     pub ip_rate_limit_per_min: u32,
+    /// How long an order holds its units; the server's default (600 s) when `None`.
+    pub reservation_ttl_ms: Option<u64>,
 }
 
 impl AppOptions {
@@ -35,6 +37,7 @@ impl AppOptions {
                 dir: data_dir.join("mail"),
             },
             ip_rate_limit_per_min: 0,
+            reservation_ttl_ms: None,
         }
     }
 }
@@ -52,14 +55,23 @@ impl TestApp {
             from: "allot <no-reply@allot.test>".into(),
         })
         .expect("mailer");
+        let defaults = ServerConfig::default();
         let state = AppState::new(
             &ServerConfig {
                 insecure_cookies: false,
                 ip_rate_limit_per_min: options.ip_rate_limit_per_min,
+                reservation_ttl_ms: options
+                    .reservation_ttl_ms
+                    .unwrap_or(defaults.reservation_ttl_ms),
+                ..defaults
             },
             mailer.clone(),
         );
-        state.install_engine(engine.clone());
+        let simulator =
+            allot_engine::payment::PaymentSimulator::open(&data_dir.join("payment-simulator"))
+                .expect("open the payment simulator");
+        let payments = Arc::new(allot_engine::Payments::new(Arc::new(simulator)));
+        state.install_engine(engine.clone(), payments);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -163,10 +175,30 @@ impl Client {
         self.send(Method::POST, path, Some(body)).await
     }
 
+    /// A POST with extra request headers (an `Idempotency-Key`, say).
+    pub async fn post_with(&mut self, path: &str, headers: &[(&str, &str)], body: Value) -> Answer {
+        self.send_with(Method::POST, path, headers, Some(body))
+            .await
+    }
+
     pub async fn send(&mut self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        self.send_with(method, path, &[], body).await
+    }
+
+    /// Sends `headers` besides the session's own (cookies, CSRF or Bearer).
+    pub async fn send_with(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Answer {
         let mut request = self
             .http
             .request(method, format!("{}/api/v1{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(token) = &self.bearer {
             request = request.bearer_auth(token);
         } else if !self.cookies.is_empty() {
