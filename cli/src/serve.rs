@@ -93,6 +93,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ip_rate_limit_per_min: args.ip_rate_limit,
         reservation_ttl_ms: args.reservation_ttl * 1_000,
         return_window_ms: args.return_window_days.saturating_mul(24 * 3600 * 1_000),
+        ..ServerConfig::default()
     };
     let state = AppState::new(&config, mailer.clone());
     let (stop_tx, stop_rx) = watch::channel(false);

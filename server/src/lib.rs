@@ -44,6 +44,8 @@ pub struct ServerConfig {
     pub reservation_ttl_ms: u64,
     /// How long after delivery a return may be asked for.
     pub return_window_ms: u64,
+    /// How often unsettled payments (lost answers, due refunds) are looked at.
+    pub payment_resolve_interval_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -53,12 +55,10 @@ impl Default for ServerConfig {
             ip_rate_limit_per_min: 60,
             reservation_ttl_ms: 600_000,
             return_window_ms: 7 * 24 * 60 * 60 * 1000,
+            payment_resolve_interval_ms: 500,
         }
     }
 }
-
-/// How often unsettled payments (lost answers, due refunds) are looked at.
-pub const PAYMENT_RESOLVE_INTERVAL_MS: u64 = 500;
 
 /// What every handler can reach. The engine arrives once recovery is done; until then the
 /// server answers `/healthz` but refuses work with 503 `not_ready`.
@@ -126,9 +126,10 @@ impl AppState {
             .is_ok();
         if installed {
             let mut stopping = self.shared.stopping.subscribe();
+            let interval =
+                Duration::from_millis(self.shared.config.payment_resolve_interval_ms.max(1));
             let resolver = tokio::spawn(async move {
-                let mut tick =
-                    tokio::time::interval(Duration::from_millis(PAYMENT_RESOLVE_INTERVAL_MS));
+                let mut tick = tokio::time::interval(interval);
                 loop {
                     tokio::select! {
                         _ = tick.tick() => {}

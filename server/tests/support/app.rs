@@ -27,6 +27,8 @@ pub struct AppOptions {
     pub ip_rate_limit_per_min: u32,
     /// How long an order holds its units; the server's default (600 s) when `None`.
     pub reservation_ttl_ms: Option<u64>,
+    /// How often unsettled payments are looked at; the server's default when `None`.
+    pub payment_resolve_interval_ms: Option<u64>,
 }
 
 impl AppOptions {
@@ -38,6 +40,7 @@ impl AppOptions {
             },
             ip_rate_limit_per_min: 0,
             reservation_ttl_ms: None,
+            payment_resolve_interval_ms: None,
         }
     }
 }
@@ -63,6 +66,9 @@ impl TestApp {
                 reservation_ttl_ms: options
                     .reservation_ttl_ms
                     .unwrap_or(defaults.reservation_ttl_ms),
+                payment_resolve_interval_ms: options
+                    .payment_resolve_interval_ms
+                    .unwrap_or(defaults.payment_resolve_interval_ms),
                 ..defaults
             },
             mailer.clone(),

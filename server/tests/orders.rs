@@ -1,0 +1,1125 @@
+//! Orders through HTTP, like two customers and an admin: placement and its refusals, the
+//! Idempotency-Key, every card of the payment simulator, cancel, ship, deliver, return, expiry,
+//! the lists, and who may see or move which order. Wherever units move, the test reads
+//! GET /products/{id}/stock.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use allot_engine::clock::{parse_rfc3339, rfc3339};
+use allot_engine::password::hash_password;
+use allot_engine::{Email, ProductKind, SignupProfile};
+use support::app::{Answer, AppOptions, Client, TestApp};
+
+const PASSWORD: &str = "Tr0ub4dor&3-horse";
+const ADMIN_EMAIL: &str = "admin@example.com";
+const MIN_JI_EMAIL: &str = "min-ji.kim@example.com";
+const JI_WOO_EMAIL: &str = "ji-woo.park@example.com";
+
+const CARD_APPROVED: &str = "4242 4242 4242 4242";
+const CARD_DECLINED: &str = "4000 0000 0000 0002";
+const CARD_LIMIT_EXCEEDED: &str = "4000 0000 0000 9995";
+const CARD_TIMEOUT_NOT_CHARGED: &str = "4000 0000 0000 0119";
+const CARD_TIMEOUT_CHARGED: &str = "4000 0000 0000 0259";
+
+const MINUTE_MS: u64 = 60_000;
+const HOUR_MS: u64 = 3_600_000;
+/// The server's default reservation TTL, which every test but the expiry one runs with.
+const DEFAULT_RESERVATION_TTL_MS: u64 = 10 * MINUTE_MS;
+/// The expiry test's reservation TTL: short, yet long enough to pay one order in time on a
+/// loaded machine.
+const SHORT_RESERVATION_TTL_MS: u64 = 2_000;
+/// How long a test waits for what the server settles on its own (a lost payment answer, a
+/// refund, an expiry) before it fails; the slowest background look here is every 3 s.
+const SETTLE_WAIT_MS: u64 = 15_000;
+const POLL_INTERVAL_MS: u64 = 25;
+
+// ----- the shop: a server, an admin and two customers --------------------------------------
+
+struct Shop {
+    app: TestApp,
+    admin: Client,
+    min_ji: Client,
+    ji_woo: Client,
+    _dir: TempDir,
+}
+
+impl Shop {
+    async fn open() -> Shop {
+        Shop::open_with_ttl(None).await
+    }
+
+    /// A shop whose orders hold their units for `reservation_ttl_ms` (None: the default).
+    async fn open_with_ttl(reservation_ttl_ms: Option<u64>) -> Shop {
+        Shop::open_with(reservation_ttl_ms, None).await
+    }
+
+    /// A shop that looks at unsettled payments every `resolve_ms` (None: the default).
+    async fn open_with(reservation_ttl_ms: Option<u64>, resolve_ms: Option<u64>) -> Shop {
+        let dir = tempfile::tempdir().unwrap();
+        let options = AppOptions {
+            reservation_ttl_ms,
+            payment_resolve_interval_ms: resolve_ms,
+            ..AppOptions::files(dir.path())
+        };
+        let app = TestApp::spawn(dir.path(), options).await;
+        let hash = tokio::task::spawn_blocking(|| hash_password(PASSWORD))
+            .await
+            .unwrap();
+        let (_, ticket) = app
+            .engine
+            .create_admin(&Email::parse(ADMIN_EMAIL).unwrap(), hash.clone())
+            .unwrap();
+        ticket.durable().await.unwrap();
+        let admin = log_in(&app, ADMIN_EMAIL).await;
+        let min_ji = customer(&app, MIN_JI_EMAIL, "Kim Min-ji", &hash).await;
+        let ji_woo = customer(&app, JI_WOO_EMAIL, "Park Ji-woo", &hash).await;
+        Shop {
+            app,
+            admin,
+            min_ji,
+            ji_woo,
+            _dir: dir,
+        }
+    }
+
+    async fn close(self) {
+        self.app.stop().await;
+    }
+
+    /// A limited product created through the admin API: `window` is (opens, closes) relative
+    /// to now, in ms.
+    async fn limited(
+        &mut self,
+        name: &str,
+        window: (i64, i64),
+        per_user_limit: Option<u32>,
+        stock: u32,
+    ) -> String {
+        let now = self.app.engine.now_ms();
+        let at = |offset: i64| rfc3339(now.checked_add_signed(offset).unwrap());
+        let mut body = json!({
+            "name": name,
+            "price": 259000,
+            "kind": "limited",
+            "sale_opens_at": at(window.0),
+            "sale_closes_at": at(window.1),
+            "stock_total": stock,
+        });
+        if let Some(limit) = per_user_limit {
+            body["per_user_limit"] = json!(limit);
+        }
+        let created = self.admin.post("/admin/products", body).await;
+        assert_eq!(created.status, 201, "{:?}", created.body);
+        created.body["id"].as_str().unwrap().to_string()
+    }
+}
+
+async fn log_in(app: &TestApp, email: &str) -> Client {
+    let mut client = app.client();
+    let logged = client
+        .post(
+            "/auth/login",
+            json!({ "email": email, "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(logged.status, 200, "{:?}", logged.body);
+    client
+}
+
+/// A customer signed up through the engine (the mail round trip is the accounts tests' job).
+async fn customer(app: &TestApp, email: &str, name: &str, hash: &str) -> Client {
+    let parsed = Email::parse(email).unwrap();
+    let (code, ticket) = app.engine.request_verification(&parsed).unwrap();
+    ticket.durable().await.unwrap();
+    let (token, ticket) = app.engine.confirm_verification(&parsed, &code).unwrap();
+    ticket.durable().await.unwrap();
+    let profile = SignupProfile {
+        name: name.into(),
+        ..SignupProfile::default()
+    };
+    let (_, ticket) = app
+        .engine
+        .register(&token, hash.to_string(), profile)
+        .unwrap();
+    ticket.durable().await.unwrap();
+    log_in(app, email).await
+}
+
+// ----- requests ----------------------------------------------------------------------------
+
+fn address() -> Value {
+    json!({
+        "recipient": "Kim Min-ji",
+        "phone": "+82 10-1234-5678",
+        "line1": "152 Teheran-ro, Gangnam-gu",
+        "line2": "Apt 1203",
+        "city": "Seoul",
+        "postal_code": "06236",
+        "country": "KR",
+    })
+}
+
+/// An order body for `lines` of (product id, quantity), shipped to [`address`].
+fn order_of<P: AsRef<str>>(lines: &[(P, u32)]) -> Value {
+    let items: Vec<Value> = lines
+        .iter()
+        .map(|(product, quantity)| json!({ "product_id": product.as_ref(), "quantity": quantity }))
+        .collect();
+    json!({ "items": items, "shipping_address": address() })
+}
+
+async fn place(client: &mut Client, key: &str, body: Value) -> Answer {
+    client
+        .post_with("/orders", &[("Idempotency-Key", key)], body)
+        .await
+}
+
+/// Places `lines` under `key`; answers the new order.
+async fn place_ok<P: AsRef<str>>(client: &mut Client, key: &str, lines: &[(P, u32)]) -> Value {
+    let placed = place(client, key, order_of(lines)).await;
+    assert_eq!(placed.status, 201, "{:?}", placed.body);
+    assert_eq!(placed.body["status"], "pending_payment");
+    placed.body
+}
+
+fn id_of(order: &Value) -> String {
+    order["id"].as_str().unwrap().to_string()
+}
+
+async fn pay(client: &mut Client, order: &str, card_number: &str) -> Answer {
+    pay_with(client, order, card_number, "12/30", "123").await
+}
+
+async fn pay_with(
+    client: &mut Client,
+    order: &str,
+    card_number: &str,
+    expiry: &str,
+    cvc: &str,
+) -> Answer {
+    client
+        .post(
+            &format!("/orders/{order}/payment"),
+            json!({ "card_number": card_number, "expiry": expiry, "cvc": cvc }),
+        )
+        .await
+}
+
+/// Places and pays `lines`; answers the paid order's id.
+async fn paid_order<P: AsRef<str>>(client: &mut Client, key: &str, lines: &[(P, u32)]) -> String {
+    let id = id_of(&place_ok(client, key, lines).await);
+    let paid = pay(client, &id, CARD_APPROVED).await;
+    assert_eq!(paid.status, 200, "{:?}", paid.body);
+    assert_eq!(paid.body["status"], "paid");
+    id
+}
+
+async fn cancel(client: &mut Client, order: &str) -> Answer {
+    client
+        .post(&format!("/orders/{order}/cancel"), json!({}))
+        .await
+}
+
+async fn ship(admin: &mut Client, order: &str) -> Answer {
+    admin
+        .post(
+            &format!("/admin/orders/{order}/ship"),
+            json!({ "carrier": "CJ", "tracking_number": "123" }),
+        )
+        .await
+}
+
+async fn deliver(admin: &mut Client, order: &str) -> Answer {
+    admin
+        .post(&format!("/admin/orders/{order}/deliver"), json!({}))
+        .await
+}
+
+async fn request_return(client: &mut Client, order: &str) -> Answer {
+    client
+        .post(
+            &format!("/orders/{order}/return"),
+            json!({ "reason": "too small" }),
+        )
+        .await
+}
+
+async fn approve_return(admin: &mut Client, order: &str) -> Answer {
+    admin
+        .post(&format!("/admin/orders/{order}/return/approve"), json!({}))
+        .await
+}
+
+async fn order(client: &mut Client, id: &str) -> Value {
+    let read = client.get(&format!("/orders/{id}")).await;
+    assert_eq!(read.status, 200, "{:?}", read.body);
+    read.body
+}
+
+/// Reads the order until `done` holds; answers it.
+async fn wait_for_order(
+    client: &mut Client,
+    id: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_millis(SETTLE_WAIT_MS);
+    loop {
+        let read = order(client, id).await;
+        if done(&read) {
+            return read;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{id} is not {what} after {SETTLE_WAIT_MS} ms: {read:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
+    }
+}
+
+/// Waits for a refund that may still be `refund_pending` to be `refunded`.
+async fn wait_for_refund(client: &mut Client, id: &str) -> Value {
+    wait_for_order(client, id, "refunded", |o| {
+        o["payment"]["status"] == "refunded"
+    })
+    .await
+}
+
+/// A product's units: (remaining, reserved, sold).
+async fn stock(client: &mut Client, product: &str) -> (u64, u64, u64) {
+    let read = client.get(&format!("/products/{product}/stock")).await;
+    assert_eq!(read.status, 200, "{:?}", read.body);
+    let units = |field: &str| read.body[field].as_u64().unwrap();
+    (units("remaining"), units("reserved"), units("sold"))
+}
+
+/// Reads the product's units until they are `expected`.
+async fn wait_for_stock(client: &mut Client, product: &str, expected: (u64, u64, u64)) {
+    let deadline = Instant::now() + Duration::from_millis(SETTLE_WAIT_MS);
+    loop {
+        let units = stock(client, product).await;
+        if units == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{product} holds (remaining, reserved, sold) {units:?}, not {expected:?}, \
+             after {SETTLE_WAIT_MS} ms"
+        );
+        tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
+    }
+}
+
+fn ids(page: &Answer) -> Vec<String> {
+    assert_eq!(page.status, 200, "{:?}", page.body);
+    page.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(id_of)
+        .collect()
+}
+
+// ----- checks ------------------------------------------------------------------------------
+
+/// An error answer: the status, the problem `type`, and the problem+json envelope.
+#[track_caller]
+fn assert_problem(answer: &Answer, status: u16, kind: &str) {
+    assert_eq!(
+        (answer.status, answer.kind()),
+        (status, kind),
+        "{:?}",
+        answer.body
+    );
+    assert_eq!(answer.body["status"], status);
+    assert!(answer.body["title"].is_string(), "{:?}", answer.body);
+    assert_eq!(
+        answer.headers["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+}
+
+/// The statuses of the order's history, in order, each at an RFC 3339 time no earlier than the
+/// one before.
+#[track_caller]
+fn assert_history(order: &Value, expected: &[&str]) {
+    let history = order["history"].as_array().expect("a history");
+    let statuses: Vec<&str> = history
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, expected, "{order:?}");
+    let times: Vec<u64> = history
+        .iter()
+        .map(|h| parse_rfc3339(h["at"].as_str().unwrap()).expect("an RFC 3339 time"))
+        .collect();
+    assert!(times.is_sorted(), "{order:?}");
+    assert_eq!(order["status"], *expected.last().unwrap());
+}
+
+#[track_caller]
+fn time_of(order: &Value, field: &str) -> u64 {
+    let text = order[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {field}"));
+    parse_rfc3339(text).unwrap_or_else(|| panic!("{field} {text} is not RFC 3339"))
+}
+
+// ----- placing -----------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placing_an_order_holds_its_units_and_answers_the_whole_order() {
+    let mut shop = Shop::open().await;
+    let tote = shop
+        .app
+        .product("Canvas Tote", ProductKind::General, 39000, 10)
+        .await;
+    let sneaker = shop
+        .app
+        .product("Aurora Sneaker", ProductKind::Limited, 259000, 5)
+        .await;
+    let version = shop.min_ji.get(&format!("/products/{tote}")).await.body["version"].clone();
+    assert!(version.is_u64(), "{version:?}");
+
+    let placed = place_ok(
+        &mut shop.min_ji,
+        "first-order",
+        &[(&tote, 2), (&sneaker, 1)],
+    )
+    .await;
+    let id = id_of(&placed);
+    assert!(id.starts_with("ord_"), "{id}");
+    assert_eq!(
+        placed["items"],
+        json!([
+            {
+                "product_id": tote,
+                "product_version": version,
+                "name": "Canvas Tote",
+                "unit_price": 39000,
+                "quantity": 2,
+            },
+            {
+                "product_id": sneaker,
+                "product_version": version,
+                "name": "Aurora Sneaker",
+                "unit_price": 259000,
+                "quantity": 1,
+            },
+        ])
+    );
+    assert_eq!(placed["total"], 2 * 39000 + 259000);
+    assert_eq!(placed["currency"], "KRW");
+    assert_eq!(placed["shipping_address"], address());
+    assert_eq!(placed["payment"], json!({ "status": "none" }));
+    assert!(placed.get("tracking").is_none(), "{placed:?}");
+    assert_history(&placed, &["pending_payment"]);
+    let created = time_of(&placed, "created_at");
+    assert_eq!(
+        time_of(&placed, "reservation_expires_at") - created,
+        DEFAULT_RESERVATION_TTL_MS
+    );
+    assert_eq!(placed["history"][0]["at"], placed["created_at"]);
+
+    // The units are held, not sold; the order reads back as it was answered.
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (8, 2, 0));
+    assert_eq!(stock(&mut shop.min_ji, &sneaker).await, (4, 1, 0));
+    assert_eq!(order(&mut shop.min_ji, &id).await, placed);
+
+    // line2 may be left out.
+    let mut body = order_of(&[(&tote, 1)]);
+    body["shipping_address"]
+        .as_object_mut()
+        .unwrap()
+        .remove("line2");
+    let without_line2 = place(&mut shop.min_ji, "no-line2", body).await;
+    assert_eq!(without_line2.status, 201, "{:?}", without_line2.body);
+    let shipped_to = &without_line2.body["shipping_address"];
+    assert!(
+        shipped_to.get("line2").is_none_or(Value::is_null),
+        "{shipped_to:?}"
+    );
+    for field in [
+        "recipient",
+        "phone",
+        "line1",
+        "city",
+        "postal_code",
+        "country",
+    ] {
+        assert_eq!(shipped_to[field], address()[field], "{field}");
+    }
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (7, 3, 0));
+
+    // A bad address, no Idempotency-Key or no session: refused, nothing taken.
+    for (n, (case, field, value)) in [
+        ("a country name", "country", json!("Korea")),
+        ("a lowercase country", "country", json!("kr")),
+        ("an empty recipient", "recipient", json!("")),
+        ("a blank line1", "line1", json!("   ")),
+        ("an empty city", "city", json!("")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut body = order_of(&[(&tote, 1)]);
+        body["shipping_address"][field] = value;
+        let refused = place(&mut shop.min_ji, &format!("bad-address-{n}"), body).await;
+        assert_eq!(
+            refused.kind(),
+            "invalid_address",
+            "{case}: {:?}",
+            refused.body
+        );
+        assert_problem(&refused, 422, "invalid_address");
+    }
+    let unkeyed = shop.min_ji.post("/orders", order_of(&[(&tote, 1)])).await;
+    assert_problem(&unkeyed, 400, "idempotency_key_required");
+    let anonymous = place(&mut shop.app.client(), "anonymous", order_of(&[(&tote, 1)])).await;
+    assert_problem(&anonymous, 401, "unauthenticated");
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (7, 3, 0));
+    shop.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idempotency_key_answers_the_same_order_once_per_customer() {
+    let mut shop = Shop::open().await;
+    let tote = shop
+        .app
+        .product("Canvas Tote", ProductKind::General, 39000, 10)
+        .await;
+    let first = place_ok(&mut shop.min_ji, "checkout-1", &[(&tote, 2)]).await;
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (8, 2, 0));
+
+    // A retry of the same request: the same order, no second take.
+    let again = place(&mut shop.min_ji, "checkout-1", order_of(&[(&tote, 2)])).await;
+    assert_eq!(again.status, 201, "{:?}", again.body);
+    assert_eq!(again.body["id"], first["id"]);
+    assert_eq!(again.body["items"], first["items"]);
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (8, 2, 0));
+
+    // The same key with another body is refused, and takes nothing.
+    let reused = place(&mut shop.min_ji, "checkout-1", order_of(&[(&tote, 3)])).await;
+    assert_problem(&reused, 422, "idempotency_key_reused");
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (8, 2, 0));
+
+    // Keys belong to one customer: another's same key is another order.
+    let other = place_ok(&mut shop.ji_woo, "checkout-1", &[(&tote, 2)]).await;
+    assert_ne!(other["id"], first["id"]);
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (6, 4, 0));
+
+    // A new key is a new order.
+    let second = place_ok(&mut shop.min_ji, "checkout-2", &[(&tote, 2)]).await;
+    assert_ne!(second["id"], first["id"]);
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (4, 6, 0));
+    let mine = shop.min_ji.get("/orders").await;
+    assert_eq!(ids(&mine), [id_of(&second), id_of(&first)]);
+    shop.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_order_takes_no_units() {
+    let mut shop = Shop::open().await;
+    let tote = shop
+        .app
+        .product("Canvas Tote", ProductKind::General, 39000, 3)
+        .await;
+    let hour = i64::try_from(HOUR_MS).unwrap();
+    let minute = i64::try_from(MINUTE_MS).unwrap();
+    let upcoming = shop.limited("Next Drop", (hour, 2 * hour), None, 5).await;
+    let closed = shop.limited("Past Drop", (-2 * hour, -hour), None, 5).await;
+    let capped = shop
+        .limited("Capped Drop", (-minute, hour), Some(2), 10)
+        .await;
+
+    let refusals = [
+        ("more than remain", order_of(&[(&tote, 4)]), 409, "sold_out"),
+        (
+            "a line that is not on sale yet",
+            order_of(&[(&tote, 1), (&upcoming, 1)]),
+            409,
+            "sale_not_open",
+        ),
+        (
+            "a line whose sale closed",
+            order_of(&[(&tote, 1), (&closed, 1)]),
+            409,
+            "sale_closed",
+        ),
+        (
+            "over the per-customer limit",
+            order_of(&[(&tote, 1), (&capped, 3)]),
+            409,
+            "purchase_limit_exceeded",
+        ),
+        (
+            "quantity 0",
+            order_of(&[(&tote, 0)]),
+            422,
+            "invalid_quantity",
+        ),
+        (
+            "quantity over 1000",
+            order_of(&[(&tote, 1001)]),
+            422,
+            "invalid_quantity",
+        ),
+        ("no items", order_of::<&str>(&[]), 422, "invalid_order"),
+        (
+            "one product twice",
+            order_of(&[(&tote, 1), (&tote, 1)]),
+            422,
+            "invalid_order",
+        ),
+        (
+            "an unknown product",
+            order_of(&[(tote.as_str(), 1), ("prd_999", 1)]),
+            404,
+            "product_not_found",
+        ),
+    ];
+    for (n, (case, body, status, kind)) in refusals.into_iter().enumerate() {
+        let refused = place(&mut shop.min_ji, &format!("refused-{n}"), body).await;
+        assert_eq!(refused.kind(), kind, "{case}: {:?}", refused.body);
+        assert_problem(&refused, status, kind);
+        // All lines or none: the tote line of a refused order holds nothing.
+        assert_eq!(stock(&mut shop.min_ji, &tote).await, (3, 0, 0), "{case}");
+    }
+    for product in [&upcoming, &closed] {
+        assert_eq!(stock(&mut shop.min_ji, product).await, (5, 0, 0));
+    }
+    assert_eq!(stock(&mut shop.min_ji, &capped).await, (10, 0, 0));
+    assert_eq!(ids(&shop.min_ji.get("/orders").await), Vec::<String>::new());
+
+    // The per-customer limit counts what the customer holds, and only theirs.
+    place_ok(&mut shop.min_ji, "capped-1", &[(&capped, 2)]).await;
+    let over = place(&mut shop.min_ji, "capped-2", order_of(&[(&capped, 1)])).await;
+    assert_problem(&over, 409, "purchase_limit_exceeded");
+    place_ok(&mut shop.ji_woo, "capped-1", &[(&capped, 2)]).await;
+    assert_eq!(stock(&mut shop.min_ji, &capped).await, (6, 4, 0));
+
+    // Sold out once every unit is held.
+    place_ok(&mut shop.min_ji, "all-totes", &[(&tote, 3)]).await;
+    let gone = place(&mut shop.ji_woo, "one-tote", order_of(&[(&tote, 1)])).await;
+    assert_problem(&gone, 409, "sold_out");
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (0, 3, 0));
+    shop.close().await;
+}
+
+// ----- paying ------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_simulator_card_answers_as_promised() {
+    let mut shop = Shop::open().await;
+    let tote = shop
+        .app
+        .product("Canvas Tote", ProductKind::General, 39000, 10)
+        .await;
+
+    // Approved: the held units are sold; the deadline is gone.
+    let approved = id_of(&place_ok(&mut shop.min_ji, "approved", &[(&tote, 1)]).await);
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (9, 1, 0));
+    let paid = pay(&mut shop.min_ji, &approved, CARD_APPROVED).await;
+    assert_eq!(paid.status, 200, "{:?}", paid.body);
+    assert_eq!(paid.body["payment"], json!({ "status": "succeeded" }));
+    assert!(
+        paid.body
+            .get("reservation_expires_at")
+            .is_none_or(Value::is_null),
+        "{:?}",
+        paid.body
+    );
+    assert_history(&paid.body, &["pending_payment", "paid"]);
+    assert_eq!(order(&mut shop.min_ji, &approved).await, paid.body);
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (9, 0, 1));
+    let twice = pay(&mut shop.min_ji, &approved, CARD_APPROVED).await;
+    assert_problem(&twice, 409, "invalid_transition");
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (9, 0, 1));
+
+    // Declined, then over the limit: payable again, the units still held.
+    let retried = id_of(&place_ok(&mut shop.min_ji, "retried", &[(&tote, 2)]).await);
+    let declined = pay(&mut shop.min_ji, &retried, CARD_DECLINED).await;
+    assert_problem(&declined, 402, "payment_declined");
+    let failed = order(&mut shop.min_ji, &retried).await;
+    assert_eq!(
+        failed["payment"],
+        json!({ "status": "failed", "failure_reason": "declined" })
+    );
+    assert_history(&failed, &["pending_payment", "payment_failed"]);
+    assert!(failed["reservation_expires_at"].is_string(), "{failed:?}");
+    let limited = pay(&mut shop.min_ji, &retried, CARD_LIMIT_EXCEEDED).await;
+    assert_problem(&limited, 402, "card_limit_exceeded");
+    let failed = order(&mut shop.min_ji, &retried).await;
+    assert_eq!(
+        failed["payment"],
+        json!({ "status": "failed", "failure_reason": "card_limit_exceeded" })
+    );
+    assert_eq!(failed["status"], "payment_failed");
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (7, 2, 1));
+    let paid = pay(&mut shop.min_ji, &retried, CARD_APPROVED).await;
+    assert_eq!(paid.status, 200, "{:?}", paid.body);
+    assert_eq!(paid.body["payment"], json!({ "status": "succeeded" }));
+    assert_history(&paid.body, &["pending_payment", "payment_failed", "paid"]);
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (7, 0, 3));
+
+    // Any other well-formed number is approved.
+    let other_card = id_of(&place_ok(&mut shop.min_ji, "other-card", &[(&tote, 1)]).await);
+    let paid = pay(&mut shop.min_ji, &other_card, "5555-5555-5555-4444").await;
+    assert_eq!((paid.status, &paid.body["status"]), (200, &json!("paid")));
+
+    // A malformed card is refused before the provider is asked: no attempt, nothing moves.
+    let unpaid = id_of(&place_ok(&mut shop.min_ji, "malformed", &[(&tote, 1)]).await);
+    for (case, number, expiry, cvc) in [
+        ("too short", "4242 4242", "12/30", "123"),
+        ("wrong check digit", "4242 4242 4242 4241", "12/30", "123"),
+        ("a letter", "4242 4242 4242 424x", "12/30", "123"),
+        ("month 13", CARD_APPROVED, "13/30", "123"),
+        ("expired", CARD_APPROVED, "01/20", "123"),
+        ("no slash", CARD_APPROVED, "1230", "123"),
+        ("short cvc", CARD_APPROVED, "12/30", "12"),
+        ("long cvc", CARD_APPROVED, "12/30", "12345"),
+    ] {
+        let refused = pay_with(&mut shop.min_ji, &unpaid, number, expiry, cvc).await;
+        assert_eq!(refused.kind(), "invalid_card", "{case}: {:?}", refused.body);
+        assert_problem(&refused, 422, "invalid_card");
+    }
+    let untouched = order(&mut shop.min_ji, &unpaid).await;
+    assert_eq!(untouched["payment"], json!({ "status": "none" }));
+    assert_history(&untouched, &["pending_payment"]);
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (5, 1, 4));
+
+    // Someone else's order, or none: not found, and not paid.
+    let foreign = pay(&mut shop.ji_woo, &unpaid, CARD_APPROVED).await;
+    assert_problem(&foreign, 404, "order_not_found");
+    let missing = pay(&mut shop.min_ji, "ord_999", CARD_APPROVED).await;
+    assert_problem(&missing, 404, "order_not_found");
+    assert_eq!(
+        order(&mut shop.min_ji, &unpaid).await["status"],
+        "pending_payment"
+    );
+    shop.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_timeout_is_settled_in_the_background() {
+    // Unsettled payments are looked at every 3 s here: the checks below that must see an
+    // answer still unknown get a window a loaded machine cannot miss.
+    let mut shop = Shop::open_with(None, Some(3_000)).await;
+    let tote = shop
+        .app
+        .product("Canvas Tote", ProductKind::General, 39000, 10)
+        .await;
+    let first = id_of(&place_ok(&mut shop.min_ji, "first", &[(&tote, 1)]).await);
+    let charged = id_of(&place_ok(&mut shop.min_ji, "charged", &[(&tote, 1)]).await);
+    let uncharged = id_of(&place_ok(&mut shop.min_ji, "uncharged", &[(&tote, 2)]).await);
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (6, 4, 0));
+
+    // 0259 did charge: asked again, the provider says so, and the order is paid.
+    let timed_out = pay(&mut shop.min_ji, &first, CARD_TIMEOUT_CHARGED).await;
+    assert_problem(&timed_out, 504, "payment_timeout");
+    let paid = wait_for_order(&mut shop.min_ji, &first, "paid", |o| o["status"] == "paid").await;
+    assert_eq!(paid["payment"], json!({ "status": "succeeded" }));
+    assert_history(&paid, &["pending_payment", "paid"]);
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (6, 3, 1));
+
+    // The server settled `first` just now, so its next look is a while away (it looks
+    // periodically): long enough to see the next two attempts unresolved. While an answer is
+    // unknown, the order can be neither paid again nor cancelled.
+    for (id, card) in [
+        (&charged, CARD_TIMEOUT_CHARGED),
+        (&uncharged, CARD_TIMEOUT_NOT_CHARGED),
+    ] {
+        let timed_out = pay(&mut shop.min_ji, id, card).await;
+        assert_problem(&timed_out, 504, "payment_timeout");
+        let in_flight = order(&mut shop.min_ji, id).await;
+        assert_eq!(in_flight["status"], "pending_payment", "{in_flight:?}");
+        assert_eq!(in_flight["payment"]["status"], "pending", "{in_flight:?}");
+        let again = pay(&mut shop.min_ji, id, CARD_APPROVED).await;
+        assert_problem(&again, 409, "payment_in_progress");
+        assert_problem(
+            &cancel(&mut shop.min_ji, id).await,
+            409,
+            "payment_in_progress",
+        );
+    }
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (6, 3, 1));
+
+    let paid = wait_for_order(&mut shop.min_ji, &charged, "paid", |o| {
+        o["status"] == "paid"
+    })
+    .await;
+    assert_history(&paid, &["pending_payment", "paid"]);
+
+    // 0119 did not: the attempt failed with "timeout", and a good card pays the order.
+    let failed = wait_for_order(&mut shop.min_ji, &uncharged, "failed", |o| {
+        o["payment"]["status"] == "failed"
+    })
+    .await;
+    assert_eq!(
+        failed["payment"],
+        json!({ "status": "failed", "failure_reason": "timeout" })
+    );
+    assert_history(&failed, &["pending_payment", "payment_failed"]);
+    assert!(failed["reservation_expires_at"].is_string(), "{failed:?}");
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (6, 2, 2));
+    let paid = pay(&mut shop.min_ji, &uncharged, CARD_APPROVED).await;
+    assert_eq!(paid.status, 200, "{:?}", paid.body);
+    assert_eq!(paid.body["payment"], json!({ "status": "succeeded" }));
+    assert_history(&paid.body, &["pending_payment", "payment_failed", "paid"]);
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (6, 0, 4));
+    shop.close().await;
+}
+
+// ----- cancelling, shipping, returning -----------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_gives_the_units_back_and_refunds_a_paid_order() {
+    let mut shop = Shop::open().await;
+    let tote = shop
+        .app
+        .product("Canvas Tote", ProductKind::General, 39000, 5)
+        .await;
+
+    // Unpaid: the held units go back on sale; there is nothing to refund.
+    let unpaid = id_of(&place_ok(&mut shop.min_ji, "unpaid", &[(&tote, 2)]).await);
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (3, 2, 0));
+    let foreign = cancel(&mut shop.ji_woo, &unpaid).await;
+    assert_problem(&foreign, 404, "order_not_found");
+    let cancelled = cancel(&mut shop.min_ji, &unpaid).await;
+    assert_eq!(cancelled.status, 200, "{:?}", cancelled.body);
+    assert_eq!(cancelled.body["payment"], json!({ "status": "none" }));
+    assert_history(&cancelled.body, &["pending_payment", "cancelled"]);
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (5, 0, 0));
+    assert_problem(
+        &cancel(&mut shop.min_ji, &unpaid).await,
+        409,
+        "not_cancellable",
+    );
+    assert_problem(
+        &pay(&mut shop.min_ji, &unpaid, CARD_APPROVED).await,
+        409,
+        "invalid_transition",
+    );
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (5, 0, 0));
+
+    // Paid: the sold units go back on sale and the charge is refunded.
+    let paid = paid_order(&mut shop.min_ji, "paid", &[(&tote, 1)]).await;
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (4, 0, 1));
+    let cancelled = cancel(&mut shop.min_ji, &paid).await;
+    assert_eq!(cancelled.status, 200, "{:?}", cancelled.body);
+    let refund = &cancelled.body["payment"]["status"];
+    assert!(
+        refund == "refund_pending" || refund == "refunded",
+        "{refund}"
+    );
+    assert_history(&cancelled.body, &["pending_payment", "paid", "cancelled"]);
+    let refunded = wait_for_refund(&mut shop.min_ji, &paid).await;
+    assert_eq!(refunded["status"], "cancelled");
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (5, 0, 0));
+
+    // Shipped: too late.
+    let shipped = paid_order(&mut shop.min_ji, "shipped", &[(&tote, 1)]).await;
+    assert_eq!(ship(&mut shop.admin, &shipped).await.status, 200);
+    assert_problem(
+        &cancel(&mut shop.min_ji, &shipped).await,
+        409,
+        "not_cancellable",
+    );
+    let still = order(&mut shop.min_ji, &shipped).await;
+    assert_eq!(still["payment"], json!({ "status": "succeeded" }));
+    assert_eq!(still["status"], "shipped");
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (4, 0, 1));
+    shop.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_goes_from_paid_to_returned_one_step_at_a_time() {
+    let mut shop = Shop::open().await;
+    let tote = shop
+        .app
+        .product("Canvas Tote", ProductKind::General, 39000, 5)
+        .await;
+
+    // An unpaid order cannot be shipped.
+    let unpaid = id_of(&place_ok(&mut shop.min_ji, "unpaid", &[(&tote, 1)]).await);
+    assert_problem(
+        &ship(&mut shop.admin, &unpaid).await,
+        409,
+        "invalid_transition",
+    );
+
+    let id = paid_order(&mut shop.min_ji, "journey", &[(&tote, 2)]).await;
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (2, 1, 2));
+    // Each step only from the one before it.
+    assert_problem(
+        &deliver(&mut shop.admin, &id).await,
+        409,
+        "invalid_transition",
+    );
+    assert_problem(
+        &approve_return(&mut shop.admin, &id).await,
+        409,
+        "invalid_transition",
+    );
+    assert_problem(
+        &request_return(&mut shop.min_ji, &id).await,
+        409,
+        "not_returnable",
+    );
+
+    let shipped = ship(&mut shop.admin, &id).await;
+    assert_eq!(shipped.status, 200, "{:?}", shipped.body);
+    assert_eq!(
+        shipped.body["tracking"],
+        json!({ "carrier": "CJ", "tracking_number": "123" })
+    );
+    assert_history(&shipped.body, &["pending_payment", "paid", "shipped"]);
+    let seen = order(&mut shop.min_ji, &id).await;
+    assert_eq!(seen["tracking"], shipped.body["tracking"]);
+    assert_eq!(seen["status"], "shipped");
+    assert_problem(&ship(&mut shop.admin, &id).await, 409, "invalid_transition");
+    assert_problem(
+        &request_return(&mut shop.min_ji, &id).await,
+        409,
+        "not_returnable",
+    );
+
+    let delivered = deliver(&mut shop.admin, &id).await;
+    assert_eq!(delivered.status, 200, "{:?}", delivered.body);
+    assert_history(
+        &delivered.body,
+        &["pending_payment", "paid", "shipped", "delivered"],
+    );
+    assert_problem(
+        &approve_return(&mut shop.admin, &id).await,
+        409,
+        "invalid_transition",
+    );
+    assert_problem(
+        &request_return(&mut shop.ji_woo, &id).await,
+        404,
+        "order_not_found",
+    );
+
+    let requested = request_return(&mut shop.min_ji, &id).await;
+    assert_eq!(requested.status, 200, "{:?}", requested.body);
+    assert_history(
+        &requested.body,
+        &[
+            "pending_payment",
+            "paid",
+            "shipped",
+            "delivered",
+            "return_requested",
+        ],
+    );
+    assert_problem(
+        &request_return(&mut shop.min_ji, &id).await,
+        409,
+        "not_returnable",
+    );
+    // Until approved, the units stay sold.
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (2, 1, 2));
+
+    let returned = approve_return(&mut shop.admin, &id).await;
+    assert_eq!(returned.status, 200, "{:?}", returned.body);
+    let refund = &returned.body["payment"]["status"];
+    assert!(
+        refund == "refund_pending" || refund == "refunded",
+        "{refund}"
+    );
+    let returned = wait_for_refund(&mut shop.min_ji, &id).await;
+    assert_history(
+        &returned,
+        &[
+            "pending_payment",
+            "paid",
+            "shipped",
+            "delivered",
+            "return_requested",
+            "returned",
+        ],
+    );
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (4, 1, 0));
+    assert_problem(
+        &approve_return(&mut shop.admin, &id).await,
+        409,
+        "invalid_transition",
+    );
+    assert_problem(&ship(&mut shop.admin, &id).await, 409, "invalid_transition");
+    assert_problem(&cancel(&mut shop.min_ji, &id).await, 409, "not_cancellable");
+    shop.close().await;
+}
+
+// ----- expiry ------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpaid_order_expires_at_its_deadline_and_gives_its_units_back() {
+    let mut shop = Shop::open_with_ttl(Some(SHORT_RESERVATION_TTL_MS)).await;
+    let tote = shop
+        .app
+        .product("Canvas Tote", ProductKind::General, 39000, 5)
+        .await;
+
+    let pending = place_ok(&mut shop.min_ji, "pending", &[(&tote, 2)]).await;
+    let ttl = time_of(&pending, "reservation_expires_at") - time_of(&pending, "created_at");
+    assert_eq!(ttl, SHORT_RESERVATION_TTL_MS, "{pending:?}");
+    let pending = id_of(&pending);
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (3, 2, 0));
+    // A failed payment keeps the deadline; a paid order has none left.
+    let failed = id_of(&place_ok(&mut shop.min_ji, "failed", &[(&tote, 1)]).await);
+    assert_problem(
+        &pay(&mut shop.min_ji, &failed, CARD_DECLINED).await,
+        402,
+        "payment_declined",
+    );
+    let paid = paid_order(&mut shop.min_ji, "paid", &[(&tote, 1)]).await;
+
+    let expired = wait_for_order(&mut shop.min_ji, &pending, "expired", |o| {
+        o["status"] == "expired"
+    })
+    .await;
+    assert_history(&expired, &["pending_payment", "expired"]);
+    let expired = wait_for_order(&mut shop.min_ji, &failed, "expired", |o| {
+        o["status"] == "expired"
+    })
+    .await;
+    assert_history(&expired, &["pending_payment", "payment_failed", "expired"]);
+    // Units move once the expiry is durable, a moment after the order reads `expired`.
+    wait_for_stock(&mut shop.min_ji, &tote, (4, 0, 1)).await;
+    assert_history(
+        &order(&mut shop.min_ji, &paid).await,
+        &["pending_payment", "paid"],
+    );
+
+    // Too late to pay or to cancel; the units stay on sale.
+    for id in [&pending, &failed] {
+        assert_problem(
+            &pay(&mut shop.min_ji, id, CARD_APPROVED).await,
+            409,
+            "order_expired",
+        );
+        assert_problem(&cancel(&mut shop.min_ji, id).await, 409, "not_cancellable");
+    }
+    assert_eq!(stock(&mut shop.min_ji, &tote).await, (4, 0, 1));
+    shop.close().await;
+}
+
+// ----- reading and who may do what ---------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_see_only_their_own_orders_newest_first() {
+    let mut shop = Shop::open().await;
+    let tote = shop
+        .app
+        .product("Canvas Tote", ProductKind::General, 39000, 10)
+        .await;
+    let mut mine = Vec::new();
+    for n in 0..3 {
+        mine.push(id_of(
+            &place_ok(&mut shop.min_ji, &format!("mine-{n}"), &[(&tote, 1)]).await,
+        ));
+    }
+    let theirs = id_of(&place_ok(&mut shop.ji_woo, "theirs", &[(&tote, 1)]).await);
+    mine.reverse();
+
+    let all = shop.min_ji.get("/orders").await;
+    assert_eq!(ids(&all), mine);
+    assert_eq!(all.body["next_cursor"], Value::Null);
+    assert_eq!(
+        all.body["items"][0],
+        order(&mut shop.min_ji, &mine[0]).await
+    );
+
+    let first = shop.min_ji.get("/orders?limit=2").await;
+    assert_eq!(ids(&first), mine[..2]);
+    let cursor = first.body["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
+    let rest = shop
+        .min_ji
+        .get(&format!("/orders?limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(ids(&rest), mine[2..]);
+    assert_eq!(rest.body["next_cursor"], Value::Null);
+
+    assert_eq!(ids(&shop.ji_woo.get("/orders").await), [theirs.as_str()]);
+    for (client, id) in [(&mut shop.ji_woo, &mine[0]), (&mut shop.min_ji, &theirs)] {
+        assert_problem(
+            &client.get(&format!("/orders/{id}")).await,
+            404,
+            "order_not_found",
+        );
+    }
+    assert_problem(
+        &shop.min_ji.get("/orders/ord_999").await,
+        404,
+        "order_not_found",
+    );
+    let mut anonymous = shop.app.client();
+    assert_problem(&anonymous.get("/orders").await, 401, "unauthenticated");
+    assert_problem(
+        &anonymous.get(&format!("/orders/{theirs}")).await,
+        401,
+        "unauthenticated",
+    );
+    shop.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_an_admin_moves_orders_and_lists_everyone_s() {
+    let mut shop = Shop::open().await;
+    let tote = shop
+        .app
+        .product("Canvas Tote", ProductKind::General, 39000, 10)
+        .await;
+    let paid_min_ji = paid_order(&mut shop.min_ji, "paid", &[(&tote, 1)]).await;
+    let paid_ji_woo = paid_order(&mut shop.ji_woo, "paid", &[(&tote, 1)]).await;
+    let unpaid = id_of(&place_ok(&mut shop.min_ji, "unpaid", &[(&tote, 1)]).await);
+
+    // A customer, even the order's own, may not; nor may anyone without a session.
+    let mut anonymous = shop.app.client();
+    for (client, status, kind) in [
+        (&mut shop.min_ji, 403, "forbidden"),
+        (&mut anonymous, 401, "unauthenticated"),
+    ] {
+        assert_problem(&ship(client, &paid_min_ji).await, status, kind);
+        assert_problem(&deliver(client, &paid_min_ji).await, status, kind);
+        assert_problem(&approve_return(client, &paid_min_ji).await, status, kind);
+        assert_problem(&client.get("/admin/orders").await, status, kind);
+        assert_problem(&client.get("/admin/orders?status=paid").await, status, kind);
+    }
+    assert_eq!(
+        order(&mut shop.min_ji, &paid_min_ji).await["status"],
+        "paid"
+    );
+
+    // The admin sees every customer's orders, newest first, filtered by status.
+    let paid = shop.admin.get("/admin/orders?status=paid").await;
+    assert_eq!(ids(&paid), [paid_ji_woo.clone(), paid_min_ji.clone()]);
+    let all = shop.admin.get("/admin/orders").await;
+    assert_eq!(
+        ids(&all),
+        [unpaid.clone(), paid_ji_woo.clone(), paid_min_ji.clone()]
+    );
+    let pending = shop.admin.get("/admin/orders?status=pending_payment").await;
+    assert_eq!(ids(&pending), [unpaid]);
+
+    assert_eq!(ship(&mut shop.admin, &paid_min_ji).await.status, 200);
+    let paid = shop.admin.get("/admin/orders?status=paid").await;
+    assert_eq!(ids(&paid), [paid_ji_woo]);
+    let shipped = shop.admin.get("/admin/orders?status=shipped").await;
+    assert_eq!(ids(&shipped), [paid_min_ji]);
+    assert_problem(
+        &ship(&mut shop.admin, "ord_999").await,
+        404,
+        "order_not_found",
+    );
+    shop.close().await;
+}
