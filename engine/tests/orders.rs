@@ -482,3 +482,51 @@ fn orders_replay_to_the_live_state_with_and_without_a_snapshot() {
         drop(shop._dir);
     }
 }
+
+#[test]
+fn an_order_a_millisecond_before_the_opening_is_refused_and_one_at_it_succeeds() {
+    let shop = shop();
+    let opens = T0 + 60_000;
+    let closes = opens + 30_000;
+    let (drop, t) = shop
+        .engine
+        .create_product(NewProduct {
+            kind: ProductKind::Limited,
+            details: ProductDetails {
+                name: "Drop".into(),
+                description: String::new(),
+                price: 250_000,
+                currency: "KRW".into(),
+            },
+            sale_opens_ms: Some(opens),
+            sale_closes_ms: Some(closes),
+            per_user_limit: Some(1),
+            stock_total: 3,
+        })
+        .unwrap();
+    t.wait().unwrap();
+    let drop = drop.product.id;
+    shop.clock.set_ms(opens - 1);
+    assert!(matches!(
+        place(&shop, 1, "early", &[line(drop, 1)]),
+        Err(EngineError::SaleNotOpen(_))
+    ));
+    assert_eq!(
+        stock(&shop, drop),
+        counts(3, 0, 0),
+        "a refused order takes nothing"
+    );
+    shop.clock.set_ms(opens);
+    let order = place(&shop, 1, "on-time", &[line(drop, 1)]).unwrap();
+    assert_eq!(order.status, OrderStatus::PendingPayment);
+    shop.clock.set_ms(closes - 1);
+    place(&shop, 2, "last-moment", &[line(drop, 1)]).unwrap();
+    shop.clock.set_ms(closes);
+    assert!(matches!(
+        place(&shop, 3, "late", &[line(drop, 1)]),
+        Err(EngineError::SaleClosed(_))
+    ));
+    // The clock was moved by hand here; a real one never goes back: `SystemClock` is wall time
+    // read once at start and advanced by the monotonic clock, so a host whose wall clock is set
+    // back cannot reopen a closed sale.
+}
