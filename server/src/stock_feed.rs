@@ -15,20 +15,39 @@ use tokio::sync::watch;
 
 use allot_engine::{Engine, ProductId, ProductStatus, StockCounts};
 
-/// How often subscribed counters are read; bounds how late an event can be.
-pub const STOCK_FEED_TICK_MS: u64 = 20;
+/// How often subscribed counters are read; bounds how late an event can be. Every change
+/// within it is one event per subscriber: with thousands of subscribers, each tick costs a
+/// socket write per subscriber, which is what competes with purchases for the CPU
+/// (benches/RESULTS.md, "stream subscribers").
+pub const STOCK_FEED_TICK_MS: u64 = 100;
 
-/// What a subscriber is told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a subscriber is told, rendered once per change for every subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StockEvent {
     pub counts: StockCounts,
     pub status: ProductStatus,
     pub as_of_ms: u64,
+    /// The event's data: the JSON of `GET /products/{id}/stock`.
+    pub data: Arc<str>,
 }
 
 impl StockEvent {
-    fn same_stock(&self, other: &StockEvent) -> bool {
-        self.counts == other.counts && self.status == other.status
+    fn new(id: ProductId, counts: StockCounts, status: ProductStatus, as_of_ms: u64) -> Self {
+        let data = serde_json::json!({
+            "product_id": id.to_string(),
+            "remaining": counts.available,
+            "reserved": counts.reserved,
+            "sold": counts.sold,
+            "status": status.as_str(),
+            "as_of": allot_engine::clock::rfc3339(as_of_ms),
+        })
+        .to_string();
+        Self {
+            counts,
+            status,
+            as_of_ms,
+            data: data.into(),
+        }
     }
 }
 
@@ -59,14 +78,9 @@ impl StockFeed {
         if self.closed.load(std::sync::atomic::Ordering::Acquire) {
             return None;
         }
-        let sender = channels.entry(id).or_insert_with(|| {
-            watch::channel(StockEvent {
-                counts,
-                status,
-                as_of_ms,
-            })
-            .0
-        });
+        let sender = channels
+            .entry(id)
+            .or_insert_with(|| watch::channel(StockEvent::new(id, counts, status, as_of_ms)).0);
         Some(sender.subscribe())
     }
 
@@ -94,15 +108,10 @@ impl StockFeed {
                 let Some((counts, status, as_of_ms)) = engine.stock_status(*id) else {
                     return false;
                 };
-                let now = StockEvent {
-                    counts,
-                    status,
-                    as_of_ms,
-                };
                 sender.send_if_modified(|last| {
-                    let changed = !last.same_stock(&now);
+                    let changed = last.counts != counts || last.status != status;
                     if changed {
-                        *last = now;
+                        *last = StockEvent::new(*id, counts, status, as_of_ms);
                     }
                     changed
                 });

@@ -268,7 +268,7 @@ async fn stream_stock(
         .stock_feed
         .subscribe(&engine, id)
         .ok_or(EngineError::ProductNotFound(id))?;
-    let first = *updates.borrow_and_update();
+    let first = updates.borrow_and_update().clone();
     let stream = futures_util::stream::unfold(
         (updates, None::<ProductStatus>, Some(first)),
         move |(mut updates, last_status, pending)| async move {
@@ -276,10 +276,10 @@ async fn stream_stock(
                 Some(event) => event,
                 None => {
                     updates.changed().await.ok()?;
-                    *updates.borrow_and_update()
+                    updates.borrow_and_update().clone()
                 }
             };
-            let events = stream_events(id, last_status, &now);
+            let events = stream_events(last_status, &now);
             Some((events, (updates, Some(now.status), None)))
         },
     )
@@ -289,25 +289,17 @@ async fn stream_stock(
         .keep_alive(KeepAlive::new().interval(Duration::from_millis(STREAM_KEEP_ALIVE_MS))))
 }
 
-fn stream_events(id: ProductId, last: Option<ProductStatus>, now: &StockEvent) -> Vec<Event> {
-    let stock = StockJson {
-        product_id: id.to_string(),
-        remaining: now.counts.available,
-        reserved: now.counts.reserved,
-        sold: now.counts.sold,
-        status: now.status.as_str(),
-        as_of: rfc3339(now.as_of_ms),
-    };
-    let data = serde_json::to_string(&stock).unwrap_or_default();
+fn stream_events(last: Option<ProductStatus>, now: &StockEvent) -> Vec<Event> {
+    let data: &str = &now.data;
     let mut events = Vec::with_capacity(2);
     let opened = last == Some(ProductStatus::Upcoming) && now.status != ProductStatus::Upcoming;
     let closed =
         last.is_some_and(|s| s != ProductStatus::Closed) && now.status == ProductStatus::Closed;
     if opened {
-        events.push(Event::default().event("sale_opened").data(data.clone()));
+        events.push(Event::default().event("sale_opened").data(data));
     }
     if closed {
-        events.push(Event::default().event("sale_closed").data(data.clone()));
+        events.push(Event::default().event("sale_closed").data(data));
     }
     events.push(Event::default().event("stock").data(data));
     events
