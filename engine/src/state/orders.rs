@@ -119,27 +119,22 @@ impl State {
         now_ms: Millis,
         append: Append<'_>,
     ) -> Result<(Order, u32, Ticket), EngineError> {
-        let mut order = self
-            .orders
-            .get_mut(&id)
-            .ok_or(EngineError::OrderNotFound(id))?;
-        if order.status.is_unpaid() && order.payment_in_flight.is_some() {
-            return Err(EngineError::PaymentInProgress);
-        }
-        if order.status.is_unpaid() && now_ms > order.deadline_ms {
-            return Err(EngineError::OrderExpired);
-        }
-        if order.status == OrderStatus::Expired {
-            return Err(EngineError::OrderExpired);
-        }
-        let attempt = order.attempts + 1;
-        let record = OrderRecord::PaymentRequested {
-            order: id,
-            attempt,
-            at_ms: now_ms,
-        };
-        let ticket = self.decide(&mut order, record, append)?;
-        Ok((order.clone(), attempt, ticket))
+        let (order, ticket) = self.transition(id, append, |order| {
+            if order.status.is_unpaid() && order.payment_in_flight.is_some() {
+                return Err(EngineError::PaymentInProgress);
+            }
+            let past_deadline = order.status.is_unpaid() && now_ms > order.deadline_ms;
+            if past_deadline || order.status == OrderStatus::Expired {
+                return Err(EngineError::OrderExpired);
+            }
+            Ok(OrderRecord::PaymentRequested {
+                order: id,
+                attempt: order.attempts + 1,
+                at_ms: now_ms,
+            })
+        })?;
+        let attempt = order.attempts;
+        Ok((order, attempt, ticket))
     }
 
     /// Records what the provider answered for `attempt`.
@@ -151,30 +146,26 @@ impl State {
         now_ms: Millis,
         append: Append<'_>,
     ) -> Result<(Order, Ticket), EngineError> {
-        let mut order = self
-            .orders
-            .get_mut(&id)
-            .ok_or(EngineError::OrderNotFound(id))?;
-        let record = match outcome {
-            PaymentOutcome::Charged => OrderRecord::PaymentSucceeded {
-                order: id,
-                attempt,
-                at_ms: now_ms,
-            },
-            PaymentOutcome::Failed(reason) => OrderRecord::PaymentFailed {
-                order: id,
-                attempt,
-                reason,
-                at_ms: now_ms,
-            },
-            PaymentOutcome::TimedOut => OrderRecord::PaymentTimedOut {
-                order: id,
-                attempt,
-                at_ms: now_ms,
-            },
-        };
-        let ticket = self.decide(&mut order, record, append)?;
-        Ok((order.clone(), ticket))
+        self.transition(id, append, |_| {
+            Ok(match outcome {
+                PaymentOutcome::Charged => OrderRecord::PaymentSucceeded {
+                    order: id,
+                    attempt,
+                    at_ms: now_ms,
+                },
+                PaymentOutcome::Failed(reason) => OrderRecord::PaymentFailed {
+                    order: id,
+                    attempt,
+                    reason,
+                    at_ms: now_ms,
+                },
+                PaymentOutcome::TimedOut => OrderRecord::PaymentTimedOut {
+                    order: id,
+                    attempt,
+                    at_ms: now_ms,
+                },
+            })
+        })
     }
 
     /// Expires an unpaid order past its deadline; never one whose payment is being asked.
@@ -184,21 +175,16 @@ impl State {
         now_ms: Millis,
         append: Append<'_>,
     ) -> Result<Ticket, EngineError> {
-        let mut order = self
-            .orders
-            .get_mut(&id)
-            .ok_or(EngineError::OrderNotFound(id))?;
-        if now_ms < order.deadline_ms {
-            return Err(EngineError::OrderStateConflict("not due"));
-        }
-        self.decide(
-            &mut order,
-            OrderRecord::OrderExpired {
+        self.transition(id, append, |order| {
+            if now_ms < order.deadline_ms {
+                return Err(EngineError::OrderStateConflict("not due"));
+            }
+            Ok(OrderRecord::OrderExpired {
                 order: id,
                 at_ms: now_ms,
-            },
-            append,
-        )
+            })
+        })
+        .map(|(_, ticket)| ticket)
     }
 
     /// Unpaid orders whose deadline is at or before `now_ms`.
@@ -226,21 +212,13 @@ impl State {
         now_ms: Millis,
         append: Append<'_>,
     ) -> Result<(Order, Ticket), EngineError> {
-        let mut order = self
-            .orders
-            .get_mut(&id)
-            .ok_or(EngineError::OrderNotFound(id))?;
-        let refund = order.status == OrderStatus::Paid;
-        let ticket = self.decide(
-            &mut order,
-            OrderRecord::OrderCancelled {
+        self.transition(id, append, |order| {
+            Ok(OrderRecord::OrderCancelled {
                 order: id,
-                refund,
+                refund: order.status == OrderStatus::Paid,
                 at_ms: now_ms,
-            },
-            append,
-        )?;
-        Ok((order.clone(), ticket))
+            })
+        })
     }
 
     pub fn ship_order(
@@ -251,18 +229,14 @@ impl State {
         now_ms: Millis,
         append: Append<'_>,
     ) -> Result<(Order, Ticket), EngineError> {
-        let mut order = self
-            .orders
-            .get_mut(&id)
-            .ok_or(EngineError::OrderNotFound(id))?;
-        let record = OrderRecord::OrderShipped {
-            order: id,
-            carrier,
-            tracking_number,
-            at_ms: now_ms,
-        };
-        let ticket = self.decide(&mut order, record, append)?;
-        Ok((order.clone(), ticket))
+        self.transition(id, append, |_| {
+            Ok(OrderRecord::OrderShipped {
+                order: id,
+                carrier,
+                tracking_number,
+                at_ms: now_ms,
+            })
+        })
     }
 
     pub fn deliver_order(
@@ -271,19 +245,12 @@ impl State {
         now_ms: Millis,
         append: Append<'_>,
     ) -> Result<(Order, Ticket), EngineError> {
-        let mut order = self
-            .orders
-            .get_mut(&id)
-            .ok_or(EngineError::OrderNotFound(id))?;
-        let ticket = self.decide(
-            &mut order,
-            OrderRecord::OrderDelivered {
+        self.transition(id, append, |_| {
+            Ok(OrderRecord::OrderDelivered {
                 order: id,
                 at_ms: now_ms,
-            },
-            append,
-        )?;
-        Ok((order.clone(), ticket))
+            })
+        })
     }
 
     /// A return may be asked for within `window_ms` of delivery.
@@ -295,23 +262,19 @@ impl State {
         window_ms: Millis,
         append: Append<'_>,
     ) -> Result<(Order, Ticket), EngineError> {
-        let mut order = self
-            .orders
-            .get_mut(&id)
-            .ok_or(EngineError::OrderNotFound(id))?;
-        if order
-            .delivered_ms
-            .is_some_and(|delivered| now_ms > delivered.saturating_add(window_ms))
-        {
-            return Err(EngineError::NotReturnable("the return window has passed"));
-        }
-        let record = OrderRecord::ReturnRequested {
-            order: id,
-            reason,
-            at_ms: now_ms,
-        };
-        let ticket = self.decide(&mut order, record, append)?;
-        Ok((order.clone(), ticket))
+        self.transition(id, append, |order| {
+            if order
+                .delivered_ms
+                .is_some_and(|delivered| now_ms > delivered.saturating_add(window_ms))
+            {
+                return Err(EngineError::NotReturnable("the return window has passed"));
+            }
+            Ok(OrderRecord::ReturnRequested {
+                order: id,
+                reason,
+                at_ms: now_ms,
+            })
+        })
     }
 
     pub fn approve_return(
@@ -320,19 +283,12 @@ impl State {
         now_ms: Millis,
         append: Append<'_>,
     ) -> Result<(Order, Ticket), EngineError> {
-        let mut order = self
-            .orders
-            .get_mut(&id)
-            .ok_or(EngineError::OrderNotFound(id))?;
-        let ticket = self.decide(
-            &mut order,
-            OrderRecord::ReturnApproved {
+        self.transition(id, append, |_| {
+            Ok(OrderRecord::ReturnApproved {
                 order: id,
                 at_ms: now_ms,
-            },
-            append,
-        )?;
-        Ok((order.clone(), ticket))
+            })
+        })
     }
 
     pub fn refund_issued(
@@ -341,18 +297,33 @@ impl State {
         now_ms: Millis,
         append: Append<'_>,
     ) -> Result<Ticket, EngineError> {
+        self.transition(id, append, |_| {
+            Ok(OrderRecord::RefundIssued {
+                order: id,
+                at_ms: now_ms,
+            })
+        })
+        .map(|(_, ticket)| ticket)
+    }
+
+    /// One step of an order's saga: under the order's lock, `record_for` makes the step's own
+    /// checks and builds its record from the order as it is; the rules (`check_step`) are
+    /// checked, the record queued and the step applied, and the order answered as it now is.
+    fn transition(
+        &self,
+        id: OrderId,
+        append: Append<'_>,
+        record_for: impl FnOnce(&Order) -> Result<OrderRecord, EngineError>,
+    ) -> Result<(Order, Ticket), EngineError> {
         let mut order = self
             .orders
             .get_mut(&id)
             .ok_or(EngineError::OrderNotFound(id))?;
-        self.decide(
-            &mut order,
-            OrderRecord::RefundIssued {
-                order: id,
-                at_ms: now_ms,
-            },
-            append,
-        )
+        let record = record_for(&order)?;
+        check_step(&order, &record)?;
+        let ticket = append(record.clone().into())?;
+        step(&mut order, &record);
+        Ok((order.clone(), ticket))
     }
 
     /// Orders with a payment answer outstanding or a refund due.
@@ -486,19 +457,6 @@ impl State {
     }
 
     // ----- the pieces ----------------------------------------------------------------------
-
-    /// Checks a transition, queues its record and applies it, all under the order's lock.
-    fn decide(
-        &self,
-        order: &mut Order,
-        record: OrderRecord,
-        append: Append<'_>,
-    ) -> Result<Ticket, EngineError> {
-        check_step(order, &record)?;
-        let ticket = append(record.clone().into())?;
-        step(order, &record);
-        Ok(ticket)
-    }
 
     fn take_line(
         &self,
