@@ -83,14 +83,7 @@ where
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(value)| Self(value))
-            .map_err(|rejection| {
-                Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_query",
-                    "Invalid query",
-                    rejection.body_text(),
-                )
-            })
+            .map_err(|rejection| Problem::invalid_query(rejection.body_text()))
     }
 }
 

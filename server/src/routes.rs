@@ -17,6 +17,30 @@ use crate::openapi::ApiDoc;
 
 pub use session::{Admin, Authenticated};
 
+use crate::Problem;
+
+/// Default and largest page of a list.
+pub const PAGE_ITEMS_DEFAULT: usize = 20;
+pub const PAGE_ITEMS_MAX: usize = 100;
+
+/// A list's `limit` (1 to 100, default 20) and `cursor` (the last id of the previous page).
+fn page_bounds<Id: std::str::FromStr>(
+    limit: Option<usize>,
+    cursor: Option<&str>,
+) -> Result<(usize, Option<Id>), Problem> {
+    let limit = limit.unwrap_or(PAGE_ITEMS_DEFAULT);
+    if !(1..=PAGE_ITEMS_MAX).contains(&limit) {
+        return Err(Problem::invalid_query("limit must be 1 to 100"));
+    }
+    let cursor = cursor
+        .map(|c| {
+            c.parse::<Id>()
+                .map_err(|_| Problem::invalid_query("unknown cursor"))
+        })
+        .transpose()?;
+    Ok((limit, cursor))
+}
+
 pub fn router(state: AppState) -> Router {
     let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest(

@@ -25,10 +25,6 @@ use crate::json::{ApiJson, ApiQuery};
 use crate::stock_feed::StockEvent;
 use crate::{AppState, Problem, Ready};
 
-/// Default and largest page of a list.
-pub const PAGE_ITEMS_DEFAULT: usize = 20;
-pub const PAGE_ITEMS_MAX: usize = 100;
-
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_products))
@@ -126,15 +122,6 @@ fn product_id(text: &str) -> Result<ProductId, Problem> {
         .map_err(|_| Problem::from(EngineError::ProductNotFound(ProductId(0))))
 }
 
-fn invalid_query(detail: impl Into<String>) -> Problem {
-    Problem::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_query",
-        "Invalid query",
-        detail,
-    )
-}
-
 // ----- reads -----------------------------------------------------------------------------
 
 /// Unknown parameters (a tracking tag, say) are ignored; known ones must parse.
@@ -161,27 +148,17 @@ async fn list_products(
         None => None,
         Some("general") => Some(ProductKind::General),
         Some("limited") => Some(ProductKind::Limited),
-        Some(other) => return Err(invalid_query(format!("unknown kind {other:?}"))),
+        Some(other) => return Err(Problem::invalid_query(format!("unknown kind {other:?}"))),
     };
     let status = query
         .status
         .as_deref()
         .map(|s| {
-            ProductStatus::parse(s).ok_or_else(|| invalid_query(format!("unknown status {s:?}")))
+            ProductStatus::parse(s)
+                .ok_or_else(|| Problem::invalid_query(format!("unknown status {s:?}")))
         })
         .transpose()?;
-    let limit = query.limit.unwrap_or(PAGE_ITEMS_DEFAULT);
-    if !(1..=PAGE_ITEMS_MAX).contains(&limit) {
-        return Err(invalid_query("limit must be 1 to 100"));
-    }
-    let after = query
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse::<ProductId>()
-                .map_err(|_| invalid_query("unknown cursor"))
-        })
-        .transpose()?;
+    let (limit, after) = super::page_bounds::<ProductId>(query.limit, query.cursor.as_deref())?;
     let mut views = engine.list_products(after, limit + 1, kind, status);
     let more = views.len() > limit;
     views.truncate(limit);

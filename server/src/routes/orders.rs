@@ -303,27 +303,6 @@ struct PageQuery {
     status: Option<String>,
 }
 
-fn page_bounds(query: &PageQuery) -> Result<(usize, Option<OrderId>), Problem> {
-    let invalid = |detail: &str| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            "Invalid query",
-            detail,
-        )
-    };
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(invalid("limit must be 1 to 100"));
-    }
-    let cursor = query
-        .cursor
-        .as_deref()
-        .map(|c| c.parse::<OrderId>().map_err(|_| invalid("unknown cursor")))
-        .transpose()?;
-    Ok((limit, cursor))
-}
-
 /// The caller's orders, newest first.
 #[utoipa::path(get, path = "/orders", tag = "orders",
     security(("bearer" = []), ("cookie" = [])), params(PageQuery),
@@ -333,7 +312,7 @@ async fn list_orders(
     caller: Authenticated,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<OrderPage>, Problem> {
-    let (limit, before) = page_bounds(&query)?;
+    let (limit, before) = super::page_bounds::<OrderId>(query.limit, query.cursor.as_deref())?;
     let mut orders = engine.orders_of(caller.user, before, limit + 1);
     let more = orders.len() > limit;
     orders.truncate(limit);
@@ -509,7 +488,7 @@ async fn admin_orders(
     _admin: Admin,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<OrderPage>, Problem> {
-    let (limit, before) = page_bounds(&query)?;
+    let (limit, before) = super::page_bounds::<OrderId>(query.limit, query.cursor.as_deref())?;
     let status = query
         .status
         .as_deref()
@@ -517,14 +496,7 @@ async fn admin_orders(
             ALL_STATUSES
                 .into_iter()
                 .find(|st| st.as_str() == s)
-                .ok_or_else(|| {
-                    Problem::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_query",
-                        "Invalid query",
-                        "unknown status",
-                    )
-                })
+                .ok_or_else(|| Problem::invalid_query("unknown status"))
         })
         .transpose()?;
     let mut orders = engine.all_orders(before, limit + 1, status);
