@@ -41,6 +41,14 @@ fn page_bounds<Id: std::str::FromStr>(
     Ok((limit, cursor))
 }
 
+/// Cuts a list fetched with `limit + 1` items to `limit` and answers the next page's cursor:
+/// the last id shown, if more items follow.
+fn next_page<T>(items: &mut Vec<T>, limit: usize, id: impl Fn(&T) -> String) -> Option<String> {
+    let more = items.len() > limit;
+    items.truncate(limit);
+    more.then(|| items.last().map(id)).flatten()
+}
+
 pub fn router(state: AppState) -> Router {
     let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest(

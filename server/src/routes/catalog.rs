@@ -160,11 +160,7 @@ async fn list_products(
         .transpose()?;
     let (limit, after) = super::page_bounds::<ProductId>(query.limit, query.cursor.as_deref())?;
     let mut views = engine.list_products(after, limit + 1, kind, status);
-    let more = views.len() > limit;
-    views.truncate(limit);
-    let next_cursor = more
-        .then(|| views.last().map(|v| v.product.id.to_string()))
-        .flatten();
+    let next_cursor = super::next_page(&mut views, limit, |v| v.product.id.to_string());
     Ok(Json(ProductPage {
         items: views.iter().map(ProductJson::of).collect(),
         next_cursor,

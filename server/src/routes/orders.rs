@@ -314,11 +314,7 @@ async fn list_orders(
 ) -> Result<Json<OrderPage>, Problem> {
     let (limit, before) = super::page_bounds::<OrderId>(query.limit, query.cursor.as_deref())?;
     let mut orders = engine.orders_of(caller.user, before, limit + 1);
-    let more = orders.len() > limit;
-    orders.truncate(limit);
-    let next_cursor = more
-        .then(|| orders.last().map(|o| o.id.to_string()))
-        .flatten();
+    let next_cursor = super::next_page(&mut orders, limit, |o| o.id.to_string());
     Ok(Json(OrderPage {
         items: orders.iter().map(|o| order_json(&engine, o)).collect(),
         next_cursor,
@@ -500,11 +496,7 @@ async fn admin_orders(
         })
         .transpose()?;
     let mut orders = engine.all_orders(before, limit + 1, status);
-    let more = orders.len() > limit;
-    orders.truncate(limit);
-    let next_cursor = more
-        .then(|| orders.last().map(|o| o.id.to_string()))
-        .flatten();
+    let next_cursor = super::next_page(&mut orders, limit, |o| o.id.to_string());
     Ok(Json(OrderPage {
         items: orders.iter().map(|o| order_json(&engine, o)).collect(),
         next_cursor,
