@@ -79,23 +79,31 @@ impl Product {
         self.versions.get((version as usize).checked_sub(1)?)
     }
 
-    /// The status at `now_ms` with `counts` read from the SKU counter: a sale window is
-    /// half-open, `[opens, closes)`.
-    pub fn status(&self, counts: StockCounts, now_ms: Millis) -> ProductStatus {
+    /// Whether the sale is open at `now_ms`: the window is half-open, `[opens, closes)`, and
+    /// a product without one is always open. The one place the window is decided, for the
+    /// status shown and for every purchase.
+    pub fn check_sale_open(&self, now_ms: Millis) -> Result<(), EngineError> {
         let current = self.current();
         if current.sale_opens_ms.is_some_and(|opens| now_ms < opens) {
-            return ProductStatus::Upcoming;
+            return Err(EngineError::SaleNotOpen(self.id));
         }
         if current
             .sale_closes_ms
             .is_some_and(|closes| now_ms >= closes)
         {
-            return ProductStatus::Closed;
+            return Err(EngineError::SaleClosed(self.id));
         }
-        if counts.available == 0 {
-            return ProductStatus::SoldOut;
+        Ok(())
+    }
+
+    /// The status at `now_ms` with `counts` read from the SKU counter.
+    pub fn status(&self, counts: StockCounts, now_ms: Millis) -> ProductStatus {
+        match self.check_sale_open(now_ms) {
+            Err(EngineError::SaleNotOpen(_)) => ProductStatus::Upcoming,
+            Err(_) => ProductStatus::Closed,
+            Ok(()) if counts.available == 0 => ProductStatus::SoldOut,
+            Ok(()) => ProductStatus::OnSale,
         }
-        ProductStatus::OnSale
     }
 }
 

@@ -80,13 +80,7 @@ impl Engine {
             .catalog
             .get(id)
             .ok_or(EngineError::ProductNotFound(id))?;
-        let current = product.current();
-        if current.sale_opens_ms.is_some_and(|opens| now < opens) {
-            return Err(EngineError::SaleNotOpen(id));
-        }
-        if current.sale_closes_ms.is_some_and(|closes| now >= closes) {
-            return Err(EngineError::SaleClosed(id));
-        }
+        product.check_sale_open(now)?;
         self.reserve(user, product.sku(), quantity, ttl_ms)
     }
 

@@ -469,16 +469,8 @@ impl State {
             .catalog
             .get(line.product)
             .ok_or(EngineError::ProductNotFound(line.product))?;
+        product.check_sale_open(now_ms)?;
         let current = product.current();
-        if current.sale_opens_ms.is_some_and(|opens| now_ms < opens) {
-            return Err(EngineError::SaleNotOpen(line.product));
-        }
-        if current
-            .sale_closes_ms
-            .is_some_and(|closes| now_ms >= closes)
-        {
-            return Err(EngineError::SaleClosed(line.product));
-        }
         match currency {
             Some(c) if *c != current.details.currency => {
                 return Err(EngineError::InvalidOrder(
