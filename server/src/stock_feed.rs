@@ -31,17 +31,34 @@ pub struct StockEvent {
     pub data: Arc<str>,
 }
 
+/// A product's stock as `GET /products/{id}/stock` answers it and every stream event carries it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct StockJson {
+    pub product_id: String,
+    pub remaining: u32,
+    pub reserved: u32,
+    pub sold: u32,
+    pub status: &'static str,
+    pub as_of: String,
+}
+
+impl StockJson {
+    pub fn new(id: ProductId, counts: StockCounts, status: ProductStatus, as_of_ms: u64) -> Self {
+        Self {
+            product_id: id.to_string(),
+            remaining: counts.available,
+            reserved: counts.reserved,
+            sold: counts.sold,
+            status: status.as_str(),
+            as_of: allot_engine::clock::rfc3339(as_of_ms),
+        }
+    }
+}
+
 impl StockEvent {
     fn new(id: ProductId, counts: StockCounts, status: ProductStatus, as_of_ms: u64) -> Self {
-        let data = serde_json::json!({
-            "product_id": id.to_string(),
-            "remaining": counts.available,
-            "reserved": counts.reserved,
-            "sold": counts.sold,
-            "status": status.as_str(),
-            "as_of": allot_engine::clock::rfc3339(as_of_ms),
-        })
-        .to_string();
+        let data = serde_json::to_string(&StockJson::new(id, counts, status, as_of_ms))
+            .unwrap_or_default();
         Self {
             counts,
             status,

@@ -22,7 +22,7 @@ use allot_engine::{
 
 use super::{Admin, Authenticated};
 use crate::json::{ApiJson, ApiQuery};
-use crate::stock_feed::StockEvent;
+use crate::stock_feed::{StockEvent, StockJson};
 use crate::{AppState, Problem, Ready};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -93,26 +93,9 @@ struct ProductPage {
     next_cursor: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
-struct StockJson {
-    product_id: String,
-    remaining: u32,
-    reserved: u32,
-    sold: u32,
-    status: &'static str,
-    as_of: String,
-}
-
 impl StockJson {
     fn of(view: &ProductView) -> Self {
-        Self {
-            product_id: view.product.id.to_string(),
-            remaining: view.counts.available,
-            reserved: view.counts.reserved,
-            sold: view.counts.sold,
-            status: view.status.as_str(),
-            as_of: rfc3339(view.as_of_ms),
-        }
+        Self::new(view.product.id, view.counts, view.status, view.as_of_ms)
     }
 }
 
