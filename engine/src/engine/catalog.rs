@@ -64,26 +64,6 @@ impl Engine {
         self.inner.state.catalog.get(id)?.version(version).cloned()
     }
 
-    /// Takes `quantity` units of a product for `user`, held for `ttl_ms`, if its sale is open
-    /// at this very millisecond: `[sale_opens_at, sale_closes_at)`. What an order calls per line.
-    pub fn reserve_product(
-        &self,
-        user: UserId,
-        id: ProductId,
-        quantity: u32,
-        ttl_ms: Millis,
-    ) -> Result<(crate::ids::ReservationId, Ticket), EngineError> {
-        let now = self.now_ms();
-        let product = self
-            .inner
-            .state
-            .catalog
-            .get(id)
-            .ok_or(EngineError::ProductNotFound(id))?;
-        product.check_sale_open(now)?;
-        self.reserve(user, product.sku(), quantity, ttl_ms)
-    }
-
     /// A page of products after `after`, in id order, filtered by kind and live status.
     pub fn list_products(
         &self,
