@@ -725,7 +725,8 @@ async fn a_payment_timeout_is_settled_in_the_background() {
     let paid = wait_for_order(&mut shop.min_ji, &first, "paid", |o| o["status"] == "paid").await;
     assert_eq!(paid["payment"], json!({ "status": "succeeded" }));
     assert_history(&paid, &["pending_payment", "paid"]);
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (6, 3, 1));
+    // Units move once the payment is durable, a moment after the order reads `paid`.
+    wait_for_stock(&mut shop.min_ji, &tote, (6, 3, 1)).await;
 
     // The server settled `first` just now, so its next look is a while away (it looks
     // periodically): long enough to see the next two attempts unresolved. While an answer is
@@ -766,7 +767,7 @@ async fn a_payment_timeout_is_settled_in_the_background() {
     );
     assert_history(&failed, &["pending_payment", "payment_failed"]);
     assert!(failed["reservation_expires_at"].is_string(), "{failed:?}");
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (6, 2, 2));
+    wait_for_stock(&mut shop.min_ji, &tote, (6, 2, 2)).await;
     let paid = pay(&mut shop.min_ji, &uncharged, CARD_APPROVED).await;
     assert_eq!(paid.status, 200, "{:?}", paid.body);
     assert_eq!(paid.body["payment"], json!({ "status": "succeeded" }));
