@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod catalog;
+pub mod events;
 pub mod orders;
 pub mod payments;
 
@@ -126,6 +127,7 @@ impl Engine {
         let wal = Arc::new(Wal::start(
             store.db.clone(),
             store.log.clone(),
+            store.events.clone(),
             report.last_seq,
             WalOptions {
                 durability: config.durability,

@@ -10,6 +10,7 @@ pub mod counter;
 pub mod crypto;
 mod engine;
 pub mod error;
+pub mod events;
 pub mod ids;
 mod inspect;
 pub mod orders;

@@ -85,6 +85,17 @@ pub fn recover(
         )));
     }
     replay(store, &state, upto, on_defect, &mut report)?;
+    if on_defect == OnDefect::Cut {
+        // Events written with a batch that never became durable (or was cut) go too.
+        let stale: Vec<_> = store
+            .events
+            .range(crate::events::key(state.seq() + 1)..)
+            .keys()
+            .collect::<Result<_, _>>()?;
+        for key in stale {
+            store.events.remove(key)?;
+        }
+    }
     report.last_seq = state.seq();
     report.elapsed = started.elapsed();
     Ok((state, report))
@@ -104,6 +115,13 @@ pub fn replay(
     for read in store.batches_from(state.seq() + 1) {
         match read {
             BatchRead::Good { first_seq, records } => {
+                // Opening for writing: the batch's events are written again, in case a crash
+                // kept the batch but not them (they are keyed by seq, so this is idempotent).
+                if on_defect == OnDefect::Cut
+                    && let Some(events) = crate::events::batch_for(first_seq, &records)
+                {
+                    store.events.apply_batch(events)?;
+                }
                 let mut applied = false;
                 for (offset, record) in records.iter().enumerate() {
                     let seq = first_seq + offset as Seq;

@@ -1,6 +1,8 @@
-//! The data directory on disk: a lock file and one sled database with three trees:
+//! The data directory on disk: a lock file and one sled database with five trees:
 //! `log` (record batches keyed by first sequence number), `snapshots` (state images keyed by the
-//! last sequence number they cover) and `meta` (the format version).
+//! last sequence number they cover), `events` (domain events keyed by their record's sequence
+//! number, kept when the log is pruned), `consumers` (durable offsets of event consumers) and
+//! `meta` (the format version).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,8 @@ pub struct Store {
     pub db: sled::Db,
     pub log: sled::Tree,
     pub snapshots: sled::Tree,
+    pub events: sled::Tree,
+    pub consumers: sled::Tree,
     pub dir: PathBuf,
 }
 
@@ -53,11 +57,11 @@ impl DirLock {
 
 impl Store {
     pub fn open(config: &EngineConfig) -> Result<Self, OpenError> {
-        let db = sled::Config::new()
+        let sled_config = sled::Config::new()
             .path(config.data_dir.join("store"))
             .cache_capacity(config.cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+            .mode(sled::Mode::HighThroughput);
+        let db = open_sled(&sled_config)?;
         let meta = db.open_tree("meta")?;
         match meta.get("format")? {
             Some(found) if found.as_ref() != FORMAT => {
@@ -74,6 +78,8 @@ impl Store {
         Ok(Self {
             log: db.open_tree("log")?,
             snapshots: db.open_tree("snapshots")?,
+            events: db.open_tree("events")?,
+            consumers: db.open_tree("consumers")?,
             db,
             dir: config.data_dir.clone(),
         })
@@ -217,6 +223,26 @@ pub enum BatchRead {
     Defect { key: Seq, reason: String },
     /// Not a torn write: the store failed, or the log has a hole. Never cut.
     Unreadable(String),
+}
+
+/// Opens sled, waiting a moment if its own file lock is still held. The directory's `LOCK`
+/// is ours already, so no other process has the store: a held sled lock is this process's
+/// previous engine, closed a moment ago, whose last sled worker thread is still letting go.
+fn open_sled(config: &sled::Config) -> Result<sled::Db, sled::Error> {
+    const TRIES: u32 = 100;
+    const PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+    let mut tries = 0;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(error))
+                if error.to_string().contains("could not acquire lock") && tries < TRIES =>
+            {
+                tries += 1;
+                std::thread::sleep(PAUSE);
+            }
+            opened => return opened,
+        }
+    }
 }
 
 fn read_batch(item: sled::Result<(sled::IVec, sled::IVec)>, expected: Option<Seq>) -> BatchRead {

@@ -67,6 +67,7 @@ impl Wal {
     pub fn start(
         db: sled::Db,
         log: sled::Tree,
+        events: sled::Tree,
         last_seq: Seq,
         options: WalOptions,
         hook: DurableHook,
@@ -95,6 +96,7 @@ impl Wal {
             shared: shared.clone(),
             db,
             log,
+            events,
             durability: options.durability,
             hook,
         };
@@ -278,6 +280,8 @@ struct Writer {
     shared: Arc<Shared>,
     db: sled::Db,
     log: sled::Tree,
+    /// The domain events of each batch, written with it and made durable by the same flush.
+    events: sled::Tree,
     durability: Durability,
     hook: DurableHook,
 }
@@ -324,6 +328,9 @@ impl Writer {
     fn write(&self, first_seq: Seq, batch: &Vec<Record>) -> Result<(), sled::Error> {
         let value = batch::encode(first_seq, batch);
         self.log.insert(batch::key(first_seq), value)?;
+        if let Some(events) = crate::events::batch_for(first_seq, batch) {
+            self.events.apply_batch(events)?;
+        }
         if self.durability == Durability::Fsync {
             self.db.flush()?;
         }

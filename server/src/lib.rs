@@ -4,6 +4,7 @@
 pub mod auth;
 mod json;
 pub mod mail;
+pub mod notifier;
 mod openapi;
 pub mod problem;
 mod routes;
@@ -78,8 +79,9 @@ struct Shared {
     stock_feed: Arc<stock_feed::StockFeed>,
     /// Tells background tasks the server is stopping.
     stopping: tokio::sync::watch::Sender<bool>,
-    /// The payment resolver, awaited when serving ends so it lets go of the engine.
-    resolver: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The payment resolver and the notifier, awaited when serving ends so they let go of
+    /// the engine.
+    background: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// What exists only once the engine is open.
@@ -105,7 +107,7 @@ impl AppState {
                 passwords: PasswordPool::new(workers, PASSWORD_QUEUE_MAX),
                 stock_feed: Arc::default(),
                 stopping: tokio::sync::watch::channel(false).0,
-                resolver: Default::default(),
+                background: Default::default(),
             }),
         }
     }
@@ -125,6 +127,11 @@ impl AppState {
             })
             .is_ok();
         if installed {
+            let notifier = tokio::spawn(notifier::run(
+                engine.clone(),
+                self.shared.mailer.clone(),
+                self.shared.stopping.subscribe(),
+            ));
             let mut stopping = self.shared.stopping.subscribe();
             let interval =
                 Duration::from_millis(self.shared.config.payment_resolve_interval_ms.max(1));
@@ -145,11 +152,11 @@ impl AppState {
                     }
                 }
             });
-            *self
-                .shared
-                .resolver
+            self.shared
+                .background
                 .lock()
-                .unwrap_or_else(|e| e.into_inner()) = Some(resolver);
+                .unwrap_or_else(|e| e.into_inner())
+                .extend([resolver, notifier]);
         }
         installed
     }
@@ -274,13 +281,10 @@ pub async fn serve(
     // Background work holds the engine; it ends before serving is over, so whoever closes the
     // engine next has it to themselves.
     let _ = shared.stopping.send(true);
-    let resolver = shared
-        .resolver
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
-    if let Some(resolver) = resolver {
-        let _ = resolver.await;
+    let background =
+        std::mem::take(&mut *shared.background.lock().unwrap_or_else(|e| e.into_inner()));
+    for task in background {
+        let _ = task.await;
     }
     Ok(())
 }

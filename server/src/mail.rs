@@ -107,6 +107,8 @@ pub enum MailError {
     QueueFull,
     /// `shutdown` was called; no more mail is taken.
     ShuttingDown,
+    /// [`Mailer::deliver`]: the relay (or the mail directory) did not take the mail.
+    NotDelivered { permanent: bool, reason: String },
 }
 
 impl fmt::Display for MailError {
@@ -126,6 +128,14 @@ impl fmt::Display for MailError {
             Self::NoRuntime => f.write_str("the mailer must be started inside a tokio runtime"),
             Self::QueueFull => write!(f, "mail queue full ({MAIL_QUEUE_MAX} waiting)"),
             Self::ShuttingDown => f.write_str("the mailer is shutting down"),
+            Self::NotDelivered { permanent, reason } => {
+                let kind = if *permanent {
+                    "refused"
+                } else {
+                    "not delivered"
+                };
+                write!(f, "mail {kind}: {reason}")
+            }
         }
     }
 }
@@ -147,6 +157,7 @@ pub struct Mailer {
 
 struct Inner {
     from: Mailbox,
+    delivery: Arc<Delivery>,
     queue: mpsc::Sender<Job>,
     stop: watch::Sender<bool>,
     drained: watch::Receiver<bool>,
@@ -201,8 +212,9 @@ impl Mailer {
         let (stop, stop_receiver) = watch::channel(false);
         let (drained_sender, drained) = watch::channel(false);
         let undelivered = Arc::new(AtomicUsize::new(0));
+        let delivery = Arc::new(delivery);
         runtime.spawn(sender::run(
-            Arc::new(delivery),
+            Arc::clone(&delivery),
             queue_receiver,
             stop_receiver,
             drained_sender,
@@ -211,6 +223,7 @@ impl Mailer {
         Ok(Mailer {
             inner: Arc::new(Inner {
                 from,
+                delivery,
                 queue,
                 stop,
                 drained,
@@ -222,7 +235,7 @@ impl Mailer {
 
     /// Queues a mail and returns at once: sending never blocks the request path.
     pub fn send(&self, mail: OutgoingMail) -> Result<(), MailError> {
-        let job = self.render(mail)?;
+        let job = self.render(mail, None)?;
         // Counted before the worker can see it, so the count never goes below zero.
         self.inner.undelivered.fetch_add(1, Ordering::Relaxed);
         self.inner.queue.try_send(job).map_err(|error| {
@@ -242,9 +255,24 @@ impl Mailer {
         })
     }
 
+    /// Delivers one mail now, once, and answers whether the relay (or the mail directory)
+    /// took it: for a caller that keeps its own durable progress and retries, like the
+    /// notifier. `message_key` becomes the Message-ID's local part (`<key@from-domain>`), so a
+    /// resend after a crash is recognisably the same message.
+    pub async fn deliver(&self, mail: OutgoingMail, message_key: &str) -> Result<(), MailError> {
+        let message_id = format!("<{message_key}@{}>", self.inner.from.email.domain());
+        let job = self.render(mail, Some(message_id))?;
+        sender::deliver_once(&self.inner.delivery, &job)
+            .await
+            .map_err(|failure| MailError::NotDelivered {
+                permanent: failure.permanent,
+                reason: failure.reason,
+            })
+    }
+
     /// Checks the recipient and renders the RFC 5322 message, so that every error a caller
     /// can fix surfaces synchronously, before anything is queued.
-    fn render(&self, mail: OutgoingMail) -> Result<Job, MailError> {
+    fn render(&self, mail: OutgoingMail, message_id: Option<String>) -> Result<Job, MailError> {
         let to: Mailbox = mail
             .to
             .parse()
@@ -261,7 +289,7 @@ impl Mailer {
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
         let message = self
-            .message_builder()
+            .message_builder(message_id)
             .to(to)
             .subject(subject.clone())
             .header(ContentType::TEXT_PLAIN)
@@ -295,14 +323,16 @@ impl Mailer {
         }
     }
 
-    fn message_builder(&self) -> MessageBuilder {
+    fn message_builder(&self, message_id: Option<String>) -> MessageBuilder {
         let from = &self.inner.from;
-        let message_id = format!(
-            "<{}.{:016x}@{}>",
-            unix_ms(),
-            rand::random::<u64>(),
-            from.email.domain()
-        );
+        let message_id = message_id.unwrap_or_else(|| {
+            format!(
+                "<{}.{:016x}@{}>",
+                unix_ms(),
+                rand::random::<u64>(),
+                from.email.domain()
+            )
+        });
         Message::builder()
             .from(from.clone())
             .message_id(Some(message_id))
@@ -463,10 +493,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let mailer = Mailer::start(files_config(dir.path().to_owned())).expect("mailer");
         let job = mailer
-            .render(OutgoingMail {
-                subject: "hi\r\nBcc: evil@example.com".to_owned(),
-                ..mail_to("a@example.com")
-            })
+            .render(
+                OutgoingMail {
+                    subject: "hi\r\nBcc: evil@example.com".to_owned(),
+                    ..mail_to("a@example.com")
+                },
+                None,
+            )
             .expect("rendered");
         let formatted = String::from_utf8(job.formatted.to_vec()).expect("utf-8");
         assert!(

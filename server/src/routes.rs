@@ -2,6 +2,7 @@
 
 mod accounts;
 mod catalog;
+mod events;
 mod ops;
 mod orders;
 mod session;
@@ -55,7 +56,8 @@ pub fn router(state: AppState) -> Router {
             "/api/v1",
             accounts::routes(state.clone())
                 .merge(catalog::routes())
-                .merge(orders::routes()),
+                .merge(orders::routes())
+                .merge(events::routes()),
         )
         .split_for_parts();
     Router::new()

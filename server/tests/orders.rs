@@ -13,7 +13,9 @@ use tempfile::TempDir;
 use allot_engine::clock::{parse_rfc3339, rfc3339};
 use allot_engine::password::hash_password;
 use allot_engine::{Email, ProductKind, SignupProfile};
+use allot_server::mail::MailTransportConfig;
 use support::app::{Answer, AppOptions, Client, TestApp};
+use support::smtp::{SmtpServer, body_text, header};
 
 const PASSWORD: &str = "Tr0ub4dor&3-horse";
 const ADMIN_EMAIL: &str = "admin@example.com";
@@ -66,6 +68,10 @@ impl Shop {
             payment_resolve_interval_ms: resolve_ms,
             ..AppOptions::files(dir.path())
         };
+        Shop::open_in(dir, options).await
+    }
+
+    async fn open_in(dir: TempDir, options: AppOptions) -> Shop {
         let app = TestApp::spawn(dir.path(), options).await;
         let hash = tokio::task::spawn_blocking(|| hash_password(PASSWORD))
             .await
@@ -1123,4 +1129,195 @@ async fn only_an_admin_moves_orders_and_lists_everyone_s() {
         "order_not_found",
     );
     shop.close().await;
+}
+
+// ----- the event stream and the notifier ---------------------------------------------------
+
+/// The order events of a page of GET /admin/events: (type, order id).
+fn order_events(page: &Answer) -> Vec<(String, String)> {
+    page.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["order_id"].is_string())
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_string(),
+                e["order_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_events_list_every_order_step_in_log_order() {
+    let mut shop = Shop::open().await;
+    let tote = shop
+        .app
+        .product("Canvas Tote", ProductKind::General, 39000, 5)
+        .await;
+    let shipped = paid_order(&mut shop.min_ji, "shipped", &[(&tote, 1)]).await;
+    assert_eq!(ship(&mut shop.admin, &shipped).await.status, 200);
+    let cancelled = id_of(&place_ok(&mut shop.ji_woo, "cancelled", &[(&tote, 1)]).await);
+    assert_eq!(cancel(&mut shop.ji_woo, &cancelled).await.status, 200);
+
+    let all = shop.admin.get("/admin/events?limit=1000").await;
+    assert_eq!(all.status, 200, "{:?}", all.body);
+    let event = |kind: &str, order: &str| (kind.to_string(), order.to_string());
+    assert_eq!(
+        order_events(&all),
+        vec![
+            event("OrderPlaced", &shipped),
+            event("PaymentRequested", &shipped),
+            event("OrderPaid", &shipped),
+            event("OrderShipped", &shipped),
+            event("OrderPlaced", &cancelled),
+            event("OrderCancelled", &cancelled),
+        ]
+    );
+    let items = all.body["items"].as_array().unwrap();
+    let seqs: Vec<u64> = items.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert_eq!(all.body["next_after"], json!(seqs.last().unwrap()));
+    let placed = items.iter().find(|e| e["type"] == "OrderPlaced").unwrap();
+    let me = shop.min_ji.get("/me").await;
+    assert_eq!(
+        placed["user_id"], me.body["user_id"],
+        "{placed:?} {:?}",
+        me.body
+    );
+    let own = order(&mut shop.min_ji, &shipped).await;
+    assert_eq!(placed["at"], own["created_at"]);
+    assert!(
+        items
+            .iter()
+            .any(|e| e["type"] == "ProductCreated" && e["product_id"] == json!(tote)),
+        "{items:?}"
+    );
+
+    // Reading on from an offset, a few at a time, gives the same events.
+    let mut after = 0;
+    let mut paged = Vec::new();
+    loop {
+        let page = shop
+            .admin
+            .get(&format!("/admin/events?after={after}&limit=2"))
+            .await;
+        assert_eq!(page.status, 200, "{:?}", page.body);
+        let got = page.body["items"].as_array().unwrap().clone();
+        assert!(got.len() <= 2);
+        if got.is_empty() {
+            assert_eq!(page.body["next_after"], json!(after));
+            break;
+        }
+        after = page.body["next_after"].as_u64().unwrap();
+        paged.extend(got);
+    }
+    assert_eq!(&paged, items);
+
+    for query in ["after=-1", "after=x", "limit=0", "limit=1001", "from=3"] {
+        let refused = shop.admin.get(&format!("/admin/events?{query}")).await;
+        assert_problem(&refused, 400, "invalid_query");
+    }
+    assert_problem(&shop.min_ji.get("/admin/events").await, 403, "forbidden");
+    let mut anonymous = shop.app.client();
+    assert_problem(
+        &anonymous.get("/admin/events").await,
+        401,
+        "unauthenticated",
+    );
+    shop.close().await;
+}
+
+/// Waits until `count` mails went to `to`; answers them.
+async fn wait_for_mails(smtp: &SmtpServer, to: &str, count: usize) -> Vec<String> {
+    let mut mails = Vec::new();
+    for _ in 0..count {
+        mails.push(
+            smtp.wait_for_mail_to(to, Duration::from_millis(SETTLE_WAIT_MS))
+                .await,
+        );
+    }
+    mails
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_are_mailed_once_on_paid_shipped_and_refunded_across_restarts() {
+    let smtp = SmtpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let options = |dir: &std::path::Path| AppOptions {
+        mail: MailTransportConfig::Smtp { url: smtp.url() },
+        ..AppOptions::files(dir)
+    };
+    let mut shop = Shop::open_in(dir, options(tempfile::tempdir().unwrap().path())).await;
+    let tote = shop
+        .app
+        .product("Canvas Tote", ProductKind::General, 39000, 5)
+        .await;
+
+    // Placed and never paid: no mail. Paid, shipped: one mail each. Paid and cancelled: paid,
+    // then refunded.
+    place_ok(&mut shop.min_ji, "unpaid", &[(&tote, 1)]).await;
+    let shipped = paid_order(&mut shop.min_ji, "shipped", &[(&tote, 1)]).await;
+    assert_eq!(ship(&mut shop.admin, &shipped).await.status, 200);
+    let refunded = paid_order(&mut shop.min_ji, "refunded", &[(&tote, 2)]).await;
+    assert_eq!(cancel(&mut shop.min_ji, &refunded).await.status, 200);
+    wait_for_refund(&mut shop.min_ji, &refunded).await;
+
+    let mails = wait_for_mails(&smtp, MIN_JI_EMAIL, 4).await;
+    let subjects: Vec<String> = mails
+        .iter()
+        .map(|m| header(m, "Subject").unwrap())
+        .collect();
+    assert_eq!(
+        subjects,
+        vec![
+            format!("Your order {shipped} is paid"),
+            format!("Your order {shipped} has shipped"),
+            format!("Your order {refunded} is paid"),
+            format!("Your refund for order {refunded}"),
+        ]
+    );
+    assert!(
+        body_text(&mails[0]).contains("1 x Canvas Tote"),
+        "{}",
+        mails[0]
+    );
+    assert!(
+        body_text(&mails[1]).contains("CJ, tracking number 123"),
+        "{}",
+        mails[1]
+    );
+    assert!(body_text(&mails[3]).contains("78000 KRW"), "{}", mails[3]);
+    let ids: Vec<String> = mails
+        .iter()
+        .map(|m| header(m, "Message-ID").unwrap())
+        .collect();
+    assert!(
+        ids.iter().all(|id| id.starts_with("<allot-event-")),
+        "{ids:?}"
+    );
+
+    // Restarted on the same directory, the notifier goes on from its durable offset: the next
+    // mail is the next event's, and nothing before it is mailed again.
+    let Shop { app, _dir: dir, .. } = shop;
+    app.stop().await;
+    let app = TestApp::spawn(dir.path(), options(dir.path())).await;
+    let mut min_ji = log_in(&app, MIN_JI_EMAIL).await;
+    let after_restart = paid_order(&mut min_ji, "after-restart", &[(&tote, 1)]).await;
+    let next = smtp
+        .wait_for_mail_to(MIN_JI_EMAIL, Duration::from_millis(SETTLE_WAIT_MS))
+        .await;
+    assert_eq!(
+        header(&next, "Subject").unwrap(),
+        format!("Your order {after_restart} is paid")
+    );
+    assert_eq!(smtp.all_mail().len(), 5, "a mail was sent twice");
+    let offset = app
+        .engine
+        .consumer_offset(allot_server::notifier::CONSUMER)
+        .unwrap();
+    let paid_seq = app.engine.events(0, 1000).unwrap().last().unwrap().seq;
+    assert!(offset >= paid_seq, "offset {offset} < {paid_seq}");
+    app.stop().await;
 }

@@ -32,10 +32,10 @@ pub(super) enum Delivery {
     Files(PathBuf),
 }
 
-struct Failure {
+pub(super) struct Failure {
     /// The relay refused for good (5xx): trying again would only repeat the refusal.
-    permanent: bool,
-    reason: String,
+    pub(super) permanent: bool,
+    pub(super) reason: String,
 }
 
 /// Runs until the queue is closed and empty: after `stop` turns true (or every `Mailer` is
@@ -117,7 +117,7 @@ fn retry_delay(attempt: u32) -> Duration {
     Duration::from_millis(delay_ms.min(RETRY_DELAY_MAX_MS))
 }
 
-async fn deliver_once(delivery: &Delivery, job: &Job) -> Result<(), Failure> {
+pub(super) async fn deliver_once(delivery: &Delivery, job: &Job) -> Result<(), Failure> {
     match delivery {
         Delivery::Smtp(transport) => {
             let attempt = transport.send_raw(&job.envelope, &job.formatted);

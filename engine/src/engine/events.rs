@@ -1,0 +1,64 @@
+//! Reading the domain events and keeping consumers' offsets (see `crate::events`).
+
+use crate::error::{EngineError, OpenError};
+use crate::events::{self, Event};
+use crate::record::Seq;
+
+use super::Engine;
+
+impl Engine {
+    /// Up to `limit` events after `after`, oldest first; only durable ones.
+    pub fn events(&self, after: Seq, limit: usize) -> Result<Vec<Event>, EngineError> {
+        let durable = self.durable_seq();
+        let limit = limit.min(events::PAGE_MAX);
+        let mut found = Vec::with_capacity(limit.min(64));
+        if after >= durable || limit == 0 {
+            return Ok(found);
+        }
+        let range = events::key(after + 1)..=events::key(durable);
+        for item in self.inner.store.events.range(range) {
+            let (key, value) = item.map_err(storage_error)?;
+            let event = events::decode(&key, &value).ok_or_else(|| {
+                OpenError::Corrupt(format!("the event stored under {key:?} cannot be decoded"))
+            })?;
+            found.push(event);
+            if found.len() == limit {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    /// The last event `consumer` has finished with (0 before its first).
+    pub fn consumer_offset(&self, consumer: &'static str) -> Result<Seq, EngineError> {
+        let stored = self
+            .inner
+            .store
+            .consumers
+            .get(consumer)
+            .map_err(storage_error)?;
+        Ok(stored
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map_or(0, Seq::from_be_bytes))
+    }
+
+    /// Records durably (flushed before it returns) that `consumer` has finished with every
+    /// event up to `seq`. Blocks on the disk.
+    pub fn save_consumer_offset(
+        &self,
+        consumer: &'static str,
+        seq: Seq,
+    ) -> Result<(), EngineError> {
+        let store = &self.inner.store;
+        store
+            .consumers
+            .insert(consumer, &seq.to_be_bytes())
+            .map_err(storage_error)?;
+        store.db.flush().map_err(storage_error)?;
+        Ok(())
+    }
+}
+
+fn storage_error(error: sled::Error) -> EngineError {
+    EngineError::Open(OpenError::Storage(error))
+}
