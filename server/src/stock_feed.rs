@@ -1,16 +1,24 @@
 //! The live stock feed behind `GET /products/{id}/stock/stream`.
 //!
 //! Purchases never pay for subscribers: nothing is added to the take path. One task polls the
-//! counter of each product that has subscribers (one atomic load) every `STOCK_FEED_TICK_MS`
-//! and publishes a change through a `watch` channel per product. A watch keeps only the latest
-//! value, so a burst of 10,000 purchases is coalesced and a slow subscriber gets the newest
-//! stock, never a backlog.
+//! counter of each product that has subscribers (one atomic load) every tick and publishes a
+//! change through a `watch` channel per product. A watch keeps only the latest value, so a
+//! burst of 10,000 purchases is coalesced and a slow subscriber gets the newest stock, never a
+//! backlog.
+//!
+//! The tick is `STOCK_FEED_TICK_MS` while few listen, and lengthens with the number of
+//! subscribers so that the server writes at most about `STOCK_FEED_EVENTS_PER_SEC_MAX` events
+//! per second in all (up to `STOCK_FEED_TICK_MAX_MS` between events): a crowd watching a drop
+//! gets its updates a little later instead of taking the CPU the purchases need.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::body::Bytes;
 use tokio::sync::watch;
 
 use allot_engine::{Engine, ProductId, ProductStatus, StockCounts};
@@ -20,16 +28,39 @@ use allot_engine::{Engine, ProductId, ProductStatus, StockCounts};
 /// socket write per subscriber, which is what competes with purchases for the CPU
 /// (benches/RESULTS.md, "stream subscribers").
 pub const STOCK_FEED_TICK_MS: u64 = 100;
+/// About how many events per second all subscribers together are sent at most.
+pub const STOCK_FEED_EVENTS_PER_SEC_MAX: u64 = 2_000;
+/// The longest tick, however many listen.
+pub const STOCK_FEED_TICK_MAX_MS: u64 = 1_000;
 
-/// What a subscriber is told, rendered once per change for every subscriber.
+/// The tick for `subscribers` listeners in all.
+pub fn tick_ms(subscribers: u64) -> u64 {
+    (subscribers * 1_000 / STOCK_FEED_EVENTS_PER_SEC_MAX)
+        .clamp(STOCK_FEED_TICK_MS, STOCK_FEED_TICK_MAX_MS)
+}
+
+/// How long a stream may stay silent before it is sent a comment, so proxies keep it open.
+/// The feed task beats every quiet channel, so no stream keeps a timer of its own.
+pub const STOCK_FEED_KEEP_ALIVE_MS: u64 = 15_000;
+
+/// What a subscriber is told, rendered once per change for every subscriber: the SSE frames
+/// are ready-made bytes that every stream only hands on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StockEvent {
     pub counts: StockCounts,
     pub status: ProductStatus,
     pub as_of_ms: u64,
-    /// The event's data: the JSON of `GET /products/{id}/stock`.
-    pub data: Arc<str>,
+    /// Counts the changes: a new value with the same `change` is a keep-alive beat.
+    pub change: u64,
+    /// `event: stock` with the JSON of `GET /products/{id}/stock` as its data.
+    pub stock_frame: Bytes,
+    /// The same data as `event: sale_opened` and `event: sale_closed`.
+    pub opened_frame: Bytes,
+    pub closed_frame: Bytes,
 }
+
+/// An SSE comment: keeps an idle stream open.
+pub const KEEP_ALIVE_FRAME: &[u8] = b":\n\n";
 
 /// A product's stock as `GET /products/{id}/stock` answers it and every stream event carries it.
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -56,21 +87,37 @@ impl StockJson {
 }
 
 impl StockEvent {
-    fn new(id: ProductId, counts: StockCounts, status: ProductStatus, as_of_ms: u64) -> Self {
+    pub(crate) fn new(
+        id: ProductId,
+        counts: StockCounts,
+        status: ProductStatus,
+        as_of_ms: u64,
+        change: u64,
+    ) -> Self {
         let data = serde_json::to_string(&StockJson::new(id, counts, status, as_of_ms))
             .unwrap_or_default();
+        let frame = |event: &str| Bytes::from(format!("event: {event}\ndata: {data}\n\n"));
         Self {
             counts,
             status,
             as_of_ms,
-            data: data.into(),
+            change,
+            stock_frame: frame("stock"),
+            opened_frame: frame("sale_opened"),
+            closed_frame: frame("sale_closed"),
         }
     }
 }
 
+struct Channel {
+    sender: watch::Sender<StockEvent>,
+    /// When its subscribers were last sent anything (a change or a beat).
+    last_sent: Instant,
+}
+
 #[derive(Default)]
 pub struct StockFeed {
-    channels: Mutex<HashMap<ProductId, watch::Sender<StockEvent>>>,
+    channels: Mutex<HashMap<ProductId, Channel>>,
     closed: std::sync::atomic::AtomicBool,
     started: std::sync::OnceLock<()>,
 }
@@ -95,10 +142,11 @@ impl StockFeed {
         if self.closed.load(std::sync::atomic::Ordering::Acquire) {
             return None;
         }
-        let sender = channels
-            .entry(id)
-            .or_insert_with(|| watch::channel(StockEvent::new(id, counts, status, as_of_ms)).0);
-        Some(sender.subscribe())
+        let channel = channels.entry(id).or_insert_with(|| Channel {
+            sender: watch::channel(StockEvent::new(id, counts, status, as_of_ms, 0)).0,
+            last_sent: Instant::now(),
+        });
+        Some(channel.sender.subscribe())
     }
 
     /// Ends every stream (their senders are dropped) and refuses new ones: a graceful stop
@@ -113,27 +161,53 @@ impl StockFeed {
     }
 
     async fn run(self: Arc<Self>, engine: Engine) {
-        let mut tick = tokio::time::interval(Duration::from_millis(STOCK_FEED_TICK_MS));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut tick = STOCK_FEED_TICK_MS;
         while !self.closed.load(std::sync::atomic::Ordering::Acquire) {
-            tick.tick().await;
+            tokio::time::sleep(Duration::from_millis(tick)).await;
+            let mut subscribers = 0;
             let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-            channels.retain(|id, sender| {
-                if sender.receiver_count() == 0 {
+            let now = Instant::now();
+            let keep_alive = Duration::from_millis(STOCK_FEED_KEEP_ALIVE_MS);
+            channels.retain(|id, channel| {
+                let listening = channel.sender.receiver_count() as u64;
+                if listening == 0 {
                     return false;
                 }
+                subscribers += listening;
                 let Some((counts, status, as_of_ms)) = engine.stock_status(*id) else {
                     return false;
                 };
-                sender.send_if_modified(|last| {
-                    let changed = last.counts != counts || last.status != status;
-                    if changed {
-                        *last = StockEvent::new(*id, counts, status, as_of_ms);
+                let beat = now.duration_since(channel.last_sent) >= keep_alive;
+                let sent = channel.sender.send_if_modified(|last| {
+                    if last.counts != counts || last.status != status {
+                        *last = StockEvent::new(*id, counts, status, as_of_ms, last.change + 1);
+                        true
+                    } else {
+                        beat
                     }
-                    changed
                 });
+                if sent {
+                    channel.last_sent = now;
+                }
                 true
             });
+            drop(channels);
+            tick = tick_ms(subscribers);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tick_lengthens_with_the_crowd_within_its_bounds() {
+        assert_eq!(tick_ms(0), STOCK_FEED_TICK_MS);
+        assert_eq!(tick_ms(1), STOCK_FEED_TICK_MS);
+        assert_eq!(tick_ms(200), STOCK_FEED_TICK_MS);
+        assert_eq!(tick_ms(1_000), 500);
+        assert_eq!(tick_ms(2_000), STOCK_FEED_TICK_MAX_MS);
+        assert_eq!(tick_ms(1_000_000), STOCK_FEED_TICK_MAX_MS);
     }
 }

@@ -1,13 +1,12 @@
 //! The catalog (public reads with live stock), its administration, and the caller's wishlist.
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::Json;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::Stream;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -22,7 +21,7 @@ use allot_engine::{
 
 use super::{Admin, Authenticated};
 use crate::json::{ApiJson, ApiQuery};
-use crate::stock_feed::{StockEvent, StockJson};
+use crate::stock_feed::{KEEP_ALIVE_FRAME, StockEvent, StockJson};
 use crate::{AppState, Problem, Ready};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -201,12 +200,10 @@ async fn get_stock(
     Ok(Json(StockJson::of(&view)))
 }
 
-/// How often an idle stream sends a comment so proxies keep it open.
-const STREAM_KEEP_ALIVE_MS: u64 = 15_000;
-
 /// Server-Sent Events: a `stock` event (the shape of GET /stock) at once and on every change of
 /// the stock, coalesced (a slow client gets the latest value, never a backlog); `sale_opened`
-/// and `sale_closed` when the sale window opens or closes.
+/// and `sale_closed` when the sale window opens or closes; a comment when it has been quiet
+/// for a while, so proxies keep the stream open.
 #[utoipa::path(get, path = "/products/{id}/stock/stream", tag = "catalog",
     params(("id" = String, Path)),
     responses(
@@ -217,7 +214,7 @@ async fn stream_stock(
     State(state): State<AppState>,
     Ready(engine): Ready,
     Path(id): Path<String>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
+) -> Result<Response, Problem> {
     let id = product_id(&id)?;
     let mut updates = state
         .shared
@@ -225,9 +222,10 @@ async fn stream_stock(
         .subscribe(&engine, id)
         .ok_or(EngineError::ProductNotFound(id))?;
     let first = updates.borrow_and_update().clone();
-    let stream = futures_util::stream::unfold(
-        (updates, None::<ProductStatus>, Some(first)),
-        move |(mut updates, last_status, pending)| async move {
+    // Each item hands on frames the feed rendered once for every subscriber.
+    let frames = futures_util::stream::unfold(
+        (updates, None::<StockEvent>, Some(first)),
+        |(mut updates, last, pending)| async move {
             let now = match pending {
                 Some(event) => event,
                 None => {
@@ -235,30 +233,41 @@ async fn stream_stock(
                     updates.borrow_and_update().clone()
                 }
             };
-            let events = stream_events(last_status, &now);
-            Some((events, (updates, Some(now.status), None)))
+            let frames = stream_frames(last.as_ref(), &now);
+            Some((frames, (updates, Some(now), None)))
         },
     )
     .flat_map(futures_util::stream::iter)
-    .map(Ok);
-    Ok(Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(Duration::from_millis(STREAM_KEEP_ALIVE_MS))))
+    .map(Ok::<_, Infallible>);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(frames),
+    )
+        .into_response())
 }
 
-fn stream_events(last: Option<ProductStatus>, now: &StockEvent) -> Vec<Event> {
-    let data: &str = &now.data;
-    let mut events = Vec::with_capacity(2);
-    let opened = last == Some(ProductStatus::Upcoming) && now.status != ProductStatus::Upcoming;
-    let closed =
-        last.is_some_and(|s| s != ProductStatus::Closed) && now.status == ProductStatus::Closed;
+/// The frames for a new value of the feed after `last` (None: the stream's first).
+fn stream_frames(last: Option<&StockEvent>, now: &StockEvent) -> Vec<Bytes> {
+    if last.is_some_and(|last| last.change == now.change) {
+        return vec![Bytes::from_static(KEEP_ALIVE_FRAME)];
+    }
+    let last_status = last.map(|l| l.status);
+    let mut frames = Vec::with_capacity(2);
+    let opened =
+        last_status == Some(ProductStatus::Upcoming) && now.status != ProductStatus::Upcoming;
+    let closed = last_status.is_some_and(|s| s != ProductStatus::Closed)
+        && now.status == ProductStatus::Closed;
     if opened {
-        events.push(Event::default().event("sale_opened").data(data));
+        frames.push(now.opened_frame.clone());
     }
     if closed {
-        events.push(Event::default().event("sale_closed").data(data));
+        frames.push(now.closed_frame.clone());
     }
-    events.push(Event::default().event("stock").data(data));
-    events
+    frames.push(now.stock_frame.clone());
+    frames
 }
 
 // ----- administration ----------------------------------------------------------------------
@@ -542,4 +551,53 @@ async fn delete_wishlist_item(
         ticket.durable().await?;
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use allot_engine::{ProductId, StockCounts};
+
+    use super::*;
+
+    fn event(status: ProductStatus, available: u32, change: u64) -> StockEvent {
+        let counts = StockCounts {
+            available,
+            reserved: 0,
+            sold: 0,
+        };
+        StockEvent::new(ProductId(3), counts, status, 1_800_000_000_000, change)
+    }
+
+    fn text(frames: &[Bytes]) -> Vec<String> {
+        frames
+            .iter()
+            .map(|f| String::from_utf8(f.to_vec()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn frames_announce_changes_openings_closings_and_keep_quiet_streams_alive() {
+        let upcoming = event(ProductStatus::Upcoming, 5, 0);
+        let first = text(&stream_frames(None, &upcoming));
+        assert_eq!(first.len(), 1);
+        assert!(
+            first[0].starts_with("event: stock\ndata: {\"product_id\":\"prd_3\",\"remaining\":5,"),
+            "{first:?}"
+        );
+        assert!(first[0].ends_with("}\n\n"), "{first:?}");
+
+        let beat = text(&stream_frames(Some(&upcoming), &upcoming));
+        assert_eq!(beat, vec![":\n\n"]);
+
+        let on_sale = event(ProductStatus::OnSale, 5, 1);
+        let opened = text(&stream_frames(Some(&upcoming), &on_sale));
+        assert_eq!(opened.len(), 2);
+        assert!(opened[0].starts_with("event: sale_opened\n"), "{opened:?}");
+        assert!(opened[1].starts_with("event: stock\n"), "{opened:?}");
+
+        let closed = event(ProductStatus::Closed, 4, 2);
+        let frames = text(&stream_frames(Some(&on_sale), &closed));
+        assert!(frames[0].starts_with("event: sale_closed\n"), "{frames:?}");
+        assert!(frames[1].contains("\"remaining\":4"), "{frames:?}");
+    }
 }
