@@ -101,8 +101,19 @@ impl Engine {
     /// and due refunds are made. Answers how many orders it settled. Blocks.
     pub fn resolve_payments(&self, payments: &Payments) -> usize {
         let mut settled = 0;
-        for order in self.inner.state.orders_to_settle() {
-            if payments.live.lock().contains(&order.id) {
+        for listed in self.inner.state.orders_to_settle() {
+            if payments.live.lock().contains(&listed.id) {
+                continue;
+            }
+            // Read again: a live payment may have settled it since the list was taken (and
+            // a new one cannot start while an attempt is in flight).
+            let Some(order) = self.order(listed.id) else {
+                continue;
+            };
+            let unanswered = order.payment_in_flight.is_some()
+                && order.payment_in_flight == listed.payment_in_flight;
+            let refund_owed = order.refund_due && !order.refunded;
+            if !unanswered && !refund_owed {
                 continue;
             }
             let result = if let Some(attempt) = order.payment_in_flight {
