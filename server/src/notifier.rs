@@ -158,7 +158,13 @@ async fn deliver(
 ) -> bool {
     let mut delay = RETRY_FIRST_MS;
     loop {
-        match mailer.deliver(mail.clone(), key).await {
+        // A relay that hangs must not hold up the server's stop: the mail is sent again on
+        // the next start (the offset has not moved).
+        let attempt = tokio::select! {
+            attempt = mailer.deliver(mail.clone(), key) => attempt,
+            _ = stopping.wait_for(|stop| *stop) => return false,
+        };
+        match attempt {
             Ok(()) => return true,
             Err(MailError::NotDelivered {
                 permanent: false,

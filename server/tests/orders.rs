@@ -1321,3 +1321,60 @@ async fn customers_are_mailed_once_on_paid_shipped_and_refunded_across_restarts(
     assert!(offset >= paid_seq, "offset {offset} < {paid_seq}");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_order_is_mailed_once_the_relay_is_back() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let options = AppOptions {
+        mail: MailTransportConfig::Smtp {
+            url: format!("smtp://127.0.0.1:{port}"),
+        },
+        ..AppOptions::files(dir.path())
+    };
+    let mut shop = Shop::open_in(dir, options).await;
+    let tote = shop
+        .app
+        .product("Canvas Tote", ProductKind::General, 39000, 5)
+        .await;
+    let paid = paid_order(&mut shop.min_ji, "paid", &[(&tote, 1)]).await;
+
+    // The relay is down: the notifier keeps the event and tries again until it is up.
+    let offset = || {
+        shop.app
+            .engine
+            .consumer_offset(allot_server::notifier::CONSUMER)
+            .unwrap()
+    };
+    let paid_seq = shop
+        .app
+        .engine
+        .events(0, 1000)
+        .unwrap()
+        .iter()
+        .find(|e| e.kind == allot_engine::events::EventKind::OrderPaid)
+        .unwrap()
+        .seq;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(offset() < paid_seq, "the offset moved past an unsent mail");
+    let smtp = tokio::task::spawn_blocking(move || SmtpServer::start_on_port(port))
+        .await
+        .expect("SMTP server starts");
+    let mail = smtp
+        .wait_for_mail_to(MIN_JI_EMAIL, Duration::from_millis(SETTLE_WAIT_MS))
+        .await;
+    assert_eq!(
+        header(&mail, "Subject").unwrap(),
+        format!("Your order {paid} is paid")
+    );
+    let deadline = Instant::now() + Duration::from_millis(SETTLE_WAIT_MS);
+    while offset() < paid_seq {
+        assert!(Instant::now() < deadline, "the offset did not move on");
+        tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
+    }
+    assert_eq!(smtp.all_mail().len(), 1);
+    shop.close().await;
+}
