@@ -530,3 +530,42 @@ fn an_order_a_millisecond_before_the_opening_is_refused_and_one_at_it_succeeds()
     // read once at start and advanced by the monotonic clock, so a host whose wall clock is set
     // back cannot reopen a closed sale.
 }
+
+#[test]
+fn a_certain_refusal_is_found_without_placing_and_never_for_a_key_used_before() {
+    let shop = shop();
+    let tote = product(&shop, "Tote", 1_000, 2, Some(1));
+    let refusal = |user: u64, key: &str, quantity: u32| {
+        shop.engine
+            .certain_refusal(UserId(user), key, &[line(tote, quantity)])
+    };
+    assert!(refusal(1, "a", 1).is_none());
+    place(&shop, 1, "a", &[line(tote, 1)]).unwrap();
+    // The limit is used up: refused before anything is taken, as the placement would be.
+    assert!(matches!(
+        refusal(1, "b", 1),
+        Some(EngineError::PurchaseLimitExceeded { limit: 1 })
+    ));
+    assert!(matches!(
+        place(&shop, 1, "b", &[line(tote, 1)]),
+        Err(EngineError::PurchaseLimitExceeded { limit: 1 })
+    ));
+    place(&shop, 2, "c", &[line(tote, 1)]).unwrap();
+    assert!(matches!(
+        refusal(3, "d", 1),
+        Some(EngineError::SoldOut { available: 0 })
+    ));
+    assert!(matches!(
+        refusal(3, "d", 0),
+        Some(EngineError::InvalidQuantity { .. })
+    ));
+    assert!(matches!(
+        shop.engine
+            .certain_refusal(UserId(3), "e", &[line(ProductId(99), 1)]),
+        Some(EngineError::ProductNotFound(ProductId(99)))
+    ));
+    // Sold out, but a key used before answers its order again: no refusal here.
+    assert!(refusal(1, "a", 1).is_none());
+    assert!(refusal(2, "c", 1).is_none());
+    assert_eq!(stock(&shop, tote), counts(0, 2, 0));
+}

@@ -37,10 +37,7 @@ impl Engine {
             ));
         }
         let keys = self.keys();
-        let mut scoped = user.to_string().into_bytes();
-        scoped.push(0);
-        scoped.extend_from_slice(idempotency_key.as_bytes());
-        let idempotency = keys.secret_hash(IDEMPOTENCY_PURPOSE, &scoped);
+        let idempotency = self.idempotency_hash(user, idempotency_key);
         let request = keys.secret_hash(REQUEST_PURPOSE, request);
         let id = self.inner.state.allocate_order_id();
         let shipping_address =
@@ -60,6 +57,33 @@ impl Engine {
             self.now_ms(),
             &|r| wal.append(r),
         )
+    }
+
+    /// A refusal `place_order` would certainly give right now, found without the cost of a
+    /// placement (no hashing of the request, no sealing of the address, nothing taken): for
+    /// the crowd that keeps asking after a drop sold out. `None` if the placement may succeed,
+    /// and always for a key used before, whose order is answered again whatever the stock.
+    pub fn certain_refusal(
+        &self,
+        user: UserId,
+        idempotency_key: &str,
+        lines: &[LineRequest],
+    ) -> Option<EngineError> {
+        if idempotency_key.is_empty() || idempotency_key.len() > IDEMPOTENCY_KEY_BYTES_MAX {
+            return None;
+        }
+        let state = &self.inner.state;
+        if state.idempotency_key_seen(&self.idempotency_hash(user, idempotency_key)) {
+            return None;
+        }
+        state.certain_refusal(user, lines, self.now_ms())
+    }
+
+    fn idempotency_hash(&self, user: UserId, idempotency_key: &str) -> crate::record::Digest {
+        let mut scoped = user.to_string().into_bytes();
+        scoped.push(0);
+        scoped.extend_from_slice(idempotency_key.as_bytes());
+        self.keys().secret_hash(IDEMPOTENCY_PURPOSE, &scoped)
     }
 
     /// Starts a payment attempt; ask the provider only once the ticket is durable, with

@@ -107,6 +107,49 @@ impl State {
         Ok(Placement::Placed(order, ticket))
     }
 
+    /// A refusal that placing `lines` for `user` would certainly give right now, read without
+    /// taking anything: a product that does not exist, a sale that is not open, a purchase
+    /// limit already used up, or too few units left. `None` when the placement may succeed
+    /// (it alone decides). Refusing here is the same as a take refused at this moment, so a
+    /// crowd hitting a sold-out drop is answered without the cost of a placement.
+    pub fn certain_refusal(
+        &self,
+        user: UserId,
+        lines: &[LineRequest],
+        now_ms: Millis,
+    ) -> Option<EngineError> {
+        if let Err(error) = validate_lines(lines) {
+            return Some(error);
+        }
+        for line in lines {
+            let Some(product) = self.catalog.get(line.product) else {
+                return Some(EngineError::ProductNotFound(line.product));
+            };
+            if let Err(error) = product.check_sale_open(now_ms) {
+                return Some(error);
+            }
+            let entry = self.skus.get(&product.sku())?;
+            if let Some(limit) = entry.per_user_limit
+                && self
+                    .held_by(user, product.sku())
+                    .saturating_add(line.quantity)
+                    > limit
+            {
+                return Some(EngineError::PurchaseLimitExceeded { limit });
+            }
+            let available = entry.counter.load().available;
+            if available < line.quantity {
+                return Some(EngineError::SoldOut { available });
+            }
+        }
+        None
+    }
+
+    /// Whether an Idempotency-Key (as its keyed hash) was used before.
+    pub fn idempotency_key_seen(&self, idempotency: &Digest) -> bool {
+        self.idempotency.contains_key(idempotency)
+    }
+
     pub fn allocate_order_id(&self) -> OrderId {
         OrderId(self.next_order.fetch_add(1, Ordering::AcqRel))
     }

@@ -3,7 +3,9 @@
 //! The signer takes the time from its caller instead of the system clock, so tests can move time
 //! and every expiry decision is made against the same clock as the rest of the request.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Mutex;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -29,7 +31,16 @@ pub struct TokenSigner {
     encoding_key: EncodingKey,
     decoding_key: DecodingKey,
     validation: Validation,
+    /// Tokens whose signature and claims were checked, by their exact text, with what they
+    /// said: a token is immutable, so checking its HS512 signature (SHA-512, in software
+    /// here) again on every request of a drop would only cost time. Expiry is checked on
+    /// every use; revocation and the account are the caller's checks, made every time.
+    verified: Mutex<HashMap<Box<str>, AccessClaims>>,
 }
+
+/// Most verified tokens remembered; past it the memory starts over (each token is then
+/// verified once more).
+pub const VERIFIED_TOKENS_MAX: usize = 100_000;
 
 /// A freshly signed access token.
 #[derive(Clone)]
@@ -96,6 +107,7 @@ impl TokenSigner {
             encoding_key: EncodingKey::from_secret(key),
             decoding_key: DecodingKey::from_secret(key),
             validation,
+            verified: Mutex::new(HashMap::new()),
         }
     }
 
@@ -132,6 +144,30 @@ impl TokenSigner {
         if token.len() > ACCESS_TOKEN_BYTES_MAX {
             return Err(TokenRejected);
         }
+        let remembered = self.remembered().get(token).cloned();
+        if let Some(claims) = remembered {
+            return if now_ms < claims.expires_ms {
+                Ok(claims)
+            } else {
+                self.remembered().remove(token);
+                Err(TokenRejected)
+            };
+        }
+        let claims = self.check(token, now_ms)?;
+        let mut remembered = self.remembered();
+        if remembered.len() >= VERIFIED_TOKENS_MAX {
+            remembered.clear();
+        }
+        remembered.insert(token.into(), claims.clone());
+        Ok(claims)
+    }
+
+    fn remembered(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, AccessClaims>> {
+        self.verified.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The full check of a token not seen before.
+    fn check(&self, token: &str, now_ms: u64) -> Result<AccessClaims, TokenRejected> {
         let data = jsonwebtoken::decode::<WireClaims>(token, &self.decoding_key, &self.validation)
             .map_err(|_| TokenRejected)?;
         // We never set `crit`; a token that asks for extensions we do not understand is not ours.
@@ -250,6 +286,33 @@ mod tests {
         assert_eq!(payload["iss"], "allot");
         assert_eq!(payload["aud"], "allot");
         assert_eq!(payload["iat"], NOW_MS / 1000);
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires_and_a_tampered_one_is_not_remembered() {
+        let signer = signer();
+        let issued = signer.issue(UserId(42), Role::Customer, NOW_MS);
+        for _ in 0..3 {
+            let claims = signer.verify(&issued.token, NOW_MS).expect("verifies");
+            assert_eq!(claims.user, UserId(42));
+        }
+        assert!(signer.verify(&issued.token, issued.expires_ms - 1).is_ok());
+        assert!(signer.verify(&issued.token, issued.expires_ms).is_err());
+        assert!(
+            signer.verify(&issued.token, NOW_MS).is_ok(),
+            "checked afresh"
+        );
+
+        // Another signature over the same claims is another text: checked in full, refused.
+        let mut parts: Vec<String> = issued.token.split('.').map(str::to_owned).collect();
+        parts[2] = URL_SAFE_NO_PAD.encode([7u8; 64]);
+        assert!(signer.verify(&parts.join("."), NOW_MS).is_err());
+        // Verified by another signer (another key): not this signer's memory.
+        assert!(
+            TokenSigner::new(&key(8))
+                .verify(&issued.token, NOW_MS)
+                .is_err()
+        );
     }
 
     #[test]

@@ -279,6 +279,11 @@ async fn place_order(
             quantity: item.quantity,
         });
     }
+    // Once a drop is sold out nearly every attempt is refused: answer those before the cost
+    // of a placement. A key used before always goes on, to answer its order again.
+    if let Some(refusal) = engine.certain_refusal(caller.user, &key, &lines) {
+        return Err(refusal.into());
+    }
     // The request as parsed, re-serialised: the same body in another spelling is the same.
     let fingerprint = serde_json::to_vec(&body).unwrap_or_default();
     let address = serde_json::to_string(&body.shipping_address).unwrap_or_default();
