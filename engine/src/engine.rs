@@ -368,16 +368,21 @@ impl Drop for Inner {
 
 fn release_expired(state: &State, wal: &Wal, now_ms: Millis) -> usize {
     let mut released = 0;
-    for id in state.pop_expired(now_ms) {
-        if wal.wait_for_room().is_err() {
-            break;
-        }
-        match state.release(id, ReleaseReason::Expired, |r| wal.append(r)) {
+    let due = state.pop_expired(now_ms);
+    for (at, &id) in due.iter().enumerate() {
+        let result = wal
+            .wait_for_room()
+            .and_then(|()| state.release(id, ReleaseReason::Expired, |r| wal.append(r)));
+        match result {
             Ok(_ticket) => released += 1,
             // Committed or released meanwhile: nothing to expire.
             Err(EngineError::ReservationNotActive { .. }) => {}
             Err(error) => {
+                // The log refuses writes for now: what is left stays due, for the next look.
                 tracing::warn!(%error, reservation = %id, "expiry not logged");
+                for &id in &due[at..] {
+                    state.recheck_reservation_later(id, now_ms);
+                }
                 break;
             }
         }
@@ -387,11 +392,12 @@ fn release_expired(state: &State, wal: &Wal, now_ms: Millis) -> usize {
 
 fn expire_due_orders(state: &State, wal: &Wal, now_ms: Millis) -> usize {
     let mut expired = 0;
-    for id in state.due_orders(now_ms) {
-        if wal.wait_for_room().is_err() {
-            break;
-        }
-        match state.expire_order(id, now_ms, &|r| wal.append(r)) {
+    let due = state.due_orders(now_ms);
+    for (at, &id) in due.iter().enumerate() {
+        let result = wal
+            .wait_for_room()
+            .and_then(|()| state.expire_order(id, now_ms, &|r| wal.append(r)));
+        match result {
             Ok(_ticket) => expired += 1,
             // A payment answer is awaited: look again shortly; the answer decides.
             Err(EngineError::PaymentInProgress) => {
@@ -400,7 +406,11 @@ fn expire_due_orders(state: &State, wal: &Wal, now_ms: Millis) -> usize {
             // Paid, cancelled or expired meanwhile.
             Err(EngineError::OrderStateConflict(_) | EngineError::OrderNotFound(_)) => {}
             Err(error) => {
+                // The log refuses writes for now: what is left stays due, for the next look.
                 tracing::warn!(%error, order = %id, "expiry not logged");
+                for &id in &due[at..] {
+                    state.recheck_order_later(id, now_ms);
+                }
                 break;
             }
         }

@@ -579,6 +579,12 @@ impl State {
         due
     }
 
+    /// Puts a reservation back in the expiry index, due at `at_ms` (its expiry could not be
+    /// logged yet).
+    pub fn recheck_reservation_later(&self, id: ReservationId, at_ms: Millis) {
+        self.deadlines.lock().insert((at_ms, id));
+    }
+
     /// The soonest deadline still in the expiry index.
     pub fn next_deadline(&self) -> Option<Millis> {
         self.deadlines.lock().first().map(|&(deadline, _)| deadline)
