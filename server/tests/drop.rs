@@ -19,19 +19,14 @@ use serde_json::{Value, json};
 use tokio::sync::{Barrier, Semaphore, watch};
 use tokio::task::JoinSet;
 
+use allot_engine::Email;
 use allot_engine::clock::rfc3339;
 use allot_engine::password::hash_password;
-use allot_engine::{Email, Engine, SignupProfile};
 use support::app::{Answer, AppOptions, Client, TestApp};
-
-const PASSWORD: &str = "Tr0ub4dor&3-horse";
-const ADMIN_EMAIL: &str = "admin@example.com";
-
-const CARD_APPROVED: &str = "4242 4242 4242 4242";
-const CARD_DECLINED: &str = "4000 0000 0000 0002";
-const CARD_LIMIT_EXCEEDED: &str = "4000 0000 0000 9995";
-const CARD_TIMEOUT_NOT_CHARGED: &str = "4000 0000 0000 0119";
-const CARD_TIMEOUT_CHARGED: &str = "4000 0000 0000 0259";
+use support::shop::{
+    ADMIN_EMAIL, CARD_APPROVED, CARD_DECLINED, CARD_LIMIT_EXCEEDED, CARD_TIMEOUT_CHARGED,
+    CARD_TIMEOUT_NOT_CHARGED, PASSWORD, create_customer, log_in, pay,
+};
 
 const STOCK_TOTAL: u64 = 50;
 const STOCK_UNITS: usize = STOCK_TOTAL as usize;
@@ -733,7 +728,8 @@ async fn sign_up_customers(app: &TestApp, hash: &str) -> Vec<Client> {
         let (engine, hash, signups) = (app.engine.clone(), hash.to_string(), signups.clone());
         accounts.spawn(async move {
             let _permit = signups.acquire_owned().await.unwrap();
-            create_customer(&engine, &email_of(user), &hash).await;
+            let email = email_of(user);
+            create_customer(&engine, &email, &email, &hash).await;
         });
     }
     while let Some(created) = accounts.join_next().await {
@@ -756,31 +752,6 @@ async fn sign_up_customers(app: &TestApp, hash: &str) -> Vec<Client> {
     clients.into_iter().map(Option::unwrap).collect()
 }
 
-async fn create_customer(engine: &Engine, email: &str, hash: &str) {
-    let parsed = Email::parse(email).unwrap();
-    let (code, ticket) = engine.request_verification(&parsed).unwrap();
-    ticket.durable().await.unwrap();
-    let (token, ticket) = engine.confirm_verification(&parsed, &code).unwrap();
-    ticket.durable().await.unwrap();
-    let profile = SignupProfile {
-        name: email.into(),
-        ..SignupProfile::default()
-    };
-    let (_, ticket) = engine.register(&token, hash.to_string(), profile).unwrap();
-    ticket.durable().await.unwrap();
-}
-
-async fn log_in(mut client: Client, email: &str) -> Client {
-    let logged = client
-        .post(
-            "/auth/login",
-            json!({ "email": email, "password": PASSWORD }),
-        )
-        .await;
-    assert_eq!(logged.status, 200, "{email}: {:?}", logged.body);
-    client
-}
-
 // ----- requests ----------------------------------------------------------------------------
 
 /// One unit of `product`, shipped to Seoul.
@@ -798,15 +769,6 @@ async fn place(client: &mut Client, key: &str, product: &str) -> Answer {
     });
     client
         .post_with("/orders", &[("Idempotency-Key", key)], body)
-        .await
-}
-
-async fn pay(client: &mut Client, order: &str, card_number: &str) -> Answer {
-    client
-        .post(
-            &format!("/orders/{order}/payment"),
-            json!({ "card_number": card_number, "expiry": "12/30", "cvc": "123" }),
-        )
         .await
 }
 

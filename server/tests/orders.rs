@@ -12,21 +12,17 @@ use tempfile::TempDir;
 
 use allot_engine::clock::{parse_rfc3339, rfc3339};
 use allot_engine::password::hash_password;
-use allot_engine::{Email, ProductKind, SignupProfile};
+use allot_engine::{Email, ProductKind};
 use allot_server::mail::MailTransportConfig;
 use support::app::{Answer, AppOptions, Client, TestApp};
+use support::shop::{
+    self, ADMIN_EMAIL, CARD_APPROVED, CARD_DECLINED, CARD_LIMIT_EXCEEDED, CARD_TIMEOUT_CHARGED,
+    CARD_TIMEOUT_NOT_CHARGED, PASSWORD, pay, pay_with,
+};
 use support::smtp::{SmtpServer, body_text, header};
 
-const PASSWORD: &str = "Tr0ub4dor&3-horse";
-const ADMIN_EMAIL: &str = "admin@example.com";
 const MIN_JI_EMAIL: &str = "min-ji.kim@example.com";
 const JI_WOO_EMAIL: &str = "ji-woo.park@example.com";
-
-const CARD_APPROVED: &str = "4242 4242 4242 4242";
-const CARD_DECLINED: &str = "4000 0000 0000 0002";
-const CARD_LIMIT_EXCEEDED: &str = "4000 0000 0000 9995";
-const CARD_TIMEOUT_NOT_CHARGED: &str = "4000 0000 0000 0119";
-const CARD_TIMEOUT_CHARGED: &str = "4000 0000 0000 0259";
 
 const MINUTE_MS: u64 = 60_000;
 const HOUR_MS: u64 = 3_600_000;
@@ -126,33 +122,12 @@ impl Shop {
 }
 
 async fn log_in(app: &TestApp, email: &str) -> Client {
-    let mut client = app.client();
-    let logged = client
-        .post(
-            "/auth/login",
-            json!({ "email": email, "password": PASSWORD }),
-        )
-        .await;
-    assert_eq!(logged.status, 200, "{:?}", logged.body);
-    client
+    shop::log_in(app.client(), email).await
 }
 
-/// A customer signed up through the engine (the mail round trip is the accounts tests' job).
+/// A verified customer, logged in.
 async fn customer(app: &TestApp, email: &str, name: &str, hash: &str) -> Client {
-    let parsed = Email::parse(email).unwrap();
-    let (code, ticket) = app.engine.request_verification(&parsed).unwrap();
-    ticket.durable().await.unwrap();
-    let (token, ticket) = app.engine.confirm_verification(&parsed, &code).unwrap();
-    ticket.durable().await.unwrap();
-    let profile = SignupProfile {
-        name: name.into(),
-        ..SignupProfile::default()
-    };
-    let (_, ticket) = app
-        .engine
-        .register(&token, hash.to_string(), profile)
-        .unwrap();
-    ticket.durable().await.unwrap();
+    shop::create_customer(&app.engine, email, name, hash).await;
     log_in(app, email).await
 }
 
@@ -195,25 +170,6 @@ async fn place_ok<P: AsRef<str>>(client: &mut Client, key: &str, lines: &[(P, u3
 
 fn id_of(order: &Value) -> String {
     order["id"].as_str().unwrap().to_string()
-}
-
-async fn pay(client: &mut Client, order: &str, card_number: &str) -> Answer {
-    pay_with(client, order, card_number, "12/30", "123").await
-}
-
-async fn pay_with(
-    client: &mut Client,
-    order: &str,
-    card_number: &str,
-    expiry: &str,
-    cvc: &str,
-) -> Answer {
-    client
-        .post(
-            &format!("/orders/{order}/payment"),
-            json!({ "card_number": card_number, "expiry": expiry, "cvc": cvc }),
-        )
-        .await
 }
 
 /// Places and pays `lines`; answers the paid order's id.

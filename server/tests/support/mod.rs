@@ -6,4 +6,5 @@
 )]
 
 pub mod app;
+pub mod shop;
 pub mod smtp;
