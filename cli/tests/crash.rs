@@ -10,37 +10,19 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use allot_engine::{
     Engine, EngineConfig, ManualClock, ReleaseReason, ReservationId, ReservationStatus, Sku,
 };
 
-const ALLOT: &str = env!("CARGO_BIN_EXE_allot");
+mod support;
+
+use support::{ALLOT, next, seeds};
+
+/// Random seeds per run (printed; `ALLOT_CRASH_SEEDS` replays given ones).
+const SEEDS: u64 = 3;
 const KILLS_PER_SEED: u64 = 2;
-
-fn seeds() -> Vec<u64> {
-    if let Ok(given) = std::env::var("ALLOT_CRASH_SEEDS") {
-        return given
-            .split(',')
-            .filter_map(|s| s.trim().parse().ok())
-            .collect();
-    }
-    let base = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(7, |d| d.as_nanos() as u64);
-    (0..3)
-        .map(|i| base.wrapping_add(i * 7_919) % 1_000_000)
-        .collect()
-}
-
-/// A small deterministic generator, so a seed fixes the kill moments too.
-fn next(state: &mut u64) -> u64 {
-    *state = state
-        .wrapping_mul(6_364_136_223_846_793_005)
-        .wrapping_add(1_442_695_040_888_963_407);
-    *state >> 33
-}
 
 fn run_and_kill(dir: &Path, acks: &Path, seed: u64, kill_after: Duration) {
     let mut child = Command::new(ALLOT)
@@ -69,7 +51,7 @@ fn run_and_kill(dir: &Path, acks: &Path, seed: u64, kill_after: Duration) {
 
 #[test]
 fn acknowledged_outcomes_survive_sigkill() {
-    for seed in seeds() {
+    for seed in seeds("ALLOT_CRASH_SEEDS", SEEDS) {
         println!("crash seed {seed} (rerun with ALLOT_CRASH_SEEDS={seed})");
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("db");

@@ -15,12 +15,11 @@
 //! is still up to the machine.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -31,7 +30,9 @@ use allot_engine::{
     SystemClock,
 };
 
-const ALLOT: &str = env!("CARGO_BIN_EXE_allot");
+mod support;
+
+use support::{ALLOT, Server, next, seeds};
 const SEEDS_DEFAULT: u64 = 3;
 
 const CUSTOMERS: usize = 150;
@@ -84,69 +85,16 @@ const CARD_LIMIT_EXCEEDED: &str = "4000 0000 0000 9995";
 const CARD_TIMEOUT_NOT_CHARGED: &str = "4000 0000 0000 0119";
 const CARD_TIMEOUT_CHARGED: &str = "4000 0000 0000 0259";
 
-fn seeds() -> Vec<u64> {
-    if let Ok(given) = std::env::var("ALLOT_HTTP_CRASH_SEEDS") {
-        return given
-            .split(',')
-            .filter_map(|s| s.trim().parse().ok())
-            .collect();
-    }
-    let base = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(7, |d| d.as_nanos() as u64);
-    (0..SEEDS_DEFAULT)
-        .map(|i| base.wrapping_add(i * 7_919) % 1_000_000)
-        .collect()
-}
-
-/// A small deterministic generator, so a seed fixes the cards and the kill moments.
-fn next(state: &mut u64) -> u64 {
-    *state = state
-        .wrapping_mul(6_364_136_223_846_793_005)
-        .wrapping_add(1_442_695_040_888_963_407);
-    *state >> 33
-}
-
 fn customer_email(n: usize) -> String {
     format!("customer-{n}@example.com")
 }
 
 // ----- the server --------------------------------------------------------------------------
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    /// A failed check must not leave a server running; after a kill or a stop this is a no-op.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(data: &Path) -> Server {
-    let mut child = Command::new(ALLOT)
-        .args(["serve", "--listen", "127.0.0.1:0", "--ip-rate-limit", "0"])
-        .arg("--reservation-ttl")
-        .arg((RESERVATION_TTL_MS / 1_000).to_string())
-        .arg("--data-dir")
-        .arg(data)
-        .env("ALLOT_LOG", "warn,tower_http=off")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn allot serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("allot listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    Server { child, base }
+    let ttl_s = (RESERVATION_TTL_MS / 1_000).to_string();
+    let args = ["--ip-rate-limit", "0", "--reservation-ttl", ttl_s.as_str()];
+    Server::start(data, &args, "warn,tower_http=off")
 }
 
 /// Waits for /readyz; answers when the server was first seen ready.
@@ -873,7 +821,7 @@ async fn check_allowances(shared: &Shared, tokens: &[String], paid_by: &[bool]) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_orders_survive_sigkill_of_the_server() {
-    for seed in seeds() {
+    for seed in seeds("ALLOT_HTTP_CRASH_SEEDS", SEEDS_DEFAULT) {
         println!("http crash seed {seed} (rerun with ALLOT_HTTP_CRASH_SEEDS={seed})");
         let started = Instant::now();
         run_seed(seed).await;

@@ -1,35 +1,15 @@
 //! `allot serve` as a user runs it: it answers health and readiness, and on SIGTERM it finishes,
 //! writes a snapshot and exits 0.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const ALLOT: &str = env!("CARGO_BIN_EXE_allot");
+mod support;
 
-struct Server {
-    child: Child,
-    base: String,
-}
+use support::{ALLOT, Server};
 
 fn start(data: &std::path::Path) -> Server {
-    let mut child = Command::new(ALLOT)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .env("ALLOT_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn allot serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("allot listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    Server { child, base }
+    Server::start(data, &[], "warn")
 }
 
 async fn wait_ready(client: &reqwest::Client, base: &str) -> serde_json::Value {
