@@ -378,10 +378,10 @@ fn release_expired(state: &State, wal: &Wal, now_ms: Millis) -> usize {
             // Committed or released meanwhile: nothing to expire.
             Err(EngineError::ReservationNotActive { .. }) => {}
             Err(error) => {
-                // The log refuses writes for now: what is left stays due, for the next look.
+                // The log refuses writes for now: what is left is looked at again a moment later.
                 tracing::warn!(%error, reservation = %id, "expiry not logged");
                 for &id in &due[at..] {
-                    state.recheck_reservation_later(id, now_ms);
+                    state.recheck_reservation_later(id, now_ms + orders::EXPIRY_RECHECK_MS);
                 }
                 break;
             }
@@ -406,10 +406,10 @@ fn expire_due_orders(state: &State, wal: &Wal, now_ms: Millis) -> usize {
             // Paid, cancelled or expired meanwhile.
             Err(EngineError::OrderStateConflict(_) | EngineError::OrderNotFound(_)) => {}
             Err(error) => {
-                // The log refuses writes for now: what is left stays due, for the next look.
+                // The log refuses writes for now: what is left is looked at again a moment later.
                 tracing::warn!(%error, order = %id, "expiry not logged");
                 for &id in &due[at..] {
-                    state.recheck_order_later(id, now_ms);
+                    state.recheck_order_later(id, now_ms + orders::EXPIRY_RECHECK_MS);
                 }
                 break;
             }

@@ -95,6 +95,16 @@ pub fn recover(
         for key in stale {
             store.events.remove(key)?;
         }
+        // A consumer past the cut would skip the records that take those numbers next.
+        for item in store.consumers.iter() {
+            let (name, offset) = item?;
+            let past_the_end = <[u8; 8]>::try_from(offset.as_ref())
+                .map(Seq::from_be_bytes)
+                .is_ok_and(|offset| offset > state.seq());
+            if past_the_end {
+                store.consumers.insert(name, &state.seq().to_be_bytes())?;
+            }
+        }
     }
     report.last_seq = state.seq();
     report.elapsed = started.elapsed();

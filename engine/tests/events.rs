@@ -148,12 +148,18 @@ fn a_cut_tail_takes_its_events_with_it() {
     let engine = open(&config);
     let lost = place(&engine, 2, "lost", tote);
     assert_eq!(engine.events(0, 100).unwrap().len(), 3);
+    let lost_seq = engine.durable_seq();
+    engine.save_consumer_offset("test", lost_seq).unwrap();
     engine.close().unwrap();
     drop(engine);
     damage_newest_batch(dir.path());
 
     let engine = open(&config);
     assert!(engine.recovery_report().tail_cut.is_some());
+    // A consumer that had read the cut event goes back to the end of the log, so it does not
+    // skip the next event, which takes the cut one's number.
+    assert_eq!(engine.consumer_offset("test").unwrap(), lost_seq - 1);
+    assert_eq!(engine.durable_seq(), lost_seq - 1);
     let events = engine.events(0, 100).unwrap();
     assert_eq!(
         kinds(&events),

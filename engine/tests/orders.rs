@@ -568,4 +568,29 @@ fn a_certain_refusal_is_found_without_placing_and_never_for_a_key_used_before() 
     assert!(refusal(1, "a", 1).is_none());
     assert!(refusal(2, "c", 1).is_none());
     assert_eq!(stock(&shop, tote), counts(0, 2, 0));
+
+    // Lines in two currencies are the placement's to refuse, with its own answer.
+    let (view, ticket) = shop
+        .engine
+        .create_product(NewProduct {
+            kind: ProductKind::General,
+            details: ProductDetails {
+                name: "Mug".into(),
+                description: String::new(),
+                price: 12,
+                currency: "USD".into(),
+            },
+            sale_opens_ms: None,
+            sale_closes_ms: None,
+            per_user_limit: None,
+            stock_total: 3,
+        })
+        .unwrap();
+    ticket.wait().unwrap();
+    let both = [line(view.product.id, 1), line(tote, 1)];
+    assert!(shop.engine.certain_refusal(UserId(4), "f", &both).is_none());
+    assert!(matches!(
+        place(&shop, 4, "f", &both),
+        Err(EngineError::InvalidOrder(_))
+    ));
 }

@@ -3,9 +3,10 @@
 //!
 //! It keeps a durable offset (`email-notifier`) in the engine and moves it past a mail only
 //! once the relay (or the mail directory) took that mail, so a mail is sent at least once
-//! even across a crash or a relay outage. It is never sent twice for one event in normal
-//! operation: the offset is flushed after each mail, so only a crash between the relay's
-//! acceptance and that flush can repeat one, and the repeat carries the same Message-ID
+//! even across a crash or a relay outage. It is not sent twice for one event in normal
+//! operation: the offset is flushed after each mail. A repeat needs a crash between the relay's
+//! acceptance and that flush, or a relay that accepts a mail but answers only after the
+//! attempt's timeout (15 s) or after a stop's grace (2 s); it carries the same Message-ID
 //! (`<allot-event-SEQ-ORDER@domain>`), by which a mail client recognises it as the same mail.
 
 use std::time::Duration;
@@ -23,6 +24,8 @@ pub const CONSUMER: &str = "email-notifier";
 const POLL_INTERVAL_MS: u64 = 200;
 /// Events read at once.
 const EVENTS_PER_READ: usize = 256;
+/// How long a delivery under way may still take once the server is stopping.
+const STOP_GRACE_MS: u64 = 2_000;
 /// Waits between delivery attempts of one mail: doubling from the first, capped.
 const RETRY_FIRST_MS: u64 = 200;
 const RETRY_MAX_MS: u64 = 10_000;
@@ -158,11 +161,24 @@ async fn deliver(
 ) -> bool {
     let mut delay = RETRY_FIRST_MS;
     loop {
-        // A relay that hangs must not hold up the server's stop: the mail is sent again on
-        // the next start (the offset has not moved).
-        let attempt = tokio::select! {
-            attempt = mailer.deliver(mail.clone(), key) => attempt,
-            _ = stopping.wait_for(|stop| *stop) => return false,
+        // At a stop, the attempt in flight gets a moment to finish (its offset is then saved);
+        // a relay that hangs beyond it must not hold up the stop, and the mail is sent again
+        // on the next start.
+        let delivery = mailer.deliver(mail.clone(), key);
+        tokio::pin!(delivery);
+        let finished = tokio::select! {
+            attempt = &mut delivery => Some(attempt),
+            _ = stopping.wait_for(|stop| *stop) => None,
+        };
+        let attempt = match finished {
+            Some(attempt) => attempt,
+            None => {
+                let grace = Duration::from_millis(STOP_GRACE_MS);
+                match tokio::time::timeout(grace, delivery).await {
+                    Ok(attempt) => attempt,
+                    Err(_) => return false,
+                }
+            }
         };
         match attempt {
             Ok(()) => return true,

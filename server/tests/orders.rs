@@ -1254,6 +1254,24 @@ async fn customers_are_mailed_once_on_paid_shipped_and_refunded_across_restarts(
         "{ids:?}"
     );
 
+    // The last mail's offset is saved a moment after the relay took it; a stop in between
+    // would (rightly) send it again, so wait for it.
+    let refunded_seq = shop.app.engine.events(0, 1000).unwrap().last().unwrap().seq;
+    let deadline = Instant::now() + Duration::from_millis(SETTLE_WAIT_MS);
+    while shop
+        .app
+        .engine
+        .consumer_offset(allot_server::notifier::CONSUMER)
+        .unwrap()
+        < refunded_seq
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the offset did not reach {refunded_seq}"
+        );
+        tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
+    }
+
     // Restarted on the same directory, the notifier goes on from its durable offset: the next
     // mail is the next event's, and nothing before it is mailed again.
     let Shop { app, _dir: dir, .. } = shop;

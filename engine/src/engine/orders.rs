@@ -14,8 +14,8 @@ const IDEMPOTENCY_PURPOSE: &str = "idempotency-key";
 const REQUEST_PURPOSE: &str = "order-request";
 /// Longest Idempotency-Key accepted.
 pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 128;
-/// How long an order whose payment was in flight at its deadline waits before it is looked at
-/// again.
+/// How long an order whose payment was in flight at its deadline (or an expiry the log
+/// refused) waits before it is looked at again.
 pub(super) const EXPIRY_RECHECK_MS: Millis = 1_000;
 
 impl Engine {

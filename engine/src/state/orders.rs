@@ -121,12 +121,18 @@ impl State {
         if let Err(error) = validate_lines(lines) {
             return Some(error);
         }
+        let mut currency: Option<String> = None;
         for line in lines {
             let Some(product) = self.catalog.get(line.product) else {
                 return Some(EngineError::ProductNotFound(line.product));
             };
             if let Err(error) = product.check_sale_open(now_ms) {
                 return Some(error);
+            }
+            // Lines in two currencies: the placement refuses that with its own answer.
+            let line_currency = &product.current().details.currency;
+            if currency.get_or_insert_with(|| line_currency.clone()) != line_currency {
+                return None;
             }
             let entry = self.skus.get(&product.sku())?;
             if let Some(limit) = entry.per_user_limit

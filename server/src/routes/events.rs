@@ -31,7 +31,8 @@ struct EventsQuery {
     limit: Option<usize>,
 }
 
-/// One domain event. `seq` is its id: stable, increasing, never reused for another event.
+/// One domain event. `seq` is its id: stable and increasing. (Only if a damaged log tail is
+/// cut at a restart are the numbers of the events cut with it given to later ones.)
 #[derive(Serialize, ToSchema)]
 struct EventJson {
     seq: u64,
@@ -63,8 +64,9 @@ struct EventPage {
     security(("bearer" = []), ("cookie" = [])), params(EventsQuery),
     responses(
         (status = 200, body = EventPage),
+        (status = 400, description = "`invalid_query`", body = Problem),
+        (status = 401, description = "`unauthenticated`", body = Problem),
         (status = 403, description = "`forbidden`", body = Problem),
-        (status = 422, description = "`invalid_query`", body = Problem),
     ))]
 async fn events(
     Ready(engine): Ready,
