@@ -129,6 +129,14 @@ fn order_steps_are_events_in_log_order_and_survive_pruning_and_restarts() {
     );
     assert_eq!(engine.consumer_offset("test").unwrap(), all[4].seq);
     assert_eq!(engine.consumer_offset("another").unwrap(), 0);
+
+    // A consumer new to the directory starts at its end, and stays where it saved itself.
+    assert_eq!(engine.start_consumer("test").unwrap(), all[4].seq);
+    let end = engine.durable_seq();
+    assert_eq!(engine.start_consumer("newcomer").unwrap(), end);
+    place(&engine, 4, "d", tote);
+    assert_eq!(engine.start_consumer("newcomer").unwrap(), end);
+    assert_eq!(engine.events(end, 100).unwrap().len(), 1);
 }
 
 #[test]

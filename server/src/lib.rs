@@ -113,10 +113,19 @@ impl AppState {
     }
 
     /// Marks the server ready and starts settling unfinished payments (at once: after a
-    /// restart, attempts whose answer was lost are asked again). Call it inside the runtime.
+    /// restart, attempts whose answer was lost are asked again) and the email notifier. Call
+    /// it inside the runtime.
     /// Answers false if an engine was already installed.
     pub fn install_engine(&self, engine: Engine, payments: Arc<allot_engine::Payments>) -> bool {
         let signer = TokenSigner::new(engine.keys().jwt_key());
+        // Before the first request: a notifier new to this directory starts at its end.
+        let notifier_offset = match notifier::start_offset(&engine) {
+            Ok(offset) => Some(offset),
+            Err(error) => {
+                tracing::error!(%error, "notifier: no offset; no order mail is sent");
+                None
+            }
+        };
         let installed = self
             .shared
             .ready
@@ -127,11 +136,14 @@ impl AppState {
             })
             .is_ok();
         if installed {
-            let notifier = tokio::spawn(notifier::run(
-                engine.clone(),
-                self.shared.mailer.clone(),
-                self.shared.stopping.subscribe(),
-            ));
+            let notifier = notifier_offset.map(|offset| {
+                tokio::spawn(notifier::run(
+                    engine.clone(),
+                    self.shared.mailer.clone(),
+                    offset,
+                    self.shared.stopping.subscribe(),
+                ))
+            });
             let mut stopping = self.shared.stopping.subscribe();
             let interval =
                 Duration::from_millis(self.shared.config.payment_resolve_interval_ms.max(1));
@@ -156,7 +168,7 @@ impl AppState {
                 .background
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .extend([resolver, notifier]);
+                .extend(std::iter::once(resolver).chain(notifier));
         }
         installed
     }

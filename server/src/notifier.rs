@@ -30,15 +30,20 @@ const STOP_GRACE_MS: u64 = 2_000;
 const RETRY_FIRST_MS: u64 = 200;
 const RETRY_MAX_MS: u64 = 10_000;
 
-/// Runs until `stopping` turns true (or the engine stops taking writes).
-pub async fn run(engine: Engine, mailer: Mailer, mut stopping: watch::Receiver<bool>) {
-    let mut offset = match blocking(&engine, |e| e.consumer_offset(CONSUMER)).await {
-        Ok(offset) => offset,
-        Err(error) => {
-            tracing::error!(%error, "notifier: the offset cannot be read; no order mail is sent");
-            return;
-        }
-    };
+/// Where the notifier starts: its saved offset, or, the first time it runs on a data
+/// directory, the end of the log (history is not mailed). Call it before the server takes
+/// requests, so that no event of the first moments falls before the start.
+pub fn start_offset(engine: &Engine) -> Result<Seq, EngineError> {
+    engine.start_consumer(CONSUMER)
+}
+
+/// Runs from `offset` until `stopping` turns true (or the engine stops taking writes).
+pub async fn run(
+    engine: Engine,
+    mailer: Mailer,
+    mut offset: Seq,
+    mut stopping: watch::Receiver<bool>,
+) {
     loop {
         if *stopping.borrow() {
             return;

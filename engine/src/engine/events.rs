@@ -42,6 +42,23 @@ impl Engine {
             .map_or(0, Seq::from_be_bytes))
     }
 
+    /// The consumer's offset; a consumer seen for the first time starts at the end of the
+    /// log as it is now (saved durably before this returns), so it reads only what happens
+    /// from here on, not the directory's history. Blocks on the disk the first time.
+    pub fn start_consumer(&self, consumer: &'static str) -> Result<Seq, EngineError> {
+        let store = &self.inner.store;
+        if store
+            .consumers
+            .contains_key(consumer)
+            .map_err(storage_error)?
+        {
+            return self.consumer_offset(consumer);
+        }
+        let end = self.durable_seq();
+        self.save_consumer_offset(consumer, end)?;
+        Ok(end)
+    }
+
     /// Records durably (flushed before it returns) that `consumer` has finished with every
     /// event up to `seq`. Blocks on the disk.
     pub fn save_consumer_offset(
