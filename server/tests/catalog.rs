@@ -11,15 +11,13 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use allot_engine::clock::rfc3339;
-use allot_engine::password::hash_password;
 use allot_engine::{
-    Email, Engine, EngineConfig, ManualClock, NewProduct, ProductDetails, ProductId, ProductKind,
-    ProductStatus, Seq, SignupProfile, Sku, UserId,
+    Engine, EngineConfig, ManualClock, NewProduct, ProductDetails, ProductId, ProductKind,
+    ProductStatus, Seq, Sku, UserId,
 };
-use support::app::{Answer, AppOptions, Client, TestApp};
+use support::app::{Answer, AppOptions, Client, TestApp, assert_problem};
+use support::shop;
 
-const PASSWORD: &str = "Tr0ub4dor&3-horse";
-const ADMIN_EMAIL: &str = "admin@example.com";
 const MINUTE_MS: u64 = 60_000;
 const HOUR_MS: u64 = 3_600_000;
 /// How long a reservation made by a test holds its units: longer than any test runs.
@@ -33,51 +31,19 @@ async fn spawn() -> (TempDir, TestApp) {
     (dir, app)
 }
 
-async fn password_hash() -> String {
-    tokio::task::spawn_blocking(|| hash_password(PASSWORD))
-        .await
-        .unwrap()
-}
-
 async fn log_in(app: &TestApp, email: &str) -> Client {
-    let mut client = app.client();
-    let logged = client
-        .post(
-            "/auth/login",
-            json!({ "email": email, "password": PASSWORD }),
-        )
-        .await;
-    assert_eq!(logged.status, 200, "{:?}", logged.body);
-    client
+    shop::log_in(app.client(), email).await
 }
 
 /// An admin logged in with cookies (and the CSRF header).
 async fn admin(app: &TestApp) -> Client {
-    let email = Email::parse(ADMIN_EMAIL).unwrap();
-    let (_, ticket) = app
-        .engine
-        .create_admin(&email, password_hash().await)
-        .unwrap();
-    ticket.durable().await.unwrap();
-    log_in(app, ADMIN_EMAIL).await
+    shop::admin(app, &shop::password_hash().await).await
 }
 
-/// A customer signed up through the engine (the mail round trip is the accounts tests' job).
+/// A verified customer, logged in.
 async fn customer(app: &TestApp, email: &str) -> Client {
-    let parsed = Email::parse(email).unwrap();
-    let (code, ticket) = app.engine.request_verification(&parsed).unwrap();
-    ticket.durable().await.unwrap();
-    let (token, ticket) = app.engine.confirm_verification(&parsed, &code).unwrap();
-    ticket.durable().await.unwrap();
-    let profile = SignupProfile {
-        name: "Kim Min-ji".into(),
-        ..SignupProfile::default()
-    };
-    let (_, ticket) = app
-        .engine
-        .register(&token, password_hash().await, profile)
-        .unwrap();
-    ticket.durable().await.unwrap();
+    let hash = shop::password_hash().await;
+    shop::create_customer(&app.engine, email, "Kim Min-ji", &hash).await;
     log_in(app, email).await
 }
 
@@ -148,22 +114,6 @@ async fn post_raw(app: &TestApp, token: &str, path: &str, body: &str) -> (u16, V
         .unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// An error answer: the status, the problem `type`, and the problem+json envelope.
-#[track_caller]
-fn assert_problem(answer: &Answer, status: u16, kind: &str) {
-    assert_eq!(
-        (answer.status, answer.kind()),
-        (status, kind),
-        "{:?}",
-        answer.body
-    );
-    assert_eq!(answer.body["status"], status);
-    assert_eq!(
-        answer.headers["content-type"].to_str().unwrap(),
-        "application/problem+json"
-    );
 }
 
 // ----- creation ----------------------------------------------------------------------------

@@ -19,13 +19,11 @@ use serde_json::{Value, json};
 use tokio::sync::{Barrier, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use allot_engine::Email;
 use allot_engine::clock::rfc3339;
-use allot_engine::password::hash_password;
 use support::app::{Answer, AppOptions, Client, TestApp};
 use support::shop::{
-    ADMIN_EMAIL, CARD_APPROVED, CARD_DECLINED, CARD_LIMIT_EXCEEDED, CARD_TIMEOUT_CHARGED,
-    CARD_TIMEOUT_NOT_CHARGED, PASSWORD, create_customer, log_in, pay,
+    self, CARD_APPROVED, CARD_DECLINED, CARD_LIMIT_EXCEEDED, CARD_TIMEOUT_CHARGED,
+    CARD_TIMEOUT_NOT_CHARGED, create_customer, log_in, pay,
 };
 
 const STOCK_TOTAL: u64 = 50;
@@ -204,15 +202,8 @@ async fn a_drop_sells_each_unit_once_and_gives_back_every_unpaid_one() {
         ..AppOptions::files(dir.path())
     };
     let app = TestApp::spawn(dir.path(), options).await;
-    let hash = tokio::task::spawn_blocking(|| hash_password(PASSWORD))
-        .await
-        .unwrap();
-    let (_, ticket) = app
-        .engine
-        .create_admin(&Email::parse(ADMIN_EMAIL).unwrap(), hash.clone())
-        .unwrap();
-    ticket.durable().await.unwrap();
-    let mut admin = log_in(app.client(), ADMIN_EMAIL).await;
+    let hash = shop::password_hash().await;
+    let mut admin = shop::admin(&app, &hash).await;
     let product = create_drop(&app, &mut admin).await;
     let customers = sign_up_customers(&app, &hash).await;
     let logged_in = began.elapsed();

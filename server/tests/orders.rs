@@ -10,14 +10,13 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+use allot_engine::ProductKind;
 use allot_engine::clock::{parse_rfc3339, rfc3339};
-use allot_engine::password::hash_password;
-use allot_engine::{Email, ProductKind};
 use allot_server::mail::MailTransportConfig;
-use support::app::{Answer, AppOptions, Client, TestApp};
+use support::app::{Answer, AppOptions, Client, TestApp, assert_problem};
 use support::shop::{
-    self, ADMIN_EMAIL, CARD_APPROVED, CARD_DECLINED, CARD_LIMIT_EXCEEDED, CARD_TIMEOUT_CHARGED,
-    CARD_TIMEOUT_NOT_CHARGED, PASSWORD, pay, pay_with,
+    self, CARD_APPROVED, CARD_DECLINED, CARD_LIMIT_EXCEEDED, CARD_TIMEOUT_CHARGED,
+    CARD_TIMEOUT_NOT_CHARGED, pay, pay_with,
 };
 use support::smtp::{SmtpServer, body_text, header};
 
@@ -69,15 +68,8 @@ impl Shop {
 
     async fn open_in(dir: TempDir, options: AppOptions) -> Shop {
         let app = TestApp::spawn(dir.path(), options).await;
-        let hash = tokio::task::spawn_blocking(|| hash_password(PASSWORD))
-            .await
-            .unwrap();
-        let (_, ticket) = app
-            .engine
-            .create_admin(&Email::parse(ADMIN_EMAIL).unwrap(), hash.clone())
-            .unwrap();
-        ticket.durable().await.unwrap();
-        let admin = log_in(&app, ADMIN_EMAIL).await;
+        let hash = shop::password_hash().await;
+        let admin = shop::admin(&app, &hash).await;
         let min_ji = customer(&app, MIN_JI_EMAIL, "Kim Min-ji", &hash).await;
         let ji_woo = customer(&app, JI_WOO_EMAIL, "Park Ji-woo", &hash).await;
         Shop {
@@ -288,23 +280,6 @@ fn ids(page: &Answer) -> Vec<String> {
 }
 
 // ----- checks ------------------------------------------------------------------------------
-
-/// An error answer: the status, the problem `type`, and the problem+json envelope.
-#[track_caller]
-fn assert_problem(answer: &Answer, status: u16, kind: &str) {
-    assert_eq!(
-        (answer.status, answer.kind()),
-        (status, kind),
-        "{:?}",
-        answer.body
-    );
-    assert_eq!(answer.body["status"], status);
-    assert!(answer.body["title"].is_string(), "{:?}", answer.body);
-    assert_eq!(
-        answer.headers["content-type"].to_str().unwrap(),
-        "application/problem+json"
-    );
-}
 
 /// The statuses of the order's history, in order, each at an RFC 3339 time no earlier than the
 /// one before.

@@ -172,6 +172,23 @@ impl Answer {
     }
 }
 
+/// An error answer: the status, the problem `type`, and the problem+json envelope.
+#[track_caller]
+pub fn assert_problem(answer: &Answer, status: u16, kind: &str) {
+    assert_eq!(
+        (answer.status, answer.kind()),
+        (status, kind),
+        "{:?}",
+        answer.body
+    );
+    assert_eq!(answer.body["status"], status);
+    assert!(answer.body["title"].is_string(), "{:?}", answer.body);
+    assert_eq!(
+        answer.headers["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+}
+
 impl Client {
     pub async fn get(&mut self, path: &str) -> Answer {
         self.send(Method::GET, path, None).await

@@ -4,9 +4,10 @@
 
 use serde_json::json;
 
+use allot_engine::password::hash_password;
 use allot_engine::{Email, Engine, SignupProfile};
 
-use super::app::{Answer, Client};
+use super::app::{Answer, Client, TestApp};
 
 pub const PASSWORD: &str = "Tr0ub4dor&3-horse";
 pub const ADMIN_EMAIL: &str = "admin@example.com";
@@ -16,6 +17,24 @@ pub const CARD_DECLINED: &str = "4000 0000 0000 0002";
 pub const CARD_LIMIT_EXCEEDED: &str = "4000 0000 0000 9995";
 pub const CARD_TIMEOUT_NOT_CHARGED: &str = "4000 0000 0000 0119";
 pub const CARD_TIMEOUT_CHARGED: &str = "4000 0000 0000 0259";
+
+/// [`PASSWORD`], hashed off the async workers (argon2 is slow on purpose: hash it once per
+/// test and share it).
+pub async fn password_hash() -> String {
+    tokio::task::spawn_blocking(|| hash_password(PASSWORD))
+        .await
+        .unwrap()
+}
+
+/// The admin [`ADMIN_EMAIL`] with the password hash `hash`, logged in.
+pub async fn admin(app: &TestApp, hash: &str) -> Client {
+    let (_, ticket) = app
+        .engine
+        .create_admin(&Email::parse(ADMIN_EMAIL).unwrap(), hash.to_string())
+        .unwrap();
+    ticket.durable().await.unwrap();
+    log_in(app.client(), ADMIN_EMAIL).await
+}
 
 /// A verified customer with the password hash `hash` (hash [`PASSWORD`] once and share it:
 /// argon2 is slow on purpose).
