@@ -18,7 +18,7 @@ use allot_engine::{
 
 mod support;
 
-use support::{ALLOT, next, seeds};
+use support::{ALLOT, assert_db_verify, next, seeds};
 
 /// Random seeds per run (printed; `ALLOT_CRASH_SEEDS` replays given ones).
 const SEEDS: u64 = 3;
@@ -65,16 +65,7 @@ fn acknowledged_outcomes_survive_sigkill() {
         }
         check_acknowledged(&data, &ack_files, seed);
 
-        let verify = Command::new(ALLOT)
-            .args(["db", "verify", "--data-dir"])
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(
-            verify.status.success(),
-            "seed {seed}: db verify failed:\n{}",
-            String::from_utf8_lossy(&verify.stdout)
-        );
+        assert_db_verify(&data, &format!("seed {seed}"));
     }
 }
 

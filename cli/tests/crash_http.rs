@@ -16,7 +16,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -32,7 +31,7 @@ use allot_engine::{
 
 mod support;
 
-use support::{ALLOT, Server, next, seeds};
+use support::{Server, assert_db_verify, next, seeds};
 const SEEDS_DEFAULT: u64 = 3;
 
 const CUSTOMERS: usize = 150;
@@ -116,16 +115,6 @@ fn sigkill(server: &mut Server) {
     server.child.kill().unwrap();
     let status = server.child.wait().unwrap();
     assert!(!status.success(), "the server ended before it was killed");
-}
-
-fn sigterm(server: &mut Server) {
-    let status = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let status = server.child.wait().unwrap();
-    assert!(status.success(), "exit status {status:?} after SIGTERM");
 }
 
 /// The shop before its first start, made in-process because signing up over HTTP costs a mail
@@ -895,7 +884,7 @@ async fn run_seed(seed: u64) {
         // Now and then a clean stop instead, so that a later recovery starts from a snapshot
         // that holds orders (held units, payments in flight, idempotency keys).
         if !last && next(&mut rng).is_multiple_of(CLEAN_STOP_ONE_IN) {
-            sigterm(&mut server);
+            server.stop();
             println!("seed {seed}: stopped the server after {run_ms} ms ({kill} of {kills})");
         } else {
             sigkill(&mut server);
@@ -946,21 +935,11 @@ async fn run_seed(seed: u64) {
 
     // Both ways a server stops leave a directory the offline check accepts.
     if seed.is_multiple_of(2) {
-        sigterm(&mut server);
+        server.stop();
     } else {
         sigkill(&mut server);
     }
-    let verify = Command::new(ALLOT)
-        .args(["db", "verify", "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "seed {seed}: db verify failed:\n{}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    assert_db_verify(&data, &format!("seed {seed}"));
     // One side effect per key: the provider charged exactly the paid orders, each once.
     let simulator = PaymentSimulator::open(&data.join("payment-simulator")).unwrap();
     assert_eq!(

@@ -1,7 +1,7 @@
 //! `allot serve` as a user runs it: it answers health and readiness, and on SIGTERM it finishes,
 //! writes a snapshot and exits 0.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
@@ -27,14 +27,6 @@ async fn wait_ready(client: &reqwest::Client, base: &str) -> serde_json::Value {
         assert!(Instant::now() < deadline, "never became ready");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn sigterm(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 #[tokio::test]
@@ -122,9 +114,7 @@ async fn serve_answers_health_and_stops_cleanly_on_sigterm() {
     assert!(!second.status.success());
     assert!(String::from_utf8_lossy(&second.stderr).contains("in use by another process"));
 
-    sigterm(&server.child);
-    let status = server.child.wait().unwrap();
-    assert!(status.success(), "exit status {status:?}");
+    server.stop();
 
     // Offline tools work on the stopped server's directory, and the clean stop left a snapshot.
     let stats = Command::new(ALLOT)
@@ -200,6 +190,5 @@ async fn serve_answers_health_and_stops_cleanly_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(products["items"].as_array().unwrap().len(), 5);
-    sigterm(&server.child);
-    assert!(server.child.wait().unwrap().success());
+    server.stop();
 }

@@ -14,6 +14,14 @@ use allot_engine::{
 const T0: u64 = 1_800_000_000_000;
 const TTL: u64 = 600_000;
 
+/// No snapshot on close: the tests decide when the log is covered by one.
+fn config(dir: &std::path::Path) -> EngineConfig {
+    EngineConfig {
+        snapshot_on_close: false,
+        ..EngineConfig::new(dir)
+    }
+}
+
 fn open(config: &EngineConfig) -> Engine {
     Engine::open(config.clone(), Arc::new(ManualClock::new(T0))).unwrap()
 }
@@ -71,10 +79,7 @@ fn kinds(events: &[Event]) -> Vec<(EventKind, Subject)> {
 #[test]
 fn order_steps_are_events_in_log_order_and_survive_pruning_and_restarts() {
     let dir = tempfile::tempdir().unwrap();
-    let config = EngineConfig {
-        snapshot_on_close: false,
-        ..EngineConfig::new(dir.path())
-    };
+    let config = config(dir.path());
     let engine = open(&config);
     let tote = product(&engine);
     let first = place(&engine, 1, "a", tote);
@@ -142,10 +147,7 @@ fn order_steps_are_events_in_log_order_and_survive_pruning_and_restarts() {
 #[test]
 fn a_cut_tail_takes_its_events_with_it() {
     let dir = tempfile::tempdir().unwrap();
-    let config = EngineConfig {
-        snapshot_on_close: false,
-        ..EngineConfig::new(dir.path())
-    };
+    let config = config(dir.path());
     let engine = open(&config);
     let tote = product(&engine);
     let kept = place(&engine, 1, "kept", tote);

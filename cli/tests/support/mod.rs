@@ -75,3 +75,31 @@ impl Server {
         Server { child, base }
     }
 }
+
+impl Server {
+    /// SIGTERM, as an operator stops it: it must exit 0.
+    pub fn stop(&mut self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "exit status {status:?} after SIGTERM");
+    }
+}
+
+/// `allot db verify` on `data` must pass; `what` names the run in the failure.
+pub fn assert_db_verify(data: &Path, what: &str) {
+    let verify = Command::new(ALLOT)
+        .args(["db", "verify", "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{what}: db verify failed:\n{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
