@@ -25,27 +25,15 @@ STOCK_PATH=/api/v1/products/prd_2/stock
 DETAIL_PATH=/api/v1/products/prd_2
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=benches/common.sh
+source benches/common.sh
 
-if ! command -v wrk >/dev/null 2>&1; then
-    echo "wrk is missing; installing it with apt-get" >&2
-    if ! { apt-get update -qq && apt-get install -y -qq wrk; } >&2; then
-        echo "error: wrk could not be installed; no figures measured" >&2
-        exit 1
-    fi
-fi
+ensure_wrk
 
-echo "== machine"
-echo "nproc: $(nproc)"
-echo "cpu: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-echo "kernel: $(uname -srm)"
-echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "wrk: $(wrk --version 2>&1 | head -n1 || true)"
+print_machine
 echo
 
-echo "== build"
-cargo build --release -p allot >&2
-echo "target/release/allot built ($(git rev-parse --short HEAD 2>/dev/null || echo 'no git')$(git diff --quiet HEAD -- 2>/dev/null || echo ', dirty tree'))"
-echo
+build_release
 
 DATA_DIR="$(mktemp -d)"
 SERVER_LOG="$DATA_DIR.log"
@@ -67,30 +55,7 @@ ALLOT_LOG=warn target/release/allot serve \
     >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 
-# The server prints "allot listening on http://ADDR" once bound, then recovers the engine;
-# /readyz answers 200 when it is ready (a fresh data dir gets the demo catalog).
-BASE=""
-for _ in $(seq 1 300); do
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-        echo "error: the server exited during start; its log:" >&2
-        cat "$SERVER_LOG" >&2
-        exit 1
-    fi
-    if [[ -z "$BASE" ]]; then
-        BASE="$(sed -n 's|^allot listening on \(http://[^ ]*\).*$|\1|p' "$SERVER_LOG" | head -n1)"
-    fi
-    if [[ -n "$BASE" ]] &&
-        [[ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz" || true)" == 200 ]]; then
-        break
-    fi
-    sleep 0.1
-done
-if [[ -z "$BASE" ]] ||
-    [[ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz" || true)" != 200 ]]; then
-    echo "error: the server did not become ready in 30 s; its log:" >&2
-    cat "$SERVER_LOG" >&2
-    exit 1
-fi
+wait_ready "$SERVER_PID" "$SERVER_LOG"
 
 echo "== server: $BASE (release, ALLOT_LOG=warn, --ip-rate-limit 0, fresh data dir)"
 for path in "$HEALTH_PATH" "$STOCK_PATH" "$DETAIL_PATH"; do

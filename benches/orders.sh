@@ -53,6 +53,8 @@ ADMIN_EMAIL=admin@bench.allot.test
 ADMIN_PASSWORD="Bench-admin-$RANDOM-1!"
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=benches/common.sh
+source benches/common.sh
 
 if ((USERS < STOCK)); then
     echo "error: USERS ($USERS) must be at least STOCK ($STOCK): per_user_limit is 1" >&2
@@ -62,13 +64,7 @@ if ((PASSES < 1)); then
     echo "error: PASSES must be at least 1" >&2
     exit 1
 fi
-if ! command -v wrk >/dev/null 2>&1; then
-    echo "wrk is missing; installing it with apt-get" >&2
-    if ! { apt-get update -qq && apt-get install -y -qq wrk; } >&2; then
-        echo "error: wrk could not be installed; no figures measured" >&2
-        exit 1
-    fi
-fi
+ensure_wrk
 for tool in python3 curl; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         echo "error: $tool is needed" >&2
@@ -76,19 +72,11 @@ for tool in python3 curl; do
     fi
 done
 
-echo "== machine"
-echo "nproc: $(nproc)"
-echo "cpu: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-echo "kernel: $(uname -srm)"
-echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "wrk: $(wrk --version 2>&1 | head -n1 || true)"
+print_machine
 echo "python: $(python3 --version 2>&1)"
 echo
 
-echo "== build"
-cargo build --release -p allot >&2
-echo "target/release/allot built ($(git rev-parse --short HEAD 2>/dev/null || echo 'no git')$(git diff --quiet HEAD -- 2>/dev/null || echo ', dirty tree'))"
-echo
+build_release
 
 WORK="$(mktemp -d)"
 DATA_DIR="$WORK/data"
@@ -122,30 +110,7 @@ ALLOT_LOG=warn target/release/allot serve \
     >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 
-# The server prints "allot listening on http://ADDR" once bound; /readyz answers 200 when the
-# engine is recovered.
-BASE=""
-for _ in $(seq 1 300); do
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-        echo "error: the server exited during start; its log:" >&2
-        cat "$SERVER_LOG" >&2
-        exit 1
-    fi
-    if [[ -z "$BASE" ]]; then
-        BASE="$(sed -n 's|^allot listening on \(http://[^ ]*\).*$|\1|p' "$SERVER_LOG" | head -n1)"
-    fi
-    if [[ -n "$BASE" ]] &&
-        [[ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz" || true)" == 200 ]]; then
-        break
-    fi
-    sleep 0.1
-done
-if [[ -z "$BASE" ]] ||
-    [[ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz" || true)" != 200 ]]; then
-    echo "error: the server did not become ready in 30 s; its log:" >&2
-    cat "$SERVER_LOG" >&2
-    exit 1
-fi
+wait_ready "$SERVER_PID" "$SERVER_LOG"
 echo "== server: $BASE (release, ALLOT_LOG=warn, --ip-rate-limit 0, fresh data dir, mail to .eml files)"
 
 # A JSON field of stdin, or exit with the body.
