@@ -1,11 +1,26 @@
 //! Do thousands of live-stock subscribers slow purchases? Durable reservations/s (fsync on,
 //! 2 producers, as in (b)) while N subscribers are connected to a product's stock stream over
-//! real HTTP, in alternating rounds of one run: in a "quiet" round that product does not
-//! change, so the subscribers get nothing; in a "live" round a side thread buys one unit of it
-//! every few ms, so every tick of the feed is broadcast to all N. The purchases themselves go
-//! to fresh bulk SKUs, so a round can last seconds (many ticks) without running out of units.
+//! real HTTP. In a "quiet" round that product does not change, so the subscribers get nothing
+//! but their first event; in a "live" round a side thread buys one unit of it every few ms, so
+//! every tick of the feed is broadcast to all N. The purchases themselves go to bulk SKUs of
+//! the same engine, so a round lasts seconds (many ticks) without running out of units.
 //!
-//! `cargo bench -p allot-benches --bench subscribers` (`ALLOT_BENCH_SUBSCRIBERS`, default 2,000).
+//! Every round starts from nothing: a fresh data directory, engine and server, and N fresh
+//! connections. The engine keeps every reservation it was ever given (closed ones included),
+//! so rounds run one after the other on one engine got slower as the run went on, whatever the
+//! subscribers did (a round holding the 25 millionth reservation took three times as long). The
+//! rounds still go in pairs ordered quiet-live, live-quiet, … so that any drift of the machine
+//! cancels.
+//!
+//! Besides the rates it counts CPU time per thread group (from `/proc/self/task/*/schedstat`):
+//! `allot-http`, the server's two workers (the HTTP server, the feed and the streams, as
+//! `allot serve` runs them), and `subscriber`, the one worker that reads every stream. The
+//! clients share the machine's 2 cores with the purchases here; on a real drop they are
+//! elsewhere, and only the server's part is the shop's.
+//!
+//! `cargo bench -p allot-benches --bench subscribers`: `ALLOT_BENCH_SUBSCRIBERS` (default 2,000;
+//! 0 runs the same rounds with nobody listening, which shows how far apart two identical
+//! conditions land on this machine), `ALLOT_BENCH_DURABILITY=none` to take the disk out.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,161 +28,316 @@ use std::time::{Duration, Instant};
 
 use allot_benches::{open_for_throughput, reserve_durably};
 use allot_engine::{
-    Durability, NewProduct, ProductDetails, ProductKind, SKU_UNITS_MAX, Sku, UserId,
+    Durability, Engine, NewProduct, ProductDetails, ProductId, ProductKind, SKU_UNITS_MAX, Sku,
+    UserId,
 };
 use allot_server::mail::{MailConfig, MailTransportConfig, Mailer};
 use allot_server::{AppState, ServerConfig};
+use tokio::runtime::Runtime;
 
-const ROUNDS: usize = 3;
-/// About 3 s per round here: many ticks of the feed, whatever its length.
+/// Pairs of rounds, one quiet and one live each.
+const PAIRS: usize = 4;
+/// About 3 s per round here: several ticks of the feed, whatever its length.
 const RESERVATIONS_PER_ROUND: u64 = 4_000_000;
 /// How often the watched product changes in a live round: more often than any feed tick.
 const CHANGE_EVERY_MS: u64 = 5;
 /// Bulk SKUs are numbered from here, clear of the products' own.
 const BULK_SKU_FIRST: u64 = 1_000;
+/// Thread names, as `/proc` shows them (at most 15 bytes).
+const SERVER_THREADS: &str = "allot-http";
+const CLIENT_THREADS: &str = "subscriber";
 
 fn main() {
-    let subscribers: usize = std::env::var("ALLOT_BENCH_SUBSCRIBERS")
+    let subscribers: u64 = std::env::var("ALLOT_BENCH_SUBSCRIBERS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(run(subscribers));
+    let durability = match std::env::var("ALLOT_BENCH_DURABILITY").as_deref() {
+        Ok("none") => Durability::NoneBenchmarkOnly,
+        _ => Durability::Fsync,
+    };
+    let runtime = |threads: usize, name: &str| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    };
+    let world = World {
+        server: runtime(2, SERVER_THREADS),
+        clients: runtime(1, CLIENT_THREADS),
+        subscribers,
+        durability,
+    };
+    println!(
+        "{subscribers} subscribers, {RESERVATIONS_PER_ROUND} reservations per round, {durability:?}"
+    );
+
+    let mut rounds = [Vec::new(), Vec::new()];
+    for pair in 0..PAIRS {
+        let order = if pair % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for live in order {
+            let round = world.round(live);
+            println!(
+                "pair {pair}: {:>5} {:>9.0} reservations/s in {:.1} s; {:>5} events delivered; CPU ms/s: server {:>5.1}, subscribers {:>5.1}",
+                if live { "live" } else { "quiet" },
+                round.rate(),
+                round.took.as_secs_f64(),
+                round.events,
+                round.per_second(round.server_cpu),
+                round.per_second(round.client_cpu),
+            );
+            rounds[usize::from(live)].push(round);
+        }
+    }
+    summarize(subscribers, &rounds[0], &rounds[1]);
 }
 
-async fn run(subscribers: usize) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let engine = open_for_throughput(dir.path(), Durability::Fsync).expect("open");
-    let product = |name: &str| {
-        let (view, ticket) = engine
-            .create_product(NewProduct {
-                kind: ProductKind::General,
-                details: ProductDetails {
-                    name: name.into(),
-                    description: String::new(),
-                    price: 1_000,
-                    currency: "KRW".into(),
+struct World {
+    server: Runtime,
+    clients: Runtime,
+    subscribers: u64,
+    durability: Durability,
+}
+
+struct Round {
+    took: Duration,
+    /// Events the subscribers read while the purchases ran.
+    events: u64,
+    server_cpu: Duration,
+    client_cpu: Duration,
+}
+
+impl Round {
+    fn rate(&self) -> f64 {
+        RESERVATIONS_PER_ROUND as f64 / self.took.as_secs_f64()
+    }
+
+    fn per_second(&self, cpu: Duration) -> f64 {
+        cpu.as_secs_f64() * 1_000.0 / self.took.as_secs_f64()
+    }
+}
+
+impl World {
+    /// One round on a world of its own: engine, server and subscribers are made for it and
+    /// gone when it returns.
+    fn round(&self, live: bool) -> Round {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let engine = open_for_throughput(dir.path(), self.durability).expect("open");
+        let watched = product(&engine);
+        let skus = bulk_stock(&engine, RESERVATIONS_PER_ROUND);
+
+        let (stop, server) = {
+            let _runtime = self.server.enter();
+            let mailer = Mailer::start(MailConfig {
+                transport: MailTransportConfig::Files {
+                    dir: dir.path().join("mail"),
                 },
-                sale_opens_ms: None,
-                sale_closes_ms: None,
-                per_user_limit: None,
-                stock_total: 1_000_000,
+                from: "allot <bench@allot.local>".into(),
             })
-            .expect("product");
-        ticket.wait().expect("durable");
-        view.product.id
-    };
-    let watched = product("everybody watches");
-    let mut next_bulk = BULK_SKU_FIRST;
-    let mut bulk_stock = |units: u64| -> Vec<Sku> {
-        let count = units.div_ceil(u64::from(SKU_UNITS_MAX));
-        let skus: Vec<Sku> = (next_bulk..next_bulk + count).map(Sku).collect();
-        next_bulk += count;
-        for &sku in &skus {
-            let ticket = engine
-                .create_sku(sku, SKU_UNITS_MAX, None)
-                .expect("bulk SKU");
-            ticket.wait().expect("durable");
-        }
-        skus
-    };
+            .expect("mailer");
+            let state = AppState::new(&ServerConfig::default(), mailer);
+            let simulator =
+                allot_engine::payment::PaymentSimulator::open(&dir.path().join("payments"))
+                    .expect("simulator");
+            state.install_engine(
+                engine.clone(),
+                Arc::new(allot_engine::Payments::new(Arc::new(simulator))),
+            );
+            let listener = self
+                .server
+                .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                .expect("bind");
+            let url = format!(
+                "http://{}/api/v1/products/{watched}/stock/stream",
+                listener.local_addr().expect("address")
+            );
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let server = self
+                .server
+                .spawn(allot_server::serve(listener, state, async {
+                    let _ = stopped.await;
+                }));
+            (stop, (server, url))
+        };
+        let (server, url) = server;
+        let events = self.connect(&url);
 
-    let mailer = Mailer::start(MailConfig {
-        transport: MailTransportConfig::Files {
-            dir: dir.path().join("mail"),
-        },
-        from: "allot <bench@allot.local>".into(),
-    })
-    .expect("mailer");
-    let state = AppState::new(&ServerConfig::default(), mailer);
-    let simulator = allot_engine::payment::PaymentSimulator::open(&dir.path().join("payments"))
-        .expect("simulator");
-    state.install_engine(
-        engine.clone(),
-        Arc::new(allot_engine::Payments::new(Arc::new(simulator))),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!(
-        "http://{}/api/v1/products/{watched}/stock/stream",
-        listener.local_addr().expect("address")
-    );
-    tokio::spawn(allot_server::serve(listener, state, std::future::pending()));
-
-    // The subscribers: each a real HTTP connection reading every event it is sent.
-    let events = Arc::new(AtomicU64::new(0));
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .expect("client");
-    for _ in 0..subscribers {
-        let (client, url, events) = (client.clone(), url.clone(), events.clone());
-        tokio::spawn(async move {
-            let Ok(mut response) = client.get(&url).send().await else {
-                return;
-            };
-            while let Ok(Some(chunk)) = response.chunk().await {
-                let n = chunk.windows(7).filter(|w| w == b"event: ").count();
-                events.fetch_add(n as u64, Ordering::Relaxed);
-            }
-        });
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while events.load(Ordering::Relaxed) < subscribers as u64 {
-        assert!(Instant::now() < deadline, "subscribers did not connect");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    println!("{subscribers} subscribers connected to {watched}'s stock stream");
-
-    let mut rates = [Vec::new(), Vec::new()];
-    for round in 0..ROUNDS {
-        for (which, live) in [(0, false), (1, true)] {
-            let skus = bulk_stock(RESERVATIONS_PER_ROUND);
-            let changing = Arc::new(AtomicBool::new(live));
-            let changer = {
-                let (engine, changing) = (engine.clone(), changing.clone());
-                std::thread::spawn(move || {
-                    let mut user = u64::MAX / 2 + round as u64 * 1_000_000;
+        let changing = Arc::new(AtomicBool::new(live));
+        let changer = {
+            let (engine, changing) = (engine.clone(), changing.clone());
+            std::thread::Builder::new()
+                .name("changer".into())
+                .spawn(move || {
+                    let mut user = u64::MAX / 2;
                     while changing.load(Ordering::Relaxed) {
                         user += 1;
                         let _ = engine.reserve(UserId(user), Sku(watched.0), 1, 3_600_000);
                         std::thread::sleep(Duration::from_millis(CHANGE_EVERY_MS));
                     }
                 })
-            };
+                .expect("changer")
+        };
+        let (events_before, server_before, clients_before) = (
+            events.load(Ordering::Relaxed),
+            cpu_of(SERVER_THREADS),
+            cpu_of(CLIENT_THREADS),
+        );
+        // The producers are children of a thread of their own name, so no thread of the two
+        // runtimes runs a purchase.
+        let took = {
             let engine = engine.clone();
-            let before = events.load(Ordering::Relaxed);
-            let took = tokio::task::spawn_blocking(move || {
-                reserve_durably(&engine, &skus, 2, RESERVATIONS_PER_ROUND)
-            })
-            .await
-            .expect("producers")
-            .expect("reservations");
-            changing.store(false, Ordering::Relaxed);
-            changer.join().expect("changer");
-            let rate = RESERVATIONS_PER_ROUND as f64 / took.as_secs_f64();
-            let delivered = events.load(Ordering::Relaxed) - before;
-            println!(
-                "round {round}: {:>5} {:>10.0} durable reservations/s in {:.1} s ({delivered} events delivered meanwhile)",
-                if live { "live" } else { "quiet" },
-                rate,
-                took.as_secs_f64()
-            );
-            rates[which].push(rate);
+            std::thread::Builder::new()
+                .name("purchases".into())
+                .spawn(move || reserve_durably(&engine, &skus, 2, RESERVATIONS_PER_ROUND))
+                .expect("purchases")
+                .join()
+                .expect("producers")
+                .expect("reservations")
+        };
+        let round = Round {
+            took,
+            events: events.load(Ordering::Relaxed) - events_before,
+            server_cpu: cpu_of(SERVER_THREADS).saturating_sub(server_before),
+            client_cpu: cpu_of(CLIENT_THREADS).saturating_sub(clients_before),
+        };
+        changing.store(false, Ordering::Relaxed);
+        changer.join().expect("changer");
+
+        let _ = stop.send(());
+        self.server
+            .block_on(server)
+            .expect("server task")
+            .expect("serve");
+        engine.close().expect("close");
+        round
+    }
+
+    /// Opens the streams, each a real HTTP connection reading every event it is sent, and
+    /// answers once every one has read its first event. The count goes on while they read.
+    fn connect(&self, url: &str) -> Arc<AtomicU64> {
+        let events = Arc::new(AtomicU64::new(0));
+        let _runtime = self.clients.enter();
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("client");
+        for _ in 0..self.subscribers {
+            let (client, url, events) = (client.clone(), url.to_owned(), events.clone());
+            self.clients.spawn(async move {
+                let Ok(mut response) = client.get(&url).send().await else {
+                    return;
+                };
+                while let Ok(Some(chunk)) = response.chunk().await {
+                    let n = chunk.windows(7).filter(|w| w == b"event: ").count();
+                    events.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while events.load(Ordering::Relaxed) < self.subscribers {
+            assert!(Instant::now() < deadline, "subscribers did not connect");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        events
+    }
+}
+
+fn product(engine: &Engine) -> ProductId {
+    let (view, ticket) = engine
+        .create_product(NewProduct {
+            kind: ProductKind::General,
+            details: ProductDetails {
+                name: "everybody watches".into(),
+                description: String::new(),
+                price: 1_000,
+                currency: "KRW".into(),
+            },
+            sale_opens_ms: None,
+            sale_closes_ms: None,
+            per_user_limit: None,
+            stock_total: 1_000_000,
+        })
+        .expect("product");
+    ticket.wait().expect("durable");
+    view.product.id
+}
+
+/// Fresh SKUs holding at least `units` units between them, durable.
+fn bulk_stock(engine: &Engine, units: u64) -> Vec<Sku> {
+    let count = units.div_ceil(u64::from(SKU_UNITS_MAX));
+    let skus: Vec<Sku> = (BULK_SKU_FIRST..BULK_SKU_FIRST + count).map(Sku).collect();
+    for &sku in &skus {
+        let ticket = engine
+            .create_sku(sku, SKU_UNITS_MAX, None)
+            .expect("bulk SKU");
+        ticket.wait().expect("durable");
+    }
+    skus
+}
+
+/// CPU time so far of this process's threads named `name` (those alive now).
+fn cpu_of(name: &str) -> Duration {
+    let mut nanos = 0;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let named = std::fs::read_to_string(path.join("comm")).is_ok_and(|c| c.trim() == name);
+        if !named {
+            continue;
+        }
+        // The first field is the time on a CPU in nanoseconds.
+        if let Some(ns) = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        {
+            nanos += ns;
         }
     }
-    let median = |v: &mut Vec<f64>| {
+    Duration::from_nanos(nanos)
+}
+
+fn summarize(subscribers: u64, quiet: &[Round], live: &[Round]) {
+    let median = |mut v: Vec<f64>| {
         v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2]
+        let mid = v.len() / 2;
+        if v.len().is_multiple_of(2) {
+            (v[mid - 1] + v[mid]) / 2.0
+        } else {
+            v[mid]
+        }
     };
-    let (quiet_rate, live_rate) = (median(&mut rates[0]), median(&mut rates[1]));
+    let rate = |rounds: &[Round]| median(rounds.iter().map(Round::rate).collect());
+    let (quiet_rate, live_rate) = (rate(quiet), rate(live));
+    let total = |rounds: &[Round], f: fn(&Round) -> f64| rounds.iter().map(f).sum::<f64>();
+    let seconds = |r: &Round| r.took.as_secs_f64();
+    let events = total(live, |r| r.events as f64);
+    let extra_cpu = |f: fn(&Round) -> f64| {
+        // CPU per second in live rounds beyond the quiet rounds', spread over the live events.
+        let live_per_s = total(live, f) / total(live, seconds);
+        let quiet_per_s = total(quiet, f) / total(quiet, seconds);
+        let per_event_us = (live_per_s - quiet_per_s) * 1e6 / (events / total(live, seconds));
+        (live_per_s - quiet_per_s, per_event_us)
+    };
+    let (server_share, server_us) = extra_cpu(|r| r.server_cpu.as_secs_f64());
+    let (client_share, client_us) = extra_cpu(|r| r.client_cpu.as_secs_f64());
     println!(
         "median: quiet {quiet_rate:.0}/s, live with {subscribers} subscribers {live_rate:.0}/s: {:.1} %",
         100.0 * live_rate / quiet_rate
     );
+    if events > 0.0 {
+        println!(
+            "{:.0} events/s in live rounds; their extra CPU: server {:.1} % of a core ({server_us:.1} µs per event), subscribers {:.1} % of a core ({client_us:.1} µs per event)",
+            events / total(live, seconds),
+            100.0 * server_share,
+            100.0 * client_share,
+        );
+    }
 }
