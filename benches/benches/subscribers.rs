@@ -20,7 +20,8 @@
 //!
 //! `cargo bench -p allot-benches --bench subscribers`: `ALLOT_BENCH_SUBSCRIBERS` (default 2,000;
 //! 0 runs the same rounds with nobody listening, which shows how far apart two identical
-//! conditions land on this machine), `ALLOT_BENCH_DURABILITY=none` to take the disk out.
+//! conditions land on this machine), `ALLOT_BENCH_DURABILITY=none` to take the disk out, and
+//! the server's own `ALLOT_STREAM_EVENTS_PER_SEC` and `ALLOT_STREAM_PACE_MAX_MS`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,6 +33,7 @@ use allot_engine::{
     UserId,
 };
 use allot_server::mail::{MailConfig, MailTransportConfig, Mailer};
+use allot_server::stock_feed::StockFeedConfig;
 use allot_server::{AppState, ServerConfig};
 use tokio::runtime::Runtime;
 
@@ -64,14 +66,26 @@ fn main() {
             .build()
             .expect("runtime")
     };
+    let defaults = StockFeedConfig::default();
+    let setting = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let feed = StockFeedConfig {
+        events_per_sec_max: setting("ALLOT_STREAM_EVENTS_PER_SEC", defaults.events_per_sec_max),
+        pace_max_ms: setting("ALLOT_STREAM_PACE_MAX_MS", defaults.pace_max_ms),
+    };
     let world = World {
         server: runtime(2, SERVER_THREADS),
         clients: runtime(1, CLIENT_THREADS),
         subscribers,
         durability,
+        feed,
     };
     println!(
-        "{subscribers} subscribers, {RESERVATIONS_PER_ROUND} reservations per round, {durability:?}"
+        "{subscribers} subscribers, {RESERVATIONS_PER_ROUND} reservations per round, {durability:?}, {feed:?}"
     );
 
     let mut rounds = [Vec::new(), Vec::new()];
@@ -103,6 +117,7 @@ struct World {
     clients: Runtime,
     subscribers: u64,
     durability: Durability,
+    feed: StockFeedConfig,
 }
 
 struct Round {
@@ -141,7 +156,11 @@ impl World {
                 from: "allot <bench@allot.local>".into(),
             })
             .expect("mailer");
-            let state = AppState::new(&ServerConfig::default(), mailer);
+            let config = ServerConfig {
+                stock_feed: self.feed,
+                ..ServerConfig::default()
+            };
+            let state = AppState::new(&config, mailer);
             let simulator =
                 allot_engine::payment::PaymentSimulator::open(&dir.path().join("payments"))
                     .expect("simulator");

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use allot_engine::{Engine, EngineConfig, SystemClock};
 use allot_server::mail::{MailConfig, MailTransportConfig, Mailer};
+use allot_server::stock_feed::StockFeedConfig;
 use allot_server::{AppState, ServerConfig};
 
 use crate::DataDirArg;
@@ -40,6 +41,17 @@ pub struct ServeArgs {
     /// How many days after delivery a return may be asked for.
     #[arg(long, env = "ALLOT_RETURN_WINDOW_DAYS", default_value_t = 7)]
     return_window_days: u64,
+    /// About how many live stock events per second all stream subscribers together are sent at
+    /// most: with more subscribers, each product's new counts are sent less often (openings
+    /// and closings are always sent at once).
+    #[arg(long, env = "ALLOT_STREAM_EVENTS_PER_SEC", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    stream_events_per_sec: u64,
+    /// The longest, in milliseconds, a stream subscriber waits for new counts however many
+    /// listen (at least 100).
+    #[arg(long, env = "ALLOT_STREAM_PACE_MAX_MS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(100..=15_000))]
+    stream_pace_max_ms: u64,
     /// Do not load the demo catalog into an empty catalog.
     #[arg(long, env = "ALLOT_NO_DEMO_CATALOG")]
     no_demo_catalog: bool,
@@ -93,6 +105,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ip_rate_limit_per_min: args.ip_rate_limit,
         reservation_ttl_ms: args.reservation_ttl * 1_000,
         return_window_ms: args.return_window_days.saturating_mul(24 * 3600 * 1_000),
+        stock_feed: StockFeedConfig {
+            events_per_sec_max: args.stream_events_per_sec,
+            pace_max_ms: args.stream_pace_max_ms,
+        },
         ..ServerConfig::default()
     };
     let state = AppState::new(&config, mailer.clone());

@@ -192,3 +192,29 @@ async fn serve_answers_health_and_stops_cleanly_on_sigterm() {
     assert_eq!(products["items"].as_array().unwrap().len(), 5);
     server.stop();
 }
+
+#[test]
+fn serve_refuses_stream_pacing_out_of_bounds_before_touching_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for args in [
+        ["--stream-events-per-sec", "0"],
+        ["--stream-pace-max-ms", "99"],
+        ["--stream-pace-max-ms", "15001"],
+        ["--stream-events-per-sec", "lots"],
+    ] {
+        let refused = Command::new(ALLOT)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(refused.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains(args[0]),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&refused.stderr)
+        );
+        assert!(!data.exists(), "{args:?} made the data directory");
+    }
+}

@@ -47,6 +47,8 @@ pub struct ServerConfig {
     pub return_window_ms: u64,
     /// How often unsettled payments (lost answers, due refunds) are looked at.
     pub payment_resolve_interval_ms: u64,
+    /// How the live stock streams pace their events when many listen.
+    pub stock_feed: stock_feed::StockFeedConfig,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +59,7 @@ impl Default for ServerConfig {
             reservation_ttl_ms: 600_000,
             return_window_ms: 7 * 24 * 60 * 60 * 1000,
             payment_resolve_interval_ms: 500,
+            stock_feed: stock_feed::StockFeedConfig::default(),
         }
     }
 }
@@ -105,7 +108,7 @@ impl AppState {
                 ip_budget: IpBudget::new(config.ip_rate_limit_per_min),
                 login_throttle: LoginThrottle::new(),
                 passwords: PasswordPool::new(workers, PASSWORD_QUEUE_MAX),
-                stock_feed: Arc::default(),
+                stock_feed: Arc::new(stock_feed::StockFeed::new(config.stock_feed)),
                 stopping: tokio::sync::watch::channel(false).0,
                 background: Default::default(),
             }),

@@ -1,15 +1,18 @@
 //! The live stock feed behind `GET /products/{id}/stock/stream`.
 //!
-//! Purchases never pay for subscribers: nothing is added to the take path. One task polls the
+//! Purchases never pay for subscribers: nothing is added to the take path. One task reads the
 //! counter of each product that has subscribers (one atomic load) every tick and publishes a
 //! change through a `watch` channel per product. A watch keeps only the latest value, so a
 //! burst of 10,000 purchases is coalesced and a slow subscriber gets the newest stock, never a
 //! backlog.
 //!
-//! The tick is `STOCK_FEED_TICK_MS` while few listen, and lengthens with the number of
-//! subscribers so that the server writes at most about `STOCK_FEED_EVENTS_PER_SEC_MAX` events
-//! per second in all (up to `STOCK_FEED_TICK_MAX_MS` between events): a crowd watching a drop
-//! gets its updates a little later instead of taking the CPU the purchases need.
+//! What costs is telling: one socket write per subscriber per event, on the cores the
+//! purchases need (benches/RESULTS.md, "stream subscribers"). So a product's subscribers are
+//! told of new counts at most once per *pace*, which is one tick while few listen and lengthens
+//! with the crowd, so that the server writes at most about `events_per_sec_max` events per
+//! second in all (up to `pace_max_ms` between two). The sale window opening or closing is
+//! different: it happens once, everybody waits for it, and it is told at the next tick
+//! whatever the pace.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,20 +26,72 @@ use tokio::sync::watch;
 
 use allot_engine::{Engine, ProductId, ProductStatus, StockCounts};
 
-/// How often subscribed counters are read; bounds how late an event can be. Every change
-/// within it is one event per subscriber: with thousands of subscribers, each tick costs a
-/// socket write per subscriber, which is what competes with purchases for the CPU
-/// (benches/RESULTS.md, "stream subscribers").
+/// How often subscribed counters are read: the soonest an opening or closing is told, and
+/// the pace of counts while few listen.
 pub const STOCK_FEED_TICK_MS: u64 = 100;
-/// About how many events per second all subscribers together are sent at most.
-pub const STOCK_FEED_EVENTS_PER_SEC_MAX: u64 = 2_000;
-/// The longest tick, however many listen.
-pub const STOCK_FEED_TICK_MAX_MS: u64 = 1_000;
 
-/// The tick for `subscribers` listeners in all.
-pub fn tick_ms(subscribers: u64) -> u64 {
-    (subscribers * 1_000 / STOCK_FEED_EVENTS_PER_SEC_MAX)
-        .clamp(STOCK_FEED_TICK_MS, STOCK_FEED_TICK_MAX_MS)
+/// How the feed trades freshness for CPU when many listen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StockFeedConfig {
+    /// About how many events per second all subscribers together are sent at most (openings
+    /// and closings aside), as long as the pace stays within `pace_max_ms`.
+    pub events_per_sec_max: u64,
+    /// The longest a product's subscribers wait for its new counts, however many listen.
+    pub pace_max_ms: u64,
+}
+
+impl Default for StockFeedConfig {
+    fn default() -> Self {
+        Self {
+            events_per_sec_max: 2_000,
+            pace_max_ms: 1_000,
+        }
+    }
+}
+
+impl StockFeedConfig {
+    /// The pace of counts for `subscribers` listeners in all: 100 ms up to 200 subscribers
+    /// with the defaults, then longer, 1 s from 2,000 on.
+    pub fn pace_ms(&self, subscribers: u64) -> u64 {
+        let longest = self.pace_max_ms.max(STOCK_FEED_TICK_MS);
+        (subscribers.saturating_mul(1_000) / self.events_per_sec_max.max(1))
+            .clamp(STOCK_FEED_TICK_MS, longest)
+    }
+}
+
+/// What a product's subscribers are sent at a tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tell {
+    /// The new counts and status.
+    Change,
+    /// A keep-alive comment.
+    Beat,
+    Nothing,
+}
+
+/// The tick's decision for one product: the window opening or closing at once, new counts
+/// once the pace has passed since they were last sent anything, a beat after a long silence.
+fn tell(
+    last: &StockEvent,
+    counts: StockCounts,
+    status: ProductStatus,
+    silent_for: Duration,
+    pace: Duration,
+) -> Tell {
+    let window_moved = last.status != status
+        && [last.status, status]
+            .iter()
+            .any(|s| matches!(s, ProductStatus::Upcoming | ProductStatus::Closed));
+    let changed = last.counts != counts || last.status != status;
+    let keep_alive = Duration::from_millis(STOCK_FEED_KEEP_ALIVE_MS);
+    // A pace longer than the keep-alive would have every change wait behind the beats.
+    if window_moved || (changed && silent_for >= pace.min(keep_alive)) {
+        Tell::Change
+    } else if silent_for >= keep_alive {
+        Tell::Beat
+    } else {
+        Tell::Nothing
+    }
 }
 
 /// How long a stream may stay silent before it is sent a comment, so proxies keep it open.
@@ -115,14 +170,23 @@ struct Channel {
     last_sent: Instant,
 }
 
-#[derive(Default)]
 pub struct StockFeed {
+    config: StockFeedConfig,
     channels: Mutex<HashMap<ProductId, Channel>>,
     closed: std::sync::atomic::AtomicBool,
     started: std::sync::OnceLock<()>,
 }
 
 impl StockFeed {
+    pub fn new(config: StockFeedConfig) -> Self {
+        Self {
+            config,
+            channels: Mutex::default(),
+            closed: Default::default(),
+            started: Default::default(),
+        }
+    }
+
     /// Subscribes to a product's stock; `None` for an unknown product or once closed.
     pub fn subscribe(
         self: &Arc<Self>,
@@ -161,13 +225,12 @@ impl StockFeed {
     }
 
     async fn run(self: Arc<Self>, engine: Engine) {
-        let mut tick = STOCK_FEED_TICK_MS;
+        let mut pace = Duration::from_millis(STOCK_FEED_TICK_MS);
         while !self.closed.load(std::sync::atomic::Ordering::Acquire) {
-            tokio::time::sleep(Duration::from_millis(tick)).await;
+            tokio::time::sleep(Duration::from_millis(STOCK_FEED_TICK_MS)).await;
             let mut subscribers = 0;
             let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
-            let keep_alive = Duration::from_millis(STOCK_FEED_KEEP_ALIVE_MS);
             channels.retain(|id, channel| {
                 let listening = channel.sender.receiver_count() as u64;
                 if listening == 0 {
@@ -177,13 +240,15 @@ impl StockFeed {
                 let Some((counts, status, as_of_ms)) = engine.stock_status(*id) else {
                     return false;
                 };
-                let beat = now.duration_since(channel.last_sent) >= keep_alive;
+                let silent_for = now.duration_since(channel.last_sent);
                 let sent = channel.sender.send_if_modified(|last| {
-                    if last.counts != counts || last.status != status {
-                        *last = StockEvent::new(*id, counts, status, as_of_ms, last.change + 1);
-                        true
-                    } else {
-                        beat
+                    match tell(last, counts, status, silent_for, pace) {
+                        Tell::Change => {
+                            *last = StockEvent::new(*id, counts, status, as_of_ms, last.change + 1);
+                            true
+                        }
+                        Tell::Beat => true,
+                        Tell::Nothing => false,
                     }
                 });
                 if sent {
@@ -192,7 +257,7 @@ impl StockFeed {
                 true
             });
             drop(channels);
-            tick = tick_ms(subscribers);
+            pace = Duration::from_millis(self.config.pace_ms(subscribers));
         }
     }
 }
@@ -202,12 +267,69 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_tick_lengthens_with_the_crowd_within_its_bounds() {
-        assert_eq!(tick_ms(0), STOCK_FEED_TICK_MS);
-        assert_eq!(tick_ms(1), STOCK_FEED_TICK_MS);
-        assert_eq!(tick_ms(200), STOCK_FEED_TICK_MS);
-        assert_eq!(tick_ms(1_000), 500);
-        assert_eq!(tick_ms(2_000), STOCK_FEED_TICK_MAX_MS);
-        assert_eq!(tick_ms(1_000_000), STOCK_FEED_TICK_MAX_MS);
+    fn the_pace_lengthens_with_the_crowd_within_its_bounds() {
+        let config = StockFeedConfig::default();
+        assert_eq!(config.pace_ms(0), STOCK_FEED_TICK_MS);
+        assert_eq!(config.pace_ms(1), STOCK_FEED_TICK_MS);
+        assert_eq!(config.pace_ms(200), STOCK_FEED_TICK_MS);
+        assert_eq!(config.pace_ms(1_000), 500);
+        assert_eq!(config.pace_ms(2_000), 1_000);
+        assert_eq!(config.pace_ms(u64::MAX), 1_000);
+        let odd = StockFeedConfig {
+            events_per_sec_max: 0,
+            pace_max_ms: 0,
+        };
+        assert_eq!(odd.pace_ms(5), STOCK_FEED_TICK_MS);
+    }
+
+    fn event(status: ProductStatus, available: u32) -> (StockEvent, StockCounts) {
+        let counts = StockCounts {
+            available,
+            reserved: 0,
+            sold: 0,
+        };
+        (
+            StockEvent::new(ProductId(1), counts, status, 1_800_000_000_000, 0),
+            counts,
+        )
+    }
+
+    #[test]
+    fn counts_wait_for_the_pace_but_the_window_moving_does_not() {
+        use ProductStatus::*;
+        let ms = Duration::from_millis;
+        let pace = ms(1_000);
+        let (on_sale, five) = event(OnSale, 5);
+        let four = StockCounts {
+            available: 4,
+            ..five
+        };
+        assert_eq!(tell(&on_sale, five, OnSale, ms(999), pace), Tell::Nothing);
+        assert_eq!(tell(&on_sale, four, OnSale, ms(999), pace), Tell::Nothing);
+        assert_eq!(tell(&on_sale, four, OnSale, ms(1_000), pace), Tell::Change);
+        // Selling out and back (a unit released) is paced like the counts it comes with.
+        let zero = StockCounts {
+            available: 0,
+            ..five
+        };
+        assert_eq!(tell(&on_sale, zero, SoldOut, ms(100), pace), Tell::Nothing);
+        assert_eq!(tell(&on_sale, zero, SoldOut, ms(1_000), pace), Tell::Change);
+        // Opening and closing are told at the next tick.
+        let (upcoming, _) = event(Upcoming, 5);
+        assert_eq!(tell(&upcoming, five, OnSale, ms(0), pace), Tell::Change);
+        assert_eq!(tell(&upcoming, zero, SoldOut, ms(0), pace), Tell::Change);
+        assert_eq!(tell(&on_sale, five, Closed, ms(0), pace), Tell::Change);
+        let (sold_out, _) = event(SoldOut, 0);
+        assert_eq!(tell(&sold_out, zero, Closed, ms(0), pace), Tell::Change);
+        // A quiet product is beaten now and then, and only then.
+        let keep_alive = ms(STOCK_FEED_KEEP_ALIVE_MS);
+        assert_eq!(tell(&on_sale, five, OnSale, keep_alive, pace), Tell::Beat);
+        assert_eq!(
+            tell(&on_sale, five, OnSale, keep_alive - ms(1), pace),
+            Tell::Nothing
+        );
+        // Changes are never held behind beats, however long the pace.
+        let slow = ms(STOCK_FEED_KEEP_ALIVE_MS * 2);
+        assert_eq!(tell(&on_sale, four, OnSale, keep_alive, slow), Tell::Change);
     }
 }

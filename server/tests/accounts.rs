@@ -110,9 +110,7 @@ async fn the_whole_journey_over_smtp_then_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let options = || AppOptions {
         mail: MailTransportConfig::Smtp { url: smtp.url() },
-        ip_rate_limit_per_min: 0,
-        reservation_ttl_ms: None,
-        payment_resolve_interval_ms: None,
+        ..AppOptions::files(dir.path())
     };
     let app = TestApp::spawn(dir.path(), options()).await;
     let inbox = Inbox::Smtp(&smtp);

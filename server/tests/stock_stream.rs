@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use allot_engine::{NewProduct, ProductDetails, ProductKind, Sku, UserId};
+use allot_server::stock_feed::StockFeedConfig;
 use support::app::{AppOptions, TestApp};
 
 struct SseEvent {
@@ -44,6 +45,13 @@ impl SseReader {
 
     /// The next event, or `None` when the stream ended.
     async fn next(&mut self, timeout: Duration) -> Option<SseEvent> {
+        self.within(timeout)
+            .await
+            .unwrap_or_else(|| panic!("no event within {timeout:?}"))
+    }
+
+    /// `Some` of what `next` answers, or `None` if no event came within `timeout`.
+    async fn within(&mut self, timeout: Duration) -> Option<Option<SseEvent>> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
@@ -60,17 +68,16 @@ impl SseReader {
                 if data.is_empty() {
                     continue; // a keep-alive comment
                 }
-                return Some(SseEvent {
+                return Some(Some(SseEvent {
                     name,
                     data: serde_json::from_str(&data).unwrap(),
-                });
+                }));
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no event within {timeout:?}");
             match tokio::time::timeout(left, self.response.chunk()).await {
                 Ok(Ok(Some(chunk))) => self.buffer.push_str(&String::from_utf8_lossy(&chunk)),
-                Ok(Ok(None)) | Ok(Err(_)) => return None,
-                Err(_) => panic!("no event within {timeout:?}"),
+                Ok(Ok(None)) | Ok(Err(_)) => return Some(None),
+                Err(_) => return None,
             }
         }
     }
@@ -201,6 +208,77 @@ async fn a_burst_is_coalesced_and_a_stop_ends_the_stream() {
         "the server did not stop with a stream open"
     );
     assert!(stream.next(Duration::from_secs(5)).await.is_none());
+}
+
+/// A crowd slows how often counts are sent, never the opening or the closing: with a budget
+/// of one event per second, ten subscribers get new counts every 10 s, but hear the sale open
+/// and close at once, each time with the newest counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_gets_counts_at_its_pace_but_the_opening_and_closing_at_once() {
+    const SUBSCRIBERS: usize = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let options = AppOptions {
+        stock_feed: StockFeedConfig {
+            events_per_sec_max: 1,
+            pace_max_ms: 10_000,
+        },
+        ..AppOptions::files(dir.path())
+    };
+    let app = TestApp::spawn(dir.path(), options).await;
+    let opens_in = Duration::from_millis(2_500);
+    let (product, sku) = limited(&app, 10, 2_500, 4_000).await;
+    let created = Instant::now();
+    let mut streams = Vec::new();
+    for _ in 0..SUBSCRIBERS {
+        let mut stream = SseReader::open(&app.base, &product).await;
+        let first = stream.next(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(first.data["status"], "upcoming");
+        streams.push(stream);
+    }
+    // Past a tick, so the feed knows its crowd; then the counts change before the opening.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, ticket) = app.engine.reserve(UserId(1), sku, 1, 600_000).unwrap();
+    ticket.durable().await.unwrap();
+    assert!(
+        created.elapsed() < opens_in,
+        "the machine was too slow to set the scene before the opening"
+    );
+
+    // Without the opening's precedence it would come with the next paced counts, 10 s after
+    // the streams were opened; 4 s past the opening leaves a loaded machine plenty of time.
+    let opening_by = opens_in - created.elapsed() + Duration::from_secs(4);
+    for stream in &mut streams {
+        let opened = stream.next(opening_by).await.unwrap();
+        assert_eq!(
+            opened.name, "sale_opened",
+            "the counts came before the opening"
+        );
+        assert_eq!(opened.data["status"], "on_sale");
+        assert_eq!(
+            opened.data["remaining"], 9,
+            "the opening carries the newest counts"
+        );
+        let stock = stream.next(Duration::from_secs(1)).await.unwrap();
+        assert_eq!(
+            (stock.name.as_str(), &stock.data["remaining"]),
+            ("stock", &9.into())
+        );
+    }
+
+    // A purchase on sale waits for the pace: not told within a second.
+    let (_, ticket) = app.engine.reserve(UserId(2), sku, 1, 600_000).unwrap();
+    ticket.durable().await.unwrap();
+    assert!(
+        streams[0].within(Duration::from_secs(1)).await.is_none(),
+        "new counts were sent before the pace allowed"
+    );
+    // The closing, 1.5 s after the opening, is told at once with the counts it waited for.
+    for stream in &mut streams {
+        let closed = stream.next(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(closed.name, "sale_closed");
+        assert_eq!(closed.data["remaining"], 8);
+    }
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use allot_engine::{Engine, EngineConfig, NewProduct, ProductDetails, ProductKind, SystemClock};
 use allot_server::mail::{MailConfig, MailTransportConfig, Mailer};
+use allot_server::stock_feed::StockFeedConfig;
 use allot_server::{AppState, ServerConfig};
 
 pub struct TestApp {
@@ -29,6 +30,8 @@ pub struct AppOptions {
     pub reservation_ttl_ms: Option<u64>,
     /// How often unsettled payments are looked at; the server's default when `None`.
     pub payment_resolve_interval_ms: Option<u64>,
+    /// How live stock streams pace their events.
+    pub stock_feed: StockFeedConfig,
 }
 
 impl AppOptions {
@@ -41,6 +44,7 @@ impl AppOptions {
             ip_rate_limit_per_min: 0,
             reservation_ttl_ms: None,
             payment_resolve_interval_ms: None,
+            stock_feed: StockFeedConfig::default(),
         }
     }
 }
@@ -69,6 +73,7 @@ impl TestApp {
                 payment_resolve_interval_ms: options
                     .payment_resolve_interval_ms
                     .unwrap_or(defaults.payment_resolve_interval_ms),
+                stock_feed: options.stock_feed,
                 ..defaults
             },
             mailer.clone(),
