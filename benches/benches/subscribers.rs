@@ -2,8 +2,9 @@
 //! 2 producers, as in (b)) while N subscribers are connected to a product's stock stream over
 //! real HTTP. In a "quiet" round that product does not change, so the subscribers get nothing
 //! but their first event; in a "live" round a side thread buys one unit of it every few ms, so
-//! every tick of the feed is broadcast to all N. The purchases themselves go to bulk SKUs of
-//! the same engine, so a round lasts seconds (many ticks) without running out of units.
+//! the feed sends new counts to all N once per pace (1 s at 2,000 subscribers). The purchases
+//! themselves go to bulk SKUs of the same engine, so a round lasts seconds (several paces)
+//! without running out of units.
 //!
 //! Every round starts from nothing: a fresh data directory, engine and server, and N fresh
 //! connections. The engine keeps every reservation it was ever given (closed ones included),
@@ -39,9 +40,9 @@ use tokio::runtime::Runtime;
 
 /// Pairs of rounds, one quiet and one live each.
 const PAIRS: usize = 4;
-/// About 3 s per round here: several ticks of the feed, whatever its length.
+/// About 3 s per round here: several paces of the feed.
 const RESERVATIONS_PER_ROUND: u64 = 4_000_000;
-/// How often the watched product changes in a live round: more often than any feed tick.
+/// How often the watched product changes in a live round: more often than the feed looks.
 const CHANGE_EVERY_MS: u64 = 5;
 /// Bulk SKUs are numbered from here, clear of the products' own.
 const BULK_SKU_FIRST: u64 = 1_000;
