@@ -3,6 +3,7 @@
 //! state after a restart. See DESIGN.md, "The engine".
 
 pub mod accounts;
+pub mod backup;
 pub mod catalog;
 pub mod clock;
 pub mod config;

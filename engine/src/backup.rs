@@ -1,0 +1,368 @@
+//! Offline backup and restore of a whole data directory: the store, the key file and whatever
+//! else lives there (mail written as files, the payment simulator's journal).
+//!
+//! Both hold the source's lock while they copy, so a running server makes them fail instead of
+//! copying files under its feet. Both copy into a hidden directory beside the destination
+//! first, fsync every file and directory, check the copy, and only then rename it into place:
+//! a crash or a failure midway leaves no half-written backup or data directory behind under
+//! the given name. A restore never deletes: the directory it replaces is moved aside.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::crypto::Keys;
+use crate::inspect::{Inspection, inspect};
+use crate::store::DirLock;
+use crate::{EngineConfig, OpenError};
+
+/// The lock file of a data directory: it belongs to the directory, never to a copy of it.
+const LOCK_FILE: &str = "LOCK";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{0} is not an allot data directory (no store in it)")]
+    NotADataDirectory(String),
+    #[error("{target} is inside {source_dir} (or is it): the copy would copy itself")]
+    Overlap { source_dir: String, target: String },
+    #[error("{0} already exists; choose a new path")]
+    DestinationExists(String),
+    #[error("{0} is not empty; pass --force to replace it (it is moved aside, not deleted)")]
+    DestinationNotEmpty(String),
+    #[error("{path} is not a plain file or directory; a data directory holds no others")]
+    Unexpected { path: String },
+    #[error("the backup {path} fails verification: {problems}")]
+    NotClean { path: String, problems: String },
+    #[error("the key file of {path}: {reason}")]
+    Keys { path: String, reason: String },
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
+    move |source| BackupError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// What a backup or a restore did.
+#[derive(Debug)]
+pub struct CopyReport {
+    pub files: u64,
+    pub bytes: u64,
+    /// `db verify` of the copy.
+    pub inspection: Inspection,
+    /// Where a restore moved the directory it replaced.
+    pub moved_aside: Option<PathBuf>,
+}
+
+/// Copies the data directory `data_dir` (not in use) to `to`, which must not exist, and
+/// verifies the copy and its key file. A copy with problems is kept (it is what there is), and
+/// reported: the caller decides how loudly.
+pub fn backup(data_dir: &Path, to: &Path) -> Result<CopyReport, BackupError> {
+    require_data_dir(data_dir)?;
+    if to.exists() {
+        return Err(BackupError::DestinationExists(to.display().to_string()));
+    }
+    refuse_overlap(data_dir, to)?;
+    let _lock = DirLock::acquire(data_dir)?;
+    let staging = beside(to, "partial")?;
+    let result = copy_tree(data_dir, &staging).and_then(|(files, bytes)| {
+        let mut inspection = inspect(&staging)?;
+        if let Err(error) = check_keys(&staging) {
+            inspection.problems.push(error.to_string());
+        }
+        publish(&staging, to)?;
+        Ok(CopyReport {
+            files,
+            bytes,
+            inspection,
+            moved_aside: None,
+        })
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    result
+}
+
+/// Replaces the data directory `data_dir` with a copy of the backup `from` (locked meanwhile,
+/// like a data directory), once that copy has passed verification and its key file reads. An existing non-empty `data_dir` is replaced
+/// only with `replace`, and is then moved aside to `<data_dir>.before-restore-<ms>`.
+pub fn restore(from: &Path, data_dir: &Path, replace: bool) -> Result<CopyReport, BackupError> {
+    require_data_dir(from)?;
+    refuse_overlap(from, data_dir)?;
+    let occupied = is_occupied(data_dir)?;
+    if occupied && !replace {
+        return Err(BackupError::DestinationNotEmpty(
+            data_dir.display().to_string(),
+        ));
+    }
+    // A backup someone is writing to would be copied half-written.
+    let _source_lock = DirLock::acquire(from)?;
+    // Held until the end: no server may open the directory while it is being replaced.
+    let _lock = if occupied {
+        Some(DirLock::acquire(data_dir)?)
+    } else {
+        None
+    };
+    let staging = beside(data_dir, "restoring")?;
+    let result = copy_tree(from, &staging).and_then(|(files, bytes)| {
+        check_keys(&staging)?;
+        let inspection = inspect(&staging)?;
+        if !inspection.is_clean() {
+            return Err(BackupError::NotClean {
+                path: from.display().to_string(),
+                problems: inspection.problems.join("; "),
+            });
+        }
+        let moved_aside = if occupied {
+            let aside = aside_name(data_dir)?;
+            std::fs::rename(data_dir, &aside).map_err(io(data_dir))?;
+            Some(aside)
+        } else {
+            if data_dir.exists() {
+                std::fs::remove_dir(data_dir).map_err(io(data_dir))?;
+            }
+            None
+        };
+        if let Err(error) = publish(&staging, data_dir) {
+            // Whatever was there goes back where it was.
+            if let Some(aside) = &moved_aside {
+                let _ = std::fs::rename(aside, data_dir);
+            }
+            return Err(error);
+        }
+        Ok(CopyReport {
+            files,
+            bytes,
+            inspection,
+            moved_aside,
+        })
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    result
+}
+
+fn require_data_dir(dir: &Path) -> Result<(), BackupError> {
+    if dir.join("store").is_dir() {
+        Ok(())
+    } else {
+        Err(BackupError::NotADataDirectory(dir.display().to_string()))
+    }
+}
+
+/// Whether `dir` exists with anything in it (a file where it should be is an error).
+fn is_occupied(dir: &Path) -> Result<bool, BackupError> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => Ok(entries.next().is_some()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io(dir)(e)),
+    }
+}
+
+fn check_keys(dir: &Path) -> Result<(), BackupError> {
+    let path = EngineConfig::new(dir).keys_path();
+    let fail = |reason: String| BackupError::Keys {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| fail(e.to_string()))?;
+    Keys::parse(&text, &path).map_err(|e| fail(e.to_string()))?;
+    Ok(())
+}
+
+/// A hidden sibling of `target` to build a copy in.
+fn beside(target: &Path, purpose: &str) -> Result<PathBuf, BackupError> {
+    let (parent, name) = split(target)?;
+    std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+    let staging = parent.join(format!(".{name}.{purpose}-{}", std::process::id()));
+    if staging.exists() {
+        // Left by an earlier run of this very process id that died: nobody else names it so.
+        std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
+    }
+    Ok(staging)
+}
+
+fn aside_name(data_dir: &Path) -> Result<PathBuf, BackupError> {
+    let (parent, name) = split(data_dir)?;
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    Ok(parent.join(format!("{name}.before-restore-{ms}")))
+}
+
+fn split(path: &Path) -> Result<(PathBuf, String), BackupError> {
+    let absolute = std::path::absolute(path).map_err(io(path))?;
+    match (absolute.parent(), absolute.file_name()) {
+        (Some(parent), Some(name)) => {
+            Ok((parent.to_path_buf(), name.to_string_lossy().into_owned()))
+        }
+        _ => Err(BackupError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "needs a named directory, not a root",
+            ),
+        }),
+    }
+}
+
+/// Refuses a `target` inside `source` (or the same): its copy would be copied into itself.
+fn refuse_overlap(source: &Path, target: &Path) -> Result<(), BackupError> {
+    if resolved(target)?.starts_with(resolved(source)?) {
+        return Err(BackupError::Overlap {
+            source_dir: source.display().to_string(),
+            target: target.display().to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// `path` absolute, with the symbolic links of its existing part resolved.
+fn resolved(path: &Path) -> Result<PathBuf, BackupError> {
+    let absolute = std::path::absolute(path).map_err(io(path))?;
+    let mut existing = absolute.as_path();
+    let mut missing = Vec::new();
+    while !existing.exists() {
+        let (Some(name), Some(parent)) = (existing.file_name(), existing.parent()) else {
+            return Err(BackupError::Io {
+                path: path.display().to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "a path to be created may not go through `..`",
+                ),
+            });
+        };
+        missing.push(name);
+        existing = parent;
+    }
+    let mut resolved = existing.canonicalize().map_err(io(existing))?;
+    resolved.extend(missing.iter().rev());
+    Ok(resolved)
+}
+
+/// Renames the finished copy into place and makes the rename durable.
+fn publish(staging: &Path, target: &Path) -> Result<(), BackupError> {
+    std::fs::rename(staging, target).map_err(io(target))?;
+    let (parent, _) = split(target)?;
+    sync_dir(&parent)
+}
+
+/// Copies the tree `from` into the new directory `to`, every file and directory fsynced, the
+/// top-level lock file left out. Answers the files and bytes copied.
+fn copy_tree(from: &Path, to: &Path) -> Result<(u64, u64), BackupError> {
+    let mut totals = (0, 0);
+    copy_dir(from, to, true, &mut totals)?;
+    Ok(totals)
+}
+
+fn copy_dir(from: &Path, to: &Path, top: bool, totals: &mut (u64, u64)) -> Result<(), BackupError> {
+    std::fs::create_dir(to).map_err(io(to))?;
+    for entry in std::fs::read_dir(from).map_err(io(from))? {
+        let entry = entry.map_err(io(from))?;
+        let source = entry.path();
+        if top && entry.file_name() == LOCK_FILE {
+            continue;
+        }
+        let kind = entry.file_type().map_err(io(&source))?;
+        let target = to.join(entry.file_name());
+        if kind.is_dir() {
+            copy_dir(&source, &target, false, totals)?;
+        } else if kind.is_file() {
+            totals.1 += std::fs::copy(&source, &target).map_err(io(&source))?;
+            totals.0 += 1;
+            File::open(&target)
+                .and_then(|f| f.sync_all())
+                .map_err(io(&target))?;
+        } else {
+            return Err(BackupError::Unexpected {
+                path: source.display().to_string(),
+            });
+        }
+    }
+    sync_dir(to)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), BackupError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_leaves_the_lock_file_out_and_refuses_what_a_data_directory_never_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("from");
+        std::fs::create_dir_all(from.join("store/blobs")).unwrap();
+        std::fs::write(from.join(LOCK_FILE), b"").unwrap();
+        std::fs::write(from.join("keys"), b"k").unwrap();
+        std::fs::write(from.join("store/db"), b"0123456789").unwrap();
+        std::fs::write(from.join("store/blobs/LOCK"), b"not the top one").unwrap();
+        let to = dir.path().join("to");
+        assert_eq!(copy_tree(&from, &to).unwrap(), (3, 26));
+        assert!(!to.join(LOCK_FILE).exists());
+        assert_eq!(std::fs::read(to.join("store/db")).unwrap(), b"0123456789");
+        assert!(to.join("store/blobs/LOCK").exists());
+
+        std::os::unix::fs::symlink("/etc/passwd", from.join("store/link")).unwrap();
+        let again = dir.path().join("again");
+        assert!(matches!(
+            copy_tree(&from, &again),
+            Err(BackupError::Unexpected { .. })
+        ));
+    }
+
+    #[test]
+    fn a_copy_into_its_own_source_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(data.join("store")).unwrap();
+        std::fs::create_dir(dir.path().join("elsewhere")).unwrap();
+        for to in [
+            data.join("backup"),
+            data.join("store/deeper/backup"),
+            dir.path().join("elsewhere/../data/backup"),
+        ] {
+            let refused = backup(&data, &to);
+            assert!(
+                matches!(refused, Err(BackupError::Overlap { .. })),
+                "{to:?}: {refused:?}"
+            );
+        }
+        std::os::unix::fs::symlink(&data, dir.path().join("link")).unwrap();
+        let refused = backup(&data, &dir.path().join("link/backup"));
+        assert!(matches!(refused, Err(BackupError::Overlap { .. })));
+        // Nor into itself or a directory inside it.
+        for target in [data.clone(), data.join("store/restored")] {
+            let refused = restore(&data, &target, true);
+            assert!(
+                matches!(refused, Err(BackupError::Overlap { .. })),
+                "{target:?}: {refused:?}"
+            );
+        }
+        let names: Vec<_> = std::fs::read_dir(&data)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec!["store"]);
+    }
+
+    #[test]
+    fn an_empty_or_missing_directory_is_not_occupied_and_a_file_is() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!is_occupied(&dir.path().join("missing")).unwrap());
+        assert!(!is_occupied(dir.path()).unwrap());
+        std::fs::write(dir.path().join("x"), b"").unwrap();
+        assert!(is_occupied(dir.path()).unwrap());
+    }
+}
