@@ -221,7 +221,26 @@ pub fn router(state: AppState) -> Router {
             Duration::from_millis(REQUEST_TIMEOUT_MS),
         ))
         .layer(axum::middleware::map_response(problem_for_bare_errors))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().on_failure(log_failure))
+}
+
+/// tower-http logs every 5xx as an error. A 503 (`not_ready`, `busy`, `shutting_down`) is an
+/// answer the server chose and a client retries, not a fault: during a login burst or a probe
+/// of a recovering server it would flood the log, so it is logged at debug. A 500 is also
+/// logged where it arises, with its cause.
+fn log_failure(
+    failure: tower_http::classify::ServerErrorsFailureClass,
+    latency: std::time::Duration,
+    _span: &tracing::Span,
+) {
+    use tower_http::classify::ServerErrorsFailureClass;
+    let latency_ms = latency.as_millis();
+    match failure {
+        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
+            tracing::debug!(latency_ms, "answered 503");
+        }
+        other => tracing::error!(classification = %other, latency_ms, "response failed"),
+    }
 }
 
 /// Longest body of a framework error that is kept as a problem's detail.
