@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::config::EngineConfig;
 use crate::error::OpenError;
-use crate::record::Seq;
+use crate::record::{Record, Seq};
 use crate::state::{State, StateImage, check_invariants_of};
 use crate::store::{BatchRead, DirLock, Store};
 
@@ -32,6 +32,11 @@ pub struct Inspection {
     /// problem says otherwise).
     pub snapshots_compared: Vec<Seq>,
     pub last_seq: Seq,
+    /// Replayed records whose event (or absence of one) was compared with the events tree.
+    pub events_checked: u64,
+    /// Events stored past the end of the log: written with a batch that a crash kept from
+    /// becoming durable. Opening drops them; they are not a problem.
+    pub events_past_end: u64,
     pub disk_bytes: u64,
     pub problems: Vec<String>,
     pub image: StateImage,
@@ -106,6 +111,7 @@ pub fn inspect(data_dir: &Path) -> Result<Inspection, OpenError> {
 
     let mut batches_replayed = 0;
     let mut records_replayed = 0;
+    let mut events = EventCheck::default();
     let mut snapshots_compared = Vec::new();
     snapshots.retain(|(info, image)| image.is_some() && info.seq > state.seq());
     let mut pending = snapshots.into_iter().peekable();
@@ -122,6 +128,7 @@ pub fn inspect(data_dir: &Path) -> Result<Inspection, OpenError> {
                         break 'batches;
                     }
                     records_replayed += 1;
+                    events.compare(&store, seq, record)?;
                 }
                 batches_replayed += 1;
                 while let Some((info, image)) = pending.next_if(|(i, _)| i.seq <= state.seq()) {
@@ -158,6 +165,17 @@ pub fn inspect(data_dir: &Path) -> Result<Inspection, OpenError> {
             state.seq()
         ));
     }
+    problems.extend(events.problems());
+    let events_past_end = store
+        .events
+        .range(crate::events::key(state.seq() + 1)..)
+        .count() as u64;
+    for entry in store.events.iter() {
+        let (key, value) = entry?;
+        if crate::events::decode(&key, &value).is_none() {
+            problems.push(format!("the events tree holds an unreadable entry {key:?}"));
+        }
+    }
     let image = state.image();
     problems.extend(check_invariants_of(&image));
     Ok(Inspection {
@@ -177,8 +195,59 @@ pub fn inspect(data_dir: &Path) -> Result<Inspection, OpenError> {
         records_replayed,
         snapshots_compared,
         last_seq: state.seq(),
+        events_checked: events.checked,
+        events_past_end,
         disk_bytes: store.size_on_disk(),
         problems,
         image,
     })
+}
+
+/// Compares each replayed record's event with the events tree, which the log writer fills
+/// with the same batch: every event present and equal, none where a record has none.
+#[derive(Default)]
+struct EventCheck {
+    checked: u64,
+    mismatches: u64,
+    first: Vec<String>,
+}
+
+impl EventCheck {
+    /// Mismatches named one by one; the rest are counted.
+    const NAMED_MAX: usize = 10;
+
+    fn compare(&mut self, store: &Store, seq: Seq, record: &Record) -> Result<(), OpenError> {
+        self.checked += 1;
+        let expected = crate::events::event_of(seq, record);
+        let stored = store.events.get(crate::events::key(seq))?;
+        let agrees = match (&expected, &stored) {
+            (Some(event), Some(value)) => crate::events::encode(event)[..] == value[..],
+            (None, None) => true,
+            _ => false,
+        };
+        if !agrees {
+            self.mismatches += 1;
+            if self.first.len() < Self::NAMED_MAX {
+                let found = stored.as_ref().map(|value| {
+                    crate::events::decode(&crate::events::key(seq), value)
+                        .map_or("an unreadable entry".to_string(), |e| format!("{e:?}"))
+                });
+                self.first.push(format!(
+                    "event {seq}: the log makes it {}, the events tree holds {}",
+                    expected.map_or("none".to_string(), |e| format!("{e:?}")),
+                    found.unwrap_or_else(|| "none".to_string())
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = self.first.clone();
+        let unnamed = self.mismatches - self.first.len() as u64;
+        if unnamed > 0 {
+            problems.push(format!("{unnamed} more event(s) disagree with the log"));
+        }
+        problems
+    }
 }

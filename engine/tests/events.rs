@@ -188,9 +188,99 @@ fn a_cut_tail_takes_its_events_with_it() {
 
 /// Flips a byte in the newest log batch's stored value.
 fn damage_newest_batch(dir: &std::path::Path) {
-    // sled lets go of its file lock a moment after the engine closed.
+    let db = open_sled(dir);
+    let log = db.open_tree("log").unwrap();
+    let (key, value) = log.last().unwrap().unwrap();
+    let mut value = value.to_vec();
+    let middle = value.len() / 2;
+    value[middle] ^= 0xff;
+    log.insert(key, value).unwrap();
+    db.flush().unwrap();
+}
+
+#[test]
+fn verify_compares_the_events_with_the_log_and_leaves_events_past_its_end_to_opening() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let engine = open(&config);
+    let tote = product(&engine);
+    let first = place(&engine, 1, "first", tote);
+    pay(&engine, first);
+    place(&engine, 2, "second", tote);
+    let last = engine.durable_seq();
+    engine.close().unwrap();
+    drop(engine);
+
+    let clean = allot_engine::inspect(dir.path()).unwrap();
+    assert!(clean.is_clean(), "{:?}", clean.problems);
+    assert_eq!(clean.events_checked, last);
+    assert_eq!(clean.events_past_end, 0);
+
+    // An event a crash left past the end of the log is no problem; opening drops it.
+    let stored = |change: &dyn Fn(&sled::Tree)| {
+        let db = open_sled(dir.path());
+        change(&db.open_tree("events").unwrap());
+        db.flush().unwrap();
+    };
+    let key = |seq: u64| seq.to_be_bytes();
+    let placed = {
+        let db = open_sled(dir.path());
+        let events = db.open_tree("events").unwrap();
+        events.get(key(last)).unwrap().unwrap()
+    };
+    stored(&|events| {
+        events.insert(key(last + 1), placed.clone()).unwrap();
+    });
+    let past = allot_engine::inspect(dir.path()).unwrap();
+    assert!(past.is_clean(), "{:?}", past.problems);
+    assert_eq!(past.events_past_end, 1);
+    let engine = open(&config);
+    assert_eq!(engine.events(0, 100).unwrap().len() as u64, last);
+    engine.close().unwrap();
+    drop(engine);
+    assert_eq!(
+        allot_engine::inspect(dir.path()).unwrap().events_past_end,
+        0
+    );
+
+    // A missing event, one where the log has none, and an altered one are each named.
+    stored(&|events| {
+        events.remove(key(last)).unwrap();
+        events.insert(key(1), placed.clone()).unwrap();
+        events.insert(key(2), placed.clone()).unwrap();
+    });
+    let damaged = allot_engine::inspect(dir.path()).unwrap();
+    assert_eq!(damaged.problems.len(), 3, "{:?}", damaged.problems);
+    for (seq, found) in [
+        (1, "holds Event { seq: 1, kind: OrderPlaced"),
+        (2, "holds Event { seq: 2, kind: OrderPlaced"),
+        (last, "holds none"),
+    ] {
+        assert!(
+            damaged
+                .problems
+                .iter()
+                .any(|p| p.starts_with(&format!("event {seq}: ")) && p.contains(found)),
+            "event {seq} not named: {:?}",
+            damaged.problems
+        );
+    }
+    // And an entry nobody can read.
+    stored(&|events| {
+        events.insert(key(last), &b"garbage"[..]).unwrap();
+    });
+    let unreadable = allot_engine::inspect(dir.path()).unwrap();
+    assert!(
+        unreadable.problems.iter().any(|p| p.contains("unreadable")),
+        "{:?}",
+        unreadable.problems
+    );
+}
+
+/// sled itself on the store, once the engine let go of it.
+fn open_sled(dir: &std::path::Path) -> sled::Db {
     let mut tries = 0;
-    let db = loop {
+    loop {
         match sled::open(dir.join("store")) {
             Ok(db) => break db,
             Err(error) if tries < 100 => {
@@ -200,12 +290,5 @@ fn damage_newest_batch(dir: &std::path::Path) {
             }
             Err(error) => panic!("sled does not open: {error}"),
         }
-    };
-    let log = db.open_tree("log").unwrap();
-    let (key, value) = log.last().unwrap().unwrap();
-    let mut value = value.to_vec();
-    let middle = value.len() / 2;
-    value[middle] ^= 0xff;
-    log.insert(key, value).unwrap();
-    db.flush().unwrap();
+    }
 }
