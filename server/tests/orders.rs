@@ -1172,6 +1172,25 @@ async fn wait_for_mails(smtp: &SmtpServer, to: &str, count: usize) -> Vec<String
     mails
 }
 
+/// Waits until the notifier's durable offset has reached the newest event.
+async fn wait_for_notifier(engine: &allot_engine::Engine) {
+    let newest = engine.events(0, 1000).unwrap().last().unwrap().seq;
+    let deadline = Instant::now() + Duration::from_millis(SETTLE_WAIT_MS);
+    loop {
+        let offset = engine
+            .consumer_offset(allot_server::notifier::CONSUMER)
+            .unwrap();
+        if offset >= newest {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the offset stayed at {offset}, short of {newest}"
+        );
+        tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customers_are_mailed_once_on_paid_shipped_and_refunded_across_restarts() {
     let smtp = SmtpServer::start();
@@ -1231,21 +1250,7 @@ async fn customers_are_mailed_once_on_paid_shipped_and_refunded_across_restarts(
 
     // The last mail's offset is saved a moment after the relay took it; a stop in between
     // would (rightly) send it again, so wait for it.
-    let refunded_seq = shop.app.engine.events(0, 1000).unwrap().last().unwrap().seq;
-    let deadline = Instant::now() + Duration::from_millis(SETTLE_WAIT_MS);
-    while shop
-        .app
-        .engine
-        .consumer_offset(allot_server::notifier::CONSUMER)
-        .unwrap()
-        < refunded_seq
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the offset did not reach {refunded_seq}"
-        );
-        tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
-    }
+    wait_for_notifier(&shop.app.engine).await;
 
     // Restarted on the same directory, the notifier goes on from its durable offset: the next
     // mail is the next event's, and nothing before it is mailed again.
@@ -1262,12 +1267,8 @@ async fn customers_are_mailed_once_on_paid_shipped_and_refunded_across_restarts(
         format!("Your order {after_restart} is paid")
     );
     assert_eq!(smtp.all_mail().len(), 5, "a mail was sent twice");
-    let offset = app
-        .engine
-        .consumer_offset(allot_server::notifier::CONSUMER)
-        .unwrap();
-    let paid_seq = app.engine.events(0, 1000).unwrap().last().unwrap().seq;
-    assert!(offset >= paid_seq, "offset {offset} < {paid_seq}");
+    // Its offset too is saved a moment after the relay took it.
+    wait_for_notifier(&app.engine).await;
     app.stop().await;
 }
 
