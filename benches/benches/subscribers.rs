@@ -20,9 +20,9 @@
 //! elsewhere, and only the server's part is the shop's.
 //!
 //! `cargo bench -p allot-benches --bench subscribers`: `ALLOT_BENCH_SUBSCRIBERS` (default 2,000;
-//! 0 runs the same rounds with nobody listening, which shows how far apart two identical
-//! conditions land on this machine), `ALLOT_BENCH_DURABILITY=none` to take the disk out, and
-//! the server's own `ALLOT_STREAM_EVENTS_PER_SEC` and `ALLOT_STREAM_PACE_MAX_MS`.
+//! 0 runs the same rounds with nobody listening, which shows how far apart two conditions that
+//! differ only by the changer land on this machine), `ALLOT_BENCH_DURABILITY=none` to take the
+//! disk out, and the server's own `ALLOT_STREAM_EVENTS_PER_SEC` and `ALLOT_STREAM_PACE_MAX_MS`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

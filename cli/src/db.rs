@@ -3,10 +3,10 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use std::path::PathBuf;
+
 use anyhow::Context;
 use clap::Subcommand;
-
-use std::path::PathBuf;
 
 use allot_engine::backup::CopyReport;
 use allot_engine::{Engine, EngineConfig, SystemClock, inspect};
@@ -87,6 +87,7 @@ fn verify(args: &DbArgs) -> anyhow::Result<ExitCode> {
                 "snapshots_compared": inspection.snapshots_compared,
                 "events_checked": inspection.events_checked,
                 "events_past_end": inspection.events_past_end,
+                "events_missing_after_snapshot": inspection.events_missing_after_snapshot,
             })
         );
     } else {
@@ -108,8 +109,19 @@ fn verify(args: &DbArgs) -> anyhow::Result<ExitCode> {
         );
         if inspection.events_past_end > 0 {
             println!(
-                "{} event(s) past the end of the log, from a batch a crash kept from becoming durable: opening drops them",
-                inspection.events_past_end
+                "{} event(s) past the end of the replayed log{}",
+                inspection.events_past_end,
+                if inspection.is_clean() {
+                    ", from a batch a crash kept from becoming durable: opening drops them"
+                } else {
+                    ""
+                }
+            );
+        }
+        if inspection.events_missing_after_snapshot > 0 {
+            println!(
+                "{} event(s) missing after the newest snapshot, as a crash can leave them: opening writes them",
+                inspection.events_missing_after_snapshot
             );
         }
         for sku in &inspection.image.skus {
@@ -208,6 +220,9 @@ fn restore(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
         dir.display(),
         summary(&report)
     );
+    if report.tail_cut {
+        println!("the backup's torn newest batch was cut, as opening it would have");
+    }
     if let Some(aside) = &report.moved_aside {
         println!("the directory it replaced is now {}", aside.display());
     }
@@ -219,8 +234,8 @@ fn summary(report: &CopyReport) -> String {
         "{} file(s), {} byte(s), up to seq {}; verify: {}",
         report.files,
         report.bytes,
-        report.inspection.last_seq,
-        if report.inspection.is_clean() {
+        report.last_seq,
+        if report.problems.is_empty() {
             "clean"
         } else {
             "FAILED"
@@ -229,10 +244,13 @@ fn summary(report: &CopyReport) -> String {
 }
 
 fn verdict(report: &CopyReport) -> ExitCode {
-    for problem in &report.inspection.problems {
+    if let Some(error) = &report.unsynced {
+        eprintln!("allot: warning: done, but the rename may not survive a power cut: {error}");
+    }
+    for problem in &report.problems {
         println!("PROBLEM: {problem}");
     }
-    if report.inspection.is_clean() {
+    if report.problems.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

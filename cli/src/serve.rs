@@ -48,7 +48,7 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     stream_events_per_sec: u64,
     /// The longest, in milliseconds, a stream subscriber waits for new counts however many
-    /// listen (at least 100).
+    /// listen (100 to 15,000).
     #[arg(long, env = "ALLOT_STREAM_PACE_MAX_MS", default_value_t = 1_000,
           value_parser = clap::value_parser!(u64).range(100..=15_000))]
     stream_pace_max_ms: u64,

@@ -5,15 +5,21 @@
 //! copying files under its feet. Both copy into a hidden directory beside the destination
 //! first, fsync every file and directory, check the copy, and only then rename it into place:
 //! a crash or a failure midway leaves no half-written backup or data directory behind under
-//! the given name. A restore never deletes: the directory it replaces is moved aside.
+//! the given name. A restore never deletes: the directory it replaces is moved aside. A backup
+//! of a directory a crash left behind is restored as opening it would: its torn tail cut and
+//! its events rewritten, on the copy, before the copy is checked.
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use crate::clock::ManualClock;
 use crate::crypto::Keys;
-use crate::inspect::{Inspection, inspect};
+use crate::inspect::inspect;
+use crate::record::Seq;
 use crate::store::DirLock;
-use crate::{EngineConfig, OpenError};
+use crate::{Engine, EngineConfig, OpenError};
 
 /// The lock file of a data directory: it belongs to the directory, never to a copy of it.
 const LOCK_FILE: &str = "LOCK";
@@ -41,6 +47,15 @@ pub enum BackupError {
         path: String,
         source: std::io::Error,
     },
+    #[error(
+        "{failure}; the directory that was replaced is at {aside} and could not be put back \
+         ({rollback}): move it back by hand"
+    )]
+    RollbackFailed {
+        failure: Box<BackupError>,
+        aside: String,
+        rollback: std::io::Error,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
@@ -55,15 +70,21 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
 pub struct CopyReport {
     pub files: u64,
     pub bytes: u64,
-    /// `db verify` of the copy.
-    pub inspection: Inspection,
+    /// The copy's last record, as `db verify` replays it.
+    pub last_seq: Seq,
+    /// What `db verify` of the copy found (always empty after a restore).
+    pub problems: Vec<String>,
+    /// A restore opened the copy as a server would, and that cut a torn tail.
+    pub tail_cut: bool,
     /// Where a restore moved the directory it replaced.
     pub moved_aside: Option<PathBuf>,
+    /// Done, but the rename may not survive a power cut: syncing its directory failed.
+    pub unsynced: Option<String>,
 }
 
 /// Copies the data directory `data_dir` (not in use) to `to`, which must not exist, and
-/// verifies the copy and its key file. A copy with problems is kept (it is what there is), and
-/// reported: the caller decides how loudly.
+/// verifies the copy and its key file. A copy with problems, or one that cannot be read at all,
+/// is kept (it is what there is), and reported: the caller decides how loudly.
 pub fn backup(data_dir: &Path, to: &Path) -> Result<CopyReport, BackupError> {
     require_data_dir(data_dir)?;
     if to.exists() {
@@ -72,28 +93,40 @@ pub fn backup(data_dir: &Path, to: &Path) -> Result<CopyReport, BackupError> {
     refuse_overlap(data_dir, to)?;
     let _lock = DirLock::acquire(data_dir)?;
     let staging = beside(to, "partial")?;
-    let result = copy_tree(data_dir, &staging).and_then(|(files, bytes)| {
-        let mut inspection = inspect(&staging)?;
-        if let Err(error) = check_keys(&staging) {
-            inspection.problems.push(error.to_string());
-        }
-        publish(&staging, to)?;
-        Ok(CopyReport {
-            files,
-            bytes,
-            inspection,
-            moved_aside: None,
-        })
+    let copied = copy_tree(data_dir, &staging).and_then(|totals| {
+        std::fs::rename(&staging, to).map_err(io(to))?;
+        Ok(totals)
     });
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&staging);
+    let (files, bytes) = match copied {
+        Ok(totals) => totals,
+        Err(error) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(error);
+        }
+    };
+    let unsynced = sync_parent(to);
+    let (last_seq, mut problems) = match inspect(to) {
+        Ok(inspection) => (inspection.last_seq, inspection.problems),
+        Err(error) => (0, vec![format!("the copy cannot be read: {error}")]),
+    };
+    if let Err(error) = check_keys(to) {
+        problems.push(error.to_string());
     }
-    result
+    Ok(CopyReport {
+        files,
+        bytes,
+        last_seq,
+        problems,
+        tail_cut: false,
+        moved_aside: None,
+        unsynced,
+    })
 }
 
-/// Replaces the data directory `data_dir` with a copy of the backup `from` (locked meanwhile,
-/// like a data directory), once that copy has passed verification and its key file reads. An existing non-empty `data_dir` is replaced
-/// only with `replace`, and is then moved aside to `<data_dir>.before-restore-<ms>`.
+/// Replaces the data directory `data_dir` with a copy of the backup `from` (locked meanwhile
+/// if it was ever a live directory), once the copy has been opened as a server would open it
+/// and then passed verification. An existing non-empty `data_dir` is replaced only with
+/// `replace`, and is then moved aside to `<data_dir>.before-restore-<ms>`.
 pub fn restore(from: &Path, data_dir: &Path, replace: bool) -> Result<CopyReport, BackupError> {
     require_data_dir(from)?;
     refuse_overlap(from, data_dir)?;
@@ -103,8 +136,8 @@ pub fn restore(from: &Path, data_dir: &Path, replace: bool) -> Result<CopyReport
             data_dir.display().to_string(),
         ));
     }
-    // A backup someone is writing to would be copied half-written.
-    let _source_lock = DirLock::acquire(from)?;
+    // A backup someone is writing to would be copied half-written; a backup is not written to.
+    let _source_lock = DirLock::acquire_if_present(from)?;
     // Held until the end: no server may open the directory while it is being replaced.
     let _lock = if occupied {
         Some(DirLock::acquire(data_dir)?)
@@ -112,8 +145,9 @@ pub fn restore(from: &Path, data_dir: &Path, replace: bool) -> Result<CopyReport
         None
     };
     let staging = beside(data_dir, "restoring")?;
-    let result = copy_tree(from, &staging).and_then(|(files, bytes)| {
+    let prepared = copy_tree(from, &staging).and_then(|totals| {
         check_keys(&staging)?;
+        let tail_cut = open_as_a_server_would(&staging)?;
         let inspection = inspect(&staging)?;
         if !inspection.is_clean() {
             return Err(BackupError::NotClean {
@@ -121,34 +155,84 @@ pub fn restore(from: &Path, data_dir: &Path, replace: bool) -> Result<CopyReport
                 problems: inspection.problems.join("; "),
             });
         }
-        let moved_aside = if occupied {
-            let aside = aside_name(data_dir)?;
-            std::fs::rename(data_dir, &aside).map_err(io(data_dir))?;
-            Some(aside)
-        } else {
-            if data_dir.exists() {
-                std::fs::remove_dir(data_dir).map_err(io(data_dir))?;
-            }
-            None
-        };
-        if let Err(error) = publish(&staging, data_dir) {
-            // Whatever was there goes back where it was.
-            if let Some(aside) = &moved_aside {
-                let _ = std::fs::rename(aside, data_dir);
-            }
+        Ok((totals, tail_cut, inspection.last_seq))
+    });
+    let ((files, bytes), tail_cut, last_seq) = match prepared {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            let _ = std::fs::remove_dir_all(&staging);
             return Err(error);
         }
-        Ok(CopyReport {
-            files,
-            bytes,
-            inspection,
-            moved_aside,
-        })
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&staging);
+    };
+    let moved_aside = match put_in_place(&staging, data_dir, occupied) {
+        Ok(aside) => aside,
+        Err(error) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(error);
+        }
+    };
+    Ok(CopyReport {
+        files,
+        bytes,
+        last_seq,
+        problems: Vec::new(),
+        tail_cut,
+        moved_aside,
+        unsynced: sync_parent(data_dir),
+    })
+}
+
+/// Opens the copy as `allot serve` would, so that it is repaired as that would repair it (a
+/// torn tail cut, a crash's missing events written), with a clock at the epoch so that
+/// nothing expires meanwhile. Answers whether a tail was cut.
+fn open_as_a_server_would(dir: &Path) -> Result<bool, BackupError> {
+    let config = EngineConfig {
+        snapshot_on_close: false,
+        ..EngineConfig::new(dir)
+    };
+    let engine = Engine::open(config, Arc::new(ManualClock::new(0)))?;
+    let tail_cut = engine.recovery_report().tail_cut.is_some();
+    engine
+        .close()
+        .map_err(|e| OpenError::Corrupt(format!("closing the restored copy: {e}")))?;
+    Ok(tail_cut)
+}
+
+/// Moves an occupied `data_dir` aside (answering where to) or removes an empty one, then
+/// renames `staging` to `data_dir`. If that rename fails, what was there is put back.
+fn put_in_place(
+    staging: &Path,
+    data_dir: &Path,
+    occupied: bool,
+) -> Result<Option<PathBuf>, BackupError> {
+    if !occupied {
+        if data_dir.exists() {
+            std::fs::remove_dir(data_dir).map_err(io(data_dir))?;
+        }
+        std::fs::rename(staging, data_dir).map_err(io(data_dir))?;
+        return Ok(None);
     }
-    result
+    let aside = aside_name(data_dir)?;
+    std::fs::rename(data_dir, &aside).map_err(io(data_dir))?;
+    if let Err(error) = std::fs::rename(staging, data_dir) {
+        let failure = io(data_dir)(error);
+        return match std::fs::rename(&aside, data_dir) {
+            Ok(()) => Err(failure),
+            Err(rollback) => Err(BackupError::RollbackFailed {
+                failure: Box::new(failure),
+                aside: aside.display().to_string(),
+                rollback,
+            }),
+        };
+    }
+    Ok(Some(aside))
+}
+
+/// Makes a rename in `path`'s directory durable; a failure is reported, not fatal: the rename
+/// itself happened.
+fn sync_parent(path: &Path) -> Option<String> {
+    let synced = split(path).and_then(|(parent, _)| sync_dir(&parent));
+    synced.err().map(|e| e.to_string())
 }
 
 fn require_data_dir(dir: &Path) -> Result<(), BackupError> {
@@ -183,7 +267,10 @@ fn check_keys(dir: &Path) -> Result<(), BackupError> {
 fn beside(target: &Path, purpose: &str) -> Result<PathBuf, BackupError> {
     let (parent, name) = split(target)?;
     std::fs::create_dir_all(&parent).map_err(io(&parent))?;
-    let staging = parent.join(format!(".{name}.{purpose}-{}", std::process::id()));
+    let mut hidden = OsString::from(".");
+    hidden.push(name);
+    hidden.push(format!(".{purpose}-{}", std::process::id()));
+    let staging = parent.join(hidden);
     if staging.exists() {
         // Left by an earlier run of this very process id that died: nobody else names it so.
         std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
@@ -192,19 +279,18 @@ fn beside(target: &Path, purpose: &str) -> Result<PathBuf, BackupError> {
 }
 
 fn aside_name(data_dir: &Path) -> Result<PathBuf, BackupError> {
-    let (parent, name) = split(data_dir)?;
+    let (parent, mut name) = split(data_dir)?;
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    Ok(parent.join(format!("{name}.before-restore-{ms}")))
+    name.push(format!(".before-restore-{ms}"));
+    Ok(parent.join(name))
 }
 
-fn split(path: &Path) -> Result<(PathBuf, String), BackupError> {
+fn split(path: &Path) -> Result<(PathBuf, OsString), BackupError> {
     let absolute = std::path::absolute(path).map_err(io(path))?;
     match (absolute.parent(), absolute.file_name()) {
-        (Some(parent), Some(name)) => {
-            Ok((parent.to_path_buf(), name.to_string_lossy().into_owned()))
-        }
+        (Some(parent), Some(name)) => Ok((parent.to_path_buf(), name.to_owned())),
         _ => Err(BackupError::Io {
             path: path.display().to_string(),
             source: std::io::Error::new(
@@ -249,13 +335,6 @@ fn resolved(path: &Path) -> Result<PathBuf, BackupError> {
     Ok(resolved)
 }
 
-/// Renames the finished copy into place and makes the rename durable.
-fn publish(staging: &Path, target: &Path) -> Result<(), BackupError> {
-    std::fs::rename(staging, target).map_err(io(target))?;
-    let (parent, _) = split(target)?;
-    sync_dir(&parent)
-}
-
 /// Copies the tree `from` into the new directory `to`, every file and directory fsynced, the
 /// top-level lock file left out. Answers the files and bytes copied.
 fn copy_tree(from: &Path, to: &Path) -> Result<(u64, u64), BackupError> {
@@ -288,6 +367,9 @@ fn copy_dir(from: &Path, to: &Path, top: bool, totals: &mut (u64, u64)) -> Resul
             });
         }
     }
+    // As private as the original (a data directory holds mail and keys).
+    let permissions = std::fs::metadata(from).map_err(io(from))?.permissions();
+    std::fs::set_permissions(to, permissions).map_err(io(to))?;
     sync_dir(to)
 }
 

@@ -53,6 +53,24 @@ impl DirLock {
             Err(std::fs::TryLockError::Error(e)) => Err(OpenError::Io(e)),
         }
     }
+
+    /// Locks a directory that may be read-only, such as a backup, without writing to it: its
+    /// existing lock file is locked through a read-only handle. Without one, no allot process
+    /// ever had the directory open, and there is nothing to lock.
+    pub fn acquire_if_present(dir: &Path) -> Result<Option<Self>, OpenError> {
+        let file = match File::open(dir.join("LOCK")) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(OpenError::Io(e)),
+        };
+        match file.try_lock_shared() {
+            Ok(()) => Ok(Some(Self { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                Err(OpenError::Locked(dir.display().to_string()))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(OpenError::Io(e)),
+        }
+    }
 }
 
 impl Store {

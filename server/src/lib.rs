@@ -224,10 +224,11 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http().on_failure(log_failure))
 }
 
-/// tower-http logs every 5xx as an error. A 503 (`not_ready`, `busy`, `shutting_down`) is an
-/// answer the server chose and a client retries, not a fault: during a login burst or a probe
-/// of a recovering server it would flood the log, so it is logged at debug. A 500 is also
-/// logged where it arises, with its cause.
+/// tower-http logs every 5xx as an error. A 503 (`not_ready`, `busy`, `shutting_down`, and
+/// `/readyz` while the engine recovers or after its log failed) is an answer the server chose
+/// and a client retries: during a login burst or a probe of a recovering server it would flood
+/// the log, so it is logged at debug. The faults behind some of them are logged as errors where
+/// they arise (the log writer's failure once, with its cause), and so is every 500.
 fn log_failure(
     failure: tower_http::classify::ServerErrorsFailureClass,
     latency: std::time::Duration,
