@@ -33,6 +33,20 @@ fn succeeds(output: Output) -> String {
     text(&output)
 }
 
+/// `allot db backup --to TO --data-dir DATA`.
+fn backup_to(data: &Path, to: &Path) -> Output {
+    allot(&["db", "backup", "--to", to.to_str().unwrap()], data)
+}
+
+/// `allot db restore --from FROM [--force] --data-dir DATA`.
+fn restore(from: &Path, data: &Path, force: bool) -> Output {
+    let mut args = vec!["db", "restore", "--from", from.to_str().unwrap()];
+    if force {
+        args.push("--force");
+    }
+    allot(&args, data)
+}
+
 /// Fails with exit code 1 and a message containing `expected`.
 fn fails(output: Output, expected: &str) {
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
@@ -124,10 +138,7 @@ fn a_backup_is_a_whole_verified_copy_and_a_restore_brings_it_back() {
     assert_ne!(original["last_seq"], 0, "the load wrote nothing");
 
     let backup = dir.path().join("backups/monday");
-    let said = succeeds(allot(
-        &["db", "backup", "--to", backup.to_str().unwrap()],
-        &data,
-    ));
+    let said = succeeds(backup_to(&data, &backup));
     assert!(said.contains("verify: clean"), "{said}");
     assert_eq!(contents(&backup), original);
     assert_eq!(
@@ -138,25 +149,16 @@ fn a_backup_is_a_whole_verified_copy_and_a_restore_brings_it_back() {
     assert_no_staging_beside(&backup);
 
     // A backup never overwrites.
-    fails(
-        allot(&["db", "backup", "--to", backup.to_str().unwrap()], &data),
-        "already exists",
-    );
+    fails(backup_to(&data, &backup), "already exists");
     assert_eq!(contents(&backup), original);
 
     // Into a new directory, and into an empty one, no --force is needed.
     let fresh = dir.path().join("fresh");
-    succeeds(allot(
-        &["db", "restore", "--from", backup.to_str().unwrap()],
-        &fresh,
-    ));
+    succeeds(restore(&backup, &fresh, false));
     assert_eq!(contents(&fresh), original);
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    succeeds(allot(
-        &["db", "restore", "--from", backup.to_str().unwrap()],
-        &empty,
-    ));
+    succeeds(restore(&backup, &empty, false));
     assert_eq!(contents(&empty), original);
 
     // The shop moves on (the load sells out, so an admin is what changes); restoring over
@@ -177,24 +179,9 @@ fn a_backup_is_a_whole_verified_copy_and_a_restore_brings_it_back() {
     succeeds(created);
     let moved_on = contents(&data);
     assert_ne!(moved_on, original);
-    fails(
-        allot(
-            &["db", "restore", "--from", backup.to_str().unwrap()],
-            &data,
-        ),
-        "--force",
-    );
+    fails(restore(&backup, &data, false), "--force");
     assert_eq!(contents(&data), moved_on);
-    let said = succeeds(allot(
-        &[
-            "db",
-            "restore",
-            "--force",
-            "--from",
-            backup.to_str().unwrap(),
-        ],
-        &data,
-    ));
+    let said = succeeds(restore(&backup, &data, true));
     assert_eq!(contents(&data), original);
     let aside = said
         .lines()
@@ -218,43 +205,19 @@ fn a_running_server_keeps_backup_and_restore_off_its_directory() {
     let spare = dir.path().join("spare");
     load(&spare, "1");
     let backup = dir.path().join("backup");
-    succeeds(allot(
-        &["db", "backup", "--to", backup.to_str().unwrap()],
-        &spare,
-    ));
+    succeeds(backup_to(&spare, &backup));
 
     let data = dir.path().join("data");
     let mut server = Server::start(&data, &[], "error");
     wait_ready(&server.base);
     let elsewhere = dir.path().join("elsewhere");
-    fails(
-        allot(
-            &["db", "backup", "--to", elsewhere.to_str().unwrap()],
-            &data,
-        ),
-        "in use by another process",
-    );
+    fails(backup_to(&data, &elsewhere), "in use by another process");
     assert!(!elsewhere.exists());
-    fails(
-        allot(
-            &[
-                "db",
-                "restore",
-                "--force",
-                "--from",
-                backup.to_str().unwrap(),
-            ],
-            &data,
-        ),
-        "in use by another process",
-    );
+    fails(restore(&backup, &data, true), "in use by another process");
     assert_no_staging_beside(&data);
     // Nor is a directory in use restored from: it would be copied half-written.
     fails(
-        allot(
-            &["db", "restore", "--from", data.to_str().unwrap()],
-            &elsewhere,
-        ),
+        restore(&data, &elsewhere, false),
         "in use by another process",
     );
     assert!(!elsewhere.exists());
@@ -275,46 +238,22 @@ fn a_backup_that_is_not_whole_is_not_restored() {
     std::fs::create_dir(&stray).unwrap();
     std::fs::write(stray.join("notes.txt"), b"nothing here").unwrap();
     fails(
-        allot(
-            &["db", "restore", "--from", stray.to_str().unwrap()],
-            &target,
-        ),
+        restore(&stray, &target, false),
         "not an allot data directory",
     );
-    fails(
-        allot(&["db", "backup", "--to", target.to_str().unwrap()], &stray),
-        "not an allot data directory",
-    );
+    fails(backup_to(&stray, &target), "not an allot data directory");
 
     // A backup without its key file would make a server mint new keys, and every sealed
     // address and session would be lost with the old ones.
     let backup = dir.path().join("backup");
-    succeeds(allot(
-        &["db", "backup", "--to", backup.to_str().unwrap()],
-        &data,
-    ));
+    succeeds(backup_to(&data, &backup));
     std::fs::remove_file(backup.join("keys")).unwrap();
-    fails(
-        allot(
-            &["db", "restore", "--from", backup.to_str().unwrap()],
-            &target,
-        ),
-        "key file",
-    );
+    fails(restore(&backup, &target, false), "key file");
     // Backing up such a directory says so (the copy is kept: it is what there is).
     let copy = dir.path().join("copy");
-    fails(
-        allot(&["db", "backup", "--to", copy.to_str().unwrap()], &backup),
-        "PROBLEM: the key file",
-    );
+    fails(backup_to(&backup, &copy), "PROBLEM: the key file");
     std::fs::write(backup.join("keys"), b"not a key file").unwrap();
-    fails(
-        allot(
-            &["db", "restore", "--from", backup.to_str().unwrap()],
-            &target,
-        ),
-        "key file",
-    );
+    fails(restore(&backup, &target, false), "key file");
     assert!(!target.exists());
     assert_no_staging_beside(&target);
 }
@@ -354,17 +293,11 @@ fn a_backup_of_a_killed_directory_restores_as_opening_it_would() {
     load.wait().unwrap();
 
     let backup = dir.path().join("backup");
-    let said = text(&allot(
-        &["db", "backup", "--to", backup.to_str().unwrap()],
-        &data,
-    ));
+    let said = text(&backup_to(&data, &backup));
     assert!(backup.join("store").is_dir(), "{said}");
     let before = listing(&backup);
     let restored = dir.path().join("restored");
-    let said = succeeds(allot(
-        &["db", "restore", "--from", backup.to_str().unwrap()],
-        &restored,
-    ));
+    let said = succeeds(restore(&backup, &restored, false));
     assert!(said.contains("verify: clean"), "{said}");
     assert_db_verify(&restored, "the restored copy of a killed directory");
     // The repair happened on the copy: a restore writes nothing into the backup.
