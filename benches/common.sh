@@ -1,5 +1,6 @@
 # Shared by the HTTP benchmarks (http.sh, orders.sh), which source it: wrk, the machine's
-# facts, the release build, and waiting for a server started in the background.
+# facts, the release build, waiting for a server started in the background, and reading wrk's
+# output and the server's CPU time.
 
 # Installs wrk with apt-get if it is missing, or exits.
 ensure_wrk() {
@@ -54,4 +55,41 @@ wait_ready() {
     echo "error: the server did not become ready in 30 s; its log:" >&2
     cat "$log" >&2
     exit 1
+}
+
+# A percentile line of wrk's "Latency Distribution" ("  99%    1.40ms"), in milliseconds.
+latency_ms() {
+    awk -v pct="$1" '$1 == pct {
+        v = $2
+        if (v ~ /us$/) { print v / 1000 } else if (v ~ /ms$/) { print v + 0 }
+        else if (v ~ /s$/) { print v * 1000 } else { print v }
+        exit
+    }'
+}
+
+# wrk_figures LABEL: reads the output of one `wrk --latency` run and prints "RPS P50 P99
+# REQUESTS" (latencies in ms). Fails, showing the output under LABEL, if a figure is missing.
+wrk_figures() {
+    local label="$1" out rps p50 p99 requests
+    out="$(cat)"
+    rps="$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")"
+    requests="$(awk '$2 == "requests" && $3 == "in" { print $1 }' <<<"$out")"
+    p50="$(latency_ms 50% <<<"$out")"
+    p99="$(latency_ms 99% <<<"$out")"
+    if [[ -z "$rps" || -z "$p50" || -z "$p99" || -z "$requests" ]]; then
+        echo "error: could not read wrk's output for $label:" >&2
+        echo "$out" >&2
+        return 1
+    fi
+    echo "$rps $p50 $p99 $requests"
+}
+
+# CPU time the server process $SERVER_PID has used so far (all threads, user + system), in
+# clock ticks.
+server_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; }
+CLK_TCK="$(getconf CLK_TCK)"
+
+# us_per_request TICKS REQUESTS: CPU clock ticks spread over the requests, in microseconds.
+us_per_request() {
+    awk -v t="$1" -v hz="$CLK_TCK" -v n="$2" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }'
 }

@@ -69,25 +69,12 @@ for path in "$HEALTH_PATH" "$STOCK_PATH" "$DETAIL_PATH"; do
 done
 echo
 
-# A percentile line of wrk's "Latency Distribution" ("  99%    1.40ms"), in milliseconds.
-latency_ms() {
-    awk -v pct="$1" '$1 == pct {
-        v = $2
-        if (v ~ /us$/) { print v / 1000 } else if (v ~ /ms$/) { print v + 0 }
-        else if (v ~ /s$/) { print v * 1000 } else { print v }
-        exit
-    }'
-}
-
-# CPU time the server process has used so far (all threads, user + system), in clock ticks.
-server_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; }
-CLK_TCK="$(getconf CLK_TCK)"
 
 # One wrk run; prints "RPS P50 P99 CPU_US" (latencies in ms; CPU_US: the server's CPU time per
 # answered request, in microseconds, which other tenants of the machine disturb less than
 # requests/s). Fails on any error or non-2xx answer.
 measure() {
-    local path="$1" seconds="$2" out rps p50 p99 requests ticks_before ticks_after cpu_us
+    local path="$1" seconds="$2" out figures rps p50 p99 requests ticks_before ticks_after
     ticks_before="$(server_ticks)"
     out="$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${seconds}s" --latency "$BASE$path")"
     if grep -Eq 'Non-2xx or 3xx responses|Socket errors' <<<"$out"; then
@@ -96,18 +83,9 @@ measure() {
         return 1
     fi
     ticks_after="$(server_ticks)"
-    rps="$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")"
-    requests="$(awk '$2 == "requests" && $3 == "in" { print $1 }' <<<"$out")"
-    p50="$(latency_ms 50% <<<"$out")"
-    p99="$(latency_ms 99% <<<"$out")"
-    if [[ -z "$rps" || -z "$p50" || -z "$p99" || -z "$requests" ]]; then
-        echo "error: could not read wrk's output for $path:" >&2
-        echo "$out" >&2
-        return 1
-    fi
-    cpu_us="$(awk -v t="$((ticks_after - ticks_before))" -v hz="$CLK_TCK" -v n="$requests" \
-        'BEGIN { printf "%.2f", t / hz * 1e6 / n }')"
-    echo "$rps $p50 $p99 $cpu_us"
+    figures="$(wrk_figures "$path" <<<"$out")" || return 1
+    read -r rps p50 p99 requests <<<"$figures"
+    echo "$rps $p50 $p99 $(us_per_request "$((ticks_after - ticks_before))" "$requests")"
 }
 
 echo "== warm-up (${WARMUP} s per endpoint, discarded)"

@@ -157,22 +157,9 @@ echo "customers: $(wc -l <"$TOKENS") tokens in $((SECONDS - SETUP_STARTED)) s" \
     "(signup and login pay argon2 each; $(tail -n1 "$WORK/setup.log" | sed 's/^setup: //'))"
 echo
 
-# A percentile line of wrk's "Latency Distribution" ("  99%    1.40ms"), in milliseconds.
-latency_ms() {
-    awk -v pct="$1" '$1 == pct {
-        v = $2
-        if (v ~ /us$/) { print v / 1000 } else if (v ~ /ms$/) { print v + 0 }
-        else if (v ~ /s$/) { print v * 1000 } else { print v }
-        exit
-    }'
-}
-
-# CPU time the server process has used so far (all threads, user + system), in clock ticks.
-server_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; }
 # CPU time of shell process $1's finished children (cutime + cstime), in clock ticks: read
 # around one wrk run, it is wrk's own CPU, which shares the same 2 cores with the server.
 children_ticks() { awk '{ print $16 + $17 }' "/proc/$1/stat"; }
-CLK_TCK="$(getconf CLK_TCK)"
 
 # The tokens of the first login expire ACCESS_TOKEN_TTL_S after it; keep 30 s of margin.
 check_tokens_live() {
@@ -189,8 +176,8 @@ check_tokens_live() {
 # wrk's CPU time per answered request, in microseconds). Fails on socket errors, and on any
 # answer but 200 for /healthz.
 measure() {
-    local kind="$1" seconds="$2" file="$3" out rps p50 p99 requests ticks_before ticks_after cpu_us
-    local wrk_before wrk_after wrk_us shell="$BASHPID"
+    local kind="$1" seconds="$2" file="$3" out figures rps p50 p99 requests
+    local ticks_before ticks_after wrk_before wrk_after shell="$BASHPID"
     local -a args=(-t"$THREADS" -c"$CONNECTIONS" -d"${seconds}s" --latency)
     check_tokens_live "$seconds"
     ticks_before="$(server_ticks)"
@@ -212,20 +199,10 @@ measure() {
         echo "$out" >&2
         return 1
     fi
-    rps="$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")"
-    requests="$(awk '$2 == "requests" && $3 == "in" { print $1 }' <<<"$out")"
-    p50="$(latency_ms 50% <<<"$out")"
-    p99="$(latency_ms 99% <<<"$out")"
-    if [[ -z "$rps" || -z "$p50" || -z "$p99" || -z "$requests" ]]; then
-        echo "error: could not read wrk's output for $kind:" >&2
-        echo "$out" >&2
-        return 1
-    fi
-    cpu_us="$(awk -v t="$((ticks_after - ticks_before))" -v hz="$CLK_TCK" -v n="$requests" \
-        'BEGIN { printf "%.2f", t / hz * 1e6 / n }')"
-    wrk_us="$(awk -v t="$((wrk_after - wrk_before))" -v hz="$CLK_TCK" -v n="$requests" \
-        'BEGIN { printf "%.2f", t / hz * 1e6 / n }')"
-    echo "$rps $p50 $p99 $cpu_us $requests $wrk_us"
+    figures="$(wrk_figures "$kind" <<<"$out")" || return 1
+    read -r rps p50 p99 requests <<<"$figures"
+    echo "$rps $p50 $p99 $(us_per_request "$((ticks_after - ticks_before))" "$requests")" \
+        "$requests $(us_per_request "$((wrk_after - wrk_before))" "$requests")"
 }
 
 # The answers of an orders round, from the STATUS lines of orders.lua: prints "PLACED SOLD_OUT
