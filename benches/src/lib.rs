@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use allot_engine::durable::SledFiles;
 use allot_engine::wal::batch;
 use allot_engine::{
     Clock, Durability, Engine, EngineConfig, EngineError, OpenError, Record, RecoveryReport,
@@ -222,6 +223,7 @@ fn produce(
 /// exactly as the engine's log writer writes a batch: one insert, one flush.
 pub struct RawLog {
     db: sled::Db,
+    files: SledFiles,
     log: sled::Tree,
 }
 
@@ -233,14 +235,16 @@ impl RawLog {
             .mode(sled::Mode::HighThroughput)
             .open()?;
         let log = db.open_tree("log")?;
-        Ok(Self { db, log })
+        let files = SledFiles::open(&dir.join("store"))?;
+        Ok(Self { db, files, log })
     }
 
-    /// Writes each batch with its own fsync, in order.
+    /// Writes each batch with its own flush, in order, durable as the engine's log writer makes
+    /// a batch: sled's flush and the fsyncs it leaves out ([`SledFiles::flush`]).
     pub fn write_fsynced(&self, batches: Vec<(Seq, Vec<u8>)>) -> sled::Result<()> {
         for (first_seq, value) in batches {
             self.log.insert(batch::key(first_seq), value)?;
-            self.db.flush()?;
+            self.files.flush(&self.db)?;
         }
         Ok(())
     }

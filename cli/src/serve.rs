@@ -152,6 +152,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(cut) = &report.tail_cut {
         tracing::warn!(at = cut.at_key, batches = cut.batches_removed, reason = %cut.reason, "a damaged log tail was cut");
     }
+    for claim in &report.lost_tail {
+        tracing::error!(%claim, "LOST TAIL: the log is shorter than what was durable before; \
+            check the disk's write cache and the data directory's origin (`allot db verify`)");
+    }
     // The built-in payment simulator keeps its own durable record of charges, like a provider.
     let simulator = allot_engine::payment::PaymentSimulator::open(
         &args.data.data_dir.join("payment-simulator"),

@@ -374,7 +374,7 @@ fn copy_dir(from: &Path, to: &Path, top: bool, totals: &mut (u64, u64)) -> Resul
 }
 
 fn sync_dir(dir: &Path) -> Result<(), BackupError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+    crate::durable::sync_dir(dir).map_err(io(dir))
 }
 
 #[cfg(test)]

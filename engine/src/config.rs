@@ -5,12 +5,12 @@ use std::path::PathBuf;
 /// Whether a batch is flushed to disk (fsync) before its callers are answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// Every batch is flushed with sled's `Db::flush` before any caller of it is answered. The
-    /// only setting for a shop. What it promises: a record acknowledged survives the process
-    /// being killed at any moment (tested with SIGKILL). On Linux sled 0.34 syncs its files
-    /// with `sync_file_range`, which does not flush a disk's volatile write cache or file
-    /// metadata, so a power cut on a disk without power-loss protection may still lose the
-    /// newest batches (sled issue #1452).
+    /// Every batch is durable by fsync semantics before any caller of it is answered: sled's
+    /// `Db::flush`, then `fdatasync` of sled's data file and `fsync` of any new blob file and
+    /// changed directory ([`crate::durable::SledFiles`]). The only setting for a shop. What it
+    /// promises: a record acknowledged survives the process being killed (tested with SIGKILL)
+    /// and a power cut or kernel crash (tested on LazyFS), on a disk that honours a flush of its
+    /// write cache.
     Fsync,
     /// Batches reach the OS but are not fsynced; a power cut loses them. For benchmarks only.
     NoneBenchmarkOnly,

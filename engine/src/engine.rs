@@ -126,6 +126,7 @@ impl Engine {
         });
         let wal = Arc::new(Wal::start(
             store.db.clone(),
+            store.files.clone(),
             store.log.clone(),
             store.events.clone(),
             report.last_seq,
@@ -350,7 +351,6 @@ impl Inner {
                 .map_err(|e| EngineError::LogFailed(format!("snapshot on close: {e}")))?;
         }
         self.store
-            .db
             .flush()
             .map_err(|e| EngineError::LogFailed(e.to_string()))?;
         tracing::info!(last_seq = durable, "engine closed");

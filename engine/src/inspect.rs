@@ -167,11 +167,17 @@ pub fn inspect(data_dir: &Path) -> Result<Inspection, OpenError> {
     }
     for (info, _) in pending {
         problems.push(format!(
-            "snapshot {} is beyond the end of the log at {}",
+            "snapshot {} is beyond the end of the log at {}: a lost tail (the disk lost \
+             acknowledged writes, or the log comes from an older copy than the snapshot)",
             info.seq,
             state.seq()
         ));
     }
+    problems.extend(
+        crate::recovery::lost_tail(&store, replayed_from, state.seq())?
+            .into_iter()
+            .map(|claim| format!("a lost tail: {claim}")),
+    );
     problems.extend(events.problems());
     let mut events_past_end = 0;
     for entry in store.events.iter() {

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod counter;
 pub mod crypto;
+pub mod durable;
 mod engine;
 pub mod error;
 pub mod events;

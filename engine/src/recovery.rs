@@ -18,6 +18,10 @@ pub struct RecoveryReport {
     /// The last record in the recovered state.
     pub last_seq: Seq,
     pub tail_cut: Option<TailCut>,
+    /// What a lost tail looks like: something durable claims records the log no longer holds
+    /// (a consumer's offset or a snapshot past the log's end). Each entry says what and where.
+    /// The open goes on from what the log and the snapshot hold; the claims are reported, loudly.
+    pub lost_tail: Vec<String>,
     pub elapsed: Duration,
 }
 
@@ -85,6 +89,12 @@ pub fn recover(
         )));
     }
     replay(store, &state, upto, on_defect, &mut report)?;
+    if upto == Seq::MAX {
+        report.lost_tail = lost_tail(store, report.snapshot_seq, state.seq())?;
+        for claim in &report.lost_tail {
+            tracing::error!(%claim, "the log is shorter than what was durable before: a lost tail");
+        }
+    }
     if on_defect == OnDefect::Cut {
         // Events written with a batch that never became durable (or was cut) go too.
         let stale: Vec<_> = store
@@ -109,6 +119,44 @@ pub fn recover(
     report.last_seq = state.seq();
     report.elapsed = started.elapsed();
     Ok((state, report))
+}
+
+/// Claims of durable state beyond the log's end: a consumer's offset, the newest snapshot. A
+/// consumer only ever saves an offset the log had made durable, and a snapshot only covers
+/// durable records, so either past the end means the disk lost writes it had acknowledged (or
+/// the store was put back from an older copy than the rest).
+/// `end` is the last record recovered; `snapshot_seq`, if given, the snapshot it started from.
+pub fn lost_tail(
+    store: &Store,
+    snapshot_seq: Option<Seq>,
+    end: Seq,
+) -> Result<Vec<String>, OpenError> {
+    let mut claims = Vec::new();
+    if let Some(snapshot) = snapshot_seq
+        && let Some(log_end) = store.log_last_seq()?
+        && snapshot > log_end
+    {
+        claims.push(format!(
+            "snapshot {snapshot} covers records up to {snapshot}, but the log ends at {log_end}: \
+             records {}..={snapshot} are held by the snapshot only",
+            log_end + 1
+        ));
+    }
+    for item in store.consumers.iter() {
+        let (name, offset) = item?;
+        let Ok(offset) = <[u8; 8]>::try_from(offset.as_ref()).map(Seq::from_be_bytes) else {
+            continue;
+        };
+        if offset > end {
+            claims.push(format!(
+                "consumer {:?} has finished with events up to {offset}, but the log ends at \
+                 {end}: records {}..={offset} were durable once and are gone",
+                String::from_utf8_lossy(&name),
+                end + 1
+            ));
+        }
+    }
+    Ok(claims)
 }
 
 /// Applies the log's records after `state.seq()`, up to and including `upto`.

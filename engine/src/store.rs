@@ -6,11 +6,13 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 
 use crate::config::EngineConfig;
+use crate::durable::SledFiles;
 use crate::error::OpenError;
 use crate::record::{Record, Seq};
 use crate::state::StateImage;
@@ -30,6 +32,8 @@ pub struct Store {
     pub events: sled::Tree,
     pub consumers: sled::Tree,
     pub dir: PathBuf,
+    /// What makes a flush durable by fsync semantics ([`Store::flush`]).
+    pub files: Arc<SledFiles>,
 }
 
 /// Holds the data directory's lock for as long as it lives.
@@ -39,7 +43,7 @@ pub struct DirLock {
 
 impl DirLock {
     pub fn acquire(dir: &Path) -> Result<Self, OpenError> {
-        std::fs::create_dir_all(dir)?;
+        crate::durable::create_dir_all(dir)?;
         let file = File::options()
             .create(true)
             .truncate(false)
@@ -75,11 +79,19 @@ impl DirLock {
 
 impl Store {
     pub fn open(config: &EngineConfig) -> Result<Self, OpenError> {
+        let path = config.data_dir.join("store");
+        let created = !path.exists();
         let sled_config = sled::Config::new()
-            .path(config.data_dir.join("store"))
+            .path(&path)
             .cache_capacity(config.cache_bytes)
             .mode(sled::Mode::HighThroughput);
         let db = open_sled(&sled_config)?;
+        let files = Arc::new(SledFiles::open(&path)?);
+        // What sled wrote while opening (its `conf`, its page table), and the new directory.
+        files.sync()?;
+        if created {
+            crate::durable::sync_dir(&config.data_dir)?;
+        }
         let meta = db.open_tree("meta")?;
         match meta.get("format")? {
             Some(found) if found.as_ref() != FORMAT => {
@@ -100,7 +112,14 @@ impl Store {
             consumers: db.open_tree("consumers")?,
             db,
             dir: config.data_dir.clone(),
+            files,
         })
+    }
+
+    /// Writes everything written so far to stable storage by fsync semantics: sled's flush,
+    /// then the syncs it leaves out ([`SledFiles`]). Nothing is durable before this returns.
+    pub fn flush(&self) -> Result<(), sled::Error> {
+        self.files.flush(&self.db)
     }
 
     // ----- the log ---------------------------------------------------------------------------
@@ -142,7 +161,7 @@ impl Store {
         for key in &keys {
             self.log.remove(key)?;
         }
-        self.db.flush()?;
+        self.flush()?;
         Ok(keys.len())
     }
 
@@ -153,6 +172,19 @@ impl Store {
             .last()?
             .and_then(|(k, _)| batch::seq_of_key(&k))
             .is_some_and(|last| last == key))
+    }
+
+    /// The last record of the log, as its newest batch says; `None` for an empty log or a newest
+    /// batch that does not decode (a torn tail, which the open cuts).
+    pub fn log_last_seq(&self) -> Result<Option<Seq>, sled::Error> {
+        let Some((key, value)) = self.log.last()? else {
+            return Ok(None);
+        };
+        let last = batch::seq_of_key(&key).and_then(|first_seq| {
+            let records = batch::decode(first_seq, &value).ok()?;
+            Some(first_seq + (records.len() as Seq).checked_sub(1)?)
+        });
+        Ok(last)
     }
 
     /// First and last key of the log, and how many batches it holds.
@@ -184,7 +216,7 @@ impl Store {
 
     pub fn remove_snapshot(&self, seq: Seq) -> Result<(), sled::Error> {
         self.snapshots.remove(batch::key(seq))?;
-        self.db.flush()?;
+        self.flush()?;
         Ok(())
     }
 
@@ -202,7 +234,7 @@ impl Store {
     pub fn write_snapshot(&self, image: &StateImage) -> Result<(), sled::Error> {
         self.snapshots
             .insert(batch::key(image.seq), encode_snapshot(image))?;
-        self.db.flush()?;
+        self.flush()?;
         let seqs = self.snapshot_seqs()?;
         let Some(&oldest_kept) = seqs.get(SNAPSHOTS_KEPT - 1) else {
             return Ok(());
@@ -222,7 +254,7 @@ impl Store {
                 self.log.remove(batch::key(pair[0]))?;
             }
         }
-        self.db.flush()?;
+        self.flush()?;
         Ok(())
     }
 

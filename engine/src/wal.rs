@@ -1,7 +1,9 @@
 //! The write-ahead log: callers submit records and get a [`Ticket`]; ONE writer thread takes
 //! everything waiting (at most `batch_records_max`), writes it as one sled value, flushes,
 //! applies the batch's after-durable effects, and only then wakes the callers of that batch.
-//! One fsync thus carries hundreds of decisions.
+//! One fsync thus carries hundreds of decisions. "Flushes" means durable by fsync semantics
+//! (sled's flush and then the `fdatasync`s it leaves out, [`SledFiles`]): an acknowledged batch
+//! survives a power cut, not only a killed process.
 
 pub mod batch;
 
@@ -13,6 +15,7 @@ use std::thread::JoinHandle;
 use parking_lot::{Condvar, Mutex};
 
 use crate::config::Durability;
+use crate::durable::SledFiles;
 use crate::error::EngineError;
 use crate::record::{Record, Seq};
 
@@ -66,6 +69,7 @@ impl Wal {
     /// Starts the writer. `last_seq` is the last record already in the log.
     pub fn start(
         db: sled::Db,
+        files: Arc<SledFiles>,
         log: sled::Tree,
         events: sled::Tree,
         last_seq: Seq,
@@ -95,6 +99,7 @@ impl Wal {
         let writer = Writer {
             shared: shared.clone(),
             db,
+            files,
             log,
             events,
             durability: options.durability,
@@ -279,6 +284,8 @@ impl Ticket {
 struct Writer {
     shared: Arc<Shared>,
     db: sled::Db,
+    /// Makes each flush durable by fsync semantics (sled's own flush does not).
+    files: Arc<SledFiles>,
     log: sled::Tree,
     /// The domain events of each batch, written with it and made durable by the same flush.
     events: sled::Tree,
@@ -332,7 +339,7 @@ impl Writer {
             self.events.apply_batch(events)?;
         }
         if self.durability == Durability::Fsync {
-            self.db.flush()?;
+            self.files.flush(&self.db)?;
         }
         Ok(())
     }

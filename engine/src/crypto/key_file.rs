@@ -317,7 +317,8 @@ fn create(path: &Path, text: &str) -> io::Result<()> {
         tracing::warn!(path = %temporary.display(), %error, "could not remove a temporary key file");
     }
     written?;
-    sync_dir(parent)
+    // The new directory entry durable, so that a crash cannot lose a key file already in use.
+    crate::durable::sync_dir(parent)
 }
 
 #[cfg(unix)]
@@ -345,17 +346,6 @@ fn write_private_file(path: &Path, text: &str) -> io::Result<()> {
     let mut file = options.open(path)?;
     file.write_all(text.as_bytes())?;
     file.sync_all()
-}
-
-/// Makes the new directory entry durable, so a crash cannot lose a key file already in use.
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> io::Result<()> {
-    Ok(())
 }
 
 #[cfg(all(test, unix))]

@@ -71,7 +71,7 @@ impl Engine {
             .consumers
             .insert(consumer, &seq.to_be_bytes())
             .map_err(storage_error)?;
-        store.db.flush().map_err(storage_error)?;
+        store.flush().map_err(storage_error)?;
         Ok(())
     }
 }

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
@@ -62,7 +62,7 @@ impl PaymentSimulator {
     /// Opens the record in `dir` (both created if missing), cutting a torn last line. Fails on a
     /// record damaged anywhere but at its end.
     pub fn open(dir: &Path) -> io::Result<PaymentSimulator> {
-        fs::create_dir_all(dir)?;
+        crate::durable::create_dir_all(dir)?;
         let path = dir.join(CHARGES_FILE_NAME);
         let context =
             |error: io::Error| io::Error::new(error.kind(), format!("{}: {error}", path.display()));
@@ -74,7 +74,7 @@ impl PaymentSimulator {
             .open(&path)
             .map_err(context)?;
         if !existed {
-            sync_dir(dir).map_err(context)?;
+            crate::durable::sync_dir(dir).map_err(context)?;
         }
 
         let mut bytes = Vec::new();
@@ -338,18 +338,9 @@ impl Ledger {
     }
 }
 
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> io::Result<()> {
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fs;
     use std::sync::Barrier;
 
     use super::*;
