@@ -52,6 +52,15 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_STREAM_PACE_MAX_MS", default_value_t = 1_000,
           value_parser = clap::value_parser!(u64).range(100..=15_000))]
     stream_pace_max_ms: u64,
+    /// A snapshot (checkpoint) of the state is written once this many records were logged since
+    /// the last one; log batches it covers are then pruned.
+    #[arg(long, env = "ALLOT_SNAPSHOT_EVERY_RECORDS", default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    snapshot_every_records: u64,
+    /// …or this many seconds after the last one, if anything was logged since.
+    #[arg(long, env = "ALLOT_SNAPSHOT_EVERY_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    snapshot_every_secs: u64,
     /// Do not load the demo catalog into an empty catalog.
     #[arg(long, env = "ALLOT_NO_DEMO_CATALOG")]
     no_demo_catalog: bool,
@@ -125,7 +134,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let _ = stop_tx.send(true);
     });
 
-    let config = EngineConfig::new(&args.data.data_dir);
+    let config = EngineConfig {
+        snapshot_every_records: args.snapshot_every_records,
+        snapshot_every_ms: args.snapshot_every_secs * 1_000,
+        ..EngineConfig::new(&args.data.data_dir)
+    };
     let opened =
         tokio::task::spawn_blocking(move || Engine::open(config, Arc::new(SystemClock::new())))
             .await

@@ -5,6 +5,8 @@
     reason = "each test binary uses a different part of the support code"
 )]
 
+pub mod lazyfs;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
