@@ -57,6 +57,8 @@ pub enum EngineError {
     InvalidProduct(&'static str),
     #[error("{0}")]
     InvalidWishlistItem(&'static str),
+    #[error("the payment provider did not confirm the refund of order {0}; it is asked again")]
+    RefundNotConfirmed(OrderId),
     #[error("order {0} does not exist")]
     OrderNotFound(OrderId),
     #[error("{0}")]

@@ -222,6 +222,11 @@ impl From<EngineError> for Problem {
                 "Idempotency key in use",
             ),
             EngineError::OrderExpired => (S::CONFLICT, "order_expired", "Order expired"),
+            EngineError::RefundNotConfirmed(_) => (
+                S::SERVICE_UNAVAILABLE,
+                "payment_provider_unavailable",
+                "Payment provider unavailable",
+            ),
             EngineError::PaymentInProgress => {
                 (S::CONFLICT, "payment_in_progress", "Payment in progress")
             }
@@ -241,6 +246,12 @@ impl From<EngineError> for Problem {
                 );
             }
         };
-        Self::new(status, kind, title, detail)
+        let problem = Self::new(status, kind, title, detail);
+        // Every 503 says when to come back (API.md).
+        if status == S::SERVICE_UNAVAILABLE {
+            problem.with_retry_after(1)
+        } else {
+            problem
+        }
     }
 }

@@ -86,12 +86,21 @@ impl Engine {
     }
 
     /// Refunds an order whose refund is due (cancelled after payment, or returned); blocks.
+    /// `RefundIssued` is recorded only once the provider confirms the refund; until then this
+    /// answers [`EngineError::RefundNotConfirmed`], the refund stays due, and the resolver asks
+    /// again (the provider refunds a key once, so asking again never refunds twice).
     pub fn refund_order(&self, payments: &Payments, id: OrderId) -> Result<Order, EngineError> {
         let order = self.order(id).ok_or(EngineError::OrderNotFound(id))?;
         if let (true, false, Some(attempt)) = (order.refund_due, order.refunded, order.paid_attempt)
         {
-            payments.provider.refund(&order.payment_key(attempt));
-            self.refund_issued(id)?.wait()?;
+            let key = order.payment_key(attempt);
+            match payments.provider.refund(&key) {
+                ChargeStatus::Refunded => self.refund_issued(id)?.wait()?,
+                status => {
+                    tracing::warn!(order = %id, key, ?status, "the provider did not confirm a refund; will ask again");
+                    return Err(EngineError::RefundNotConfirmed(id));
+                }
+            }
         }
         self.order(id).ok_or(EngineError::OrderNotFound(id))
     }

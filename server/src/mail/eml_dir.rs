@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 /// Writes `message` under `dir` as `<unix_ms>-<random>.eml` and answers its path, so that names
 /// sort by `unix_ms`. The file appears whole or not at all (temp file, then rename), so a reader
 /// polling for `*.eml` never sees half a mail. The temp file starts with a dot, ends in `.tmp`.
+/// Durable (file and directory fsynced) before it returns: the notifier counts the mail as sent
+/// once this returns, and a power cut must not take it back.
 pub(super) fn write_eml(dir: &Path, unix_ms: u128, message: &[u8]) -> io::Result<PathBuf> {
     // Again on every mail: the directory may have been removed while the server ran.
-    fs::create_dir_all(dir)?;
+    allot_engine::durable::create_dir_all(dir)?;
     // Zero-padded so that names sort by time as text.
     let name = format!("{unix_ms:013}-{:016x}.eml", rand::random::<u64>());
     let final_path = dir.join(&name);
@@ -29,7 +31,9 @@ fn write_then_rename(temp_path: &Path, final_path: &Path, message: &[u8]) -> io:
         .open(temp_path)?;
     file.write_all(message)?;
     file.sync_all()?;
-    fs::rename(temp_path, final_path)
+    fs::rename(temp_path, final_path)?;
+    let dir = final_path.parent().unwrap_or(Path::new("."));
+    allot_engine::durable::sync_dir(dir)
 }
 
 #[cfg(test)]

@@ -1,0 +1,127 @@
+//! A refund is recorded only once the provider confirms it, and is asked for again until it is.
+//! The provider is the one part replaced here: a stand-in that charges like the simulator but
+//! answers refunds as told, as a provider that is down (or whose own record failed) would.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+
+use allot_engine::orders::{LineRequest, Placement};
+use allot_engine::payment::{Card, ChargeOutcome, ChargeStatus, PaymentProvider, ProviderTimeout};
+use allot_engine::{
+    Engine, EngineConfig, EngineError, ManualClock, NewProduct, Paid, Payments, ProductDetails,
+    ProductKind, UserId,
+};
+
+const T0: u64 = 1_800_000_000_000;
+
+/// Charges every card; refunds only while `refunds_work` is set.
+#[derive(Default)]
+struct Provider {
+    charged: Mutex<HashMap<String, ChargeStatus>>,
+    refunds_work: AtomicBool,
+}
+
+impl PaymentProvider for Provider {
+    fn charge(
+        &self,
+        key: &str,
+        _: u64,
+        _: &str,
+        _: &Card,
+    ) -> Result<ChargeOutcome, ProviderTimeout> {
+        self.charged
+            .lock()
+            .entry(key.to_owned())
+            .or_insert(ChargeStatus::Charged);
+        Ok(ChargeOutcome::Approved)
+    }
+
+    fn status(&self, key: &str) -> ChargeStatus {
+        self.charged
+            .lock()
+            .get(key)
+            .copied()
+            .unwrap_or(ChargeStatus::NotCharged)
+    }
+
+    fn refund(&self, key: &str) -> ChargeStatus {
+        let mut charged = self.charged.lock();
+        let Some(status) = charged.get_mut(key) else {
+            return ChargeStatus::NotCharged;
+        };
+        if *status == ChargeStatus::Charged && self.refunds_work.load(Ordering::Acquire) {
+            *status = ChargeStatus::Refunded;
+        }
+        *status
+    }
+}
+
+#[test]
+fn a_refund_the_provider_did_not_confirm_is_not_recorded_and_is_asked_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let engine = Engine::open(EngineConfig::new(dir.path()), clock.clone()).unwrap();
+    let provider = Arc::new(Provider::default());
+    let payments = Payments::new(provider.clone());
+
+    let (view, ticket) = engine
+        .create_product(NewProduct {
+            kind: ProductKind::General,
+            details: ProductDetails {
+                name: "Tote".into(),
+                description: String::new(),
+                price: 19_000,
+                currency: "KRW".into(),
+            },
+            sale_opens_ms: None,
+            sale_closes_ms: None,
+            per_user_limit: None,
+            stock_total: 10,
+        })
+        .unwrap();
+    ticket.wait().unwrap();
+    let lines = [LineRequest {
+        product: view.product.id,
+        quantity: 1,
+    }];
+    let order = match engine
+        .place_order(UserId(1), "k1", b"k1", &lines, "1 Main St", 600_000)
+        .unwrap()
+    {
+        Placement::Placed(order, ticket) => {
+            ticket.wait().unwrap();
+            order
+        }
+        Placement::Replayed(order) => order,
+    };
+    let card = Card::parse("4242 4242 4242 4242", "12/39", "123", T0).unwrap();
+    assert!(matches!(
+        engine.pay_order(&payments, order.id, &card).unwrap(),
+        Paid::Charged(_)
+    ));
+    let (cancelled, ticket) = engine.cancel_order(order.id).unwrap();
+    ticket.wait().unwrap();
+    assert!(cancelled.refund_due);
+
+    // The provider does not refund: nothing is recorded, the refund stays due.
+    assert!(matches!(
+        engine.refund_order(&payments, order.id),
+        Err(EngineError::RefundNotConfirmed(id)) if id == order.id
+    ));
+    assert_eq!(engine.resolve_payments(&payments), 0);
+    let now = engine.order(order.id).unwrap();
+    assert!(now.refund_due && !now.refunded, "{now:?}");
+
+    // Once it does, the resolver's next look records it, once.
+    provider.refunds_work.store(true, Ordering::Release);
+    assert_eq!(engine.resolve_payments(&payments), 1);
+    let now = engine.order(order.id).unwrap();
+    assert!(now.refunded, "{now:?}");
+    assert_eq!(engine.resolve_payments(&payments), 0);
+    let key = order.payment_key(1);
+    assert_eq!(provider.status(&key), ChargeStatus::Refunded);
+    engine.close().unwrap();
+}
