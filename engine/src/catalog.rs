@@ -312,6 +312,13 @@ pub fn validate(
             "price is over 10^12 minor units",
         ));
     }
+    // A payment provider charges at least one minor unit: an order of a free product could
+    // be placed but never paid, and would only ever expire.
+    if details.price == 0 {
+        return Err(EngineError::InvalidProduct(
+            "price must be at least 1 minor unit",
+        ));
+    }
     if details.currency.len() != 3 || !details.currency.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(EngineError::InvalidProduct(
             "currency must be an ISO 4217 code such as KRW",

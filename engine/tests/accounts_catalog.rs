@@ -139,6 +139,26 @@ fn exercise(engine: &Engine, clock: &ManualClock) {
         engine.update_product(drop, bad),
         Err(EngineError::InvalidProduct(_))
     ));
+    // Free is not a price: no provider charges 0, so such an order could never be paid.
+    let free = ProductChange {
+        price: Some(0),
+        ..ProductChange::default()
+    };
+    assert!(matches!(
+        engine.update_product(drop, free),
+        Err(EngineError::InvalidProduct(reason)) if reason.contains("at least 1")
+    ));
+    assert!(matches!(
+        engine.create_product(NewProduct {
+            kind: ProductKind::General,
+            details: details("Freebie", 0),
+            sale_opens_ms: None,
+            sale_closes_ms: None,
+            per_user_limit: None,
+            stock_total: 10,
+        }),
+        Err(EngineError::InvalidProduct(reason)) if reason.contains("at least 1")
+    ));
     assert_eq!(
         engine.product_version(drop, 1).unwrap().details.price,
         250_000
