@@ -147,8 +147,15 @@ impl Catalog {
         ProductId(self.next_product.fetch_add(1, Ordering::AcqRel))
     }
 
+    /// The whole product, every version included: for reads that show it.
     pub fn get(&self, id: ProductId) -> Option<Product> {
         self.products.read().get(&id).cloned()
+    }
+
+    /// `read` applied to the product under the catalog's read lock, cloning nothing: the order
+    /// path takes only what it needs of the current version. Keep `read` short and lock-free.
+    pub fn read<R>(&self, id: ProductId, read: impl FnOnce(&Product) -> R) -> Option<R> {
+        self.products.read().get(&id).map(read)
     }
 
     pub fn status_of(

@@ -123,21 +123,25 @@ impl State {
         }
         let mut currency: Option<String> = None;
         for line in lines {
-            let Some(product) = self.catalog.get(line.product) else {
-                return Some(EngineError::ProductNotFound(line.product));
+            let read = self.catalog.read(line.product, |product| {
+                product.check_sale_open(now_ms)?;
+                // Lines in two currencies: the placement refuses that with its own answer.
+                let line_currency = &product.current().details.currency;
+                let mixed = currency.get_or_insert_with(|| line_currency.clone()) != line_currency;
+                Ok((product.sku(), mixed))
+            });
+            let (sku, mixed) = match read {
+                None => return Some(EngineError::ProductNotFound(line.product)),
+                Some(Err(error)) => return Some(error),
+                Some(Ok(read)) => read,
             };
-            if let Err(error) = product.check_sale_open(now_ms) {
-                return Some(error);
-            }
-            // Lines in two currencies: the placement refuses that with its own answer.
-            let line_currency = &product.current().details.currency;
-            if currency.get_or_insert_with(|| line_currency.clone()) != line_currency {
+            if mixed {
                 return None;
             }
-            let entry = self.skus.get(&product.sku())?;
+            let entry = self.skus.get(&sku)?;
             if let Some(limit) = entry.per_user_limit
                 && self
-                    .held_by(user, product.sku())
+                    .held_by(user, sku)
                     .saturating_add(line.quantity)
                     > limit
             {
@@ -514,32 +518,40 @@ impl State {
         now_ms: Millis,
         currency: &mut Option<String>,
     ) -> Result<OrderLine, EngineError> {
-        let product = self
+        // The current version only, and of it only what the line keeps.
+        let (sku, version, name, unit_price) = self
             .catalog
-            .get(line.product)
-            .ok_or(EngineError::ProductNotFound(line.product))?;
-        product.check_sale_open(now_ms)?;
-        let current = product.current();
-        match currency {
-            Some(c) if *c != current.details.currency => {
-                return Err(EngineError::InvalidOrder(
-                    "all lines must be in one currency",
-                ));
-            }
-            Some(_) => {}
-            None => *currency = Some(current.details.currency.clone()),
-        }
+            .read(line.product, |product| {
+                product.check_sale_open(now_ms)?;
+                let current = product.current();
+                match currency {
+                    Some(c) if *c != current.details.currency => {
+                        return Err(EngineError::InvalidOrder(
+                            "all lines must be in one currency",
+                        ));
+                    }
+                    Some(_) => {}
+                    None => *currency = Some(current.details.currency.clone()),
+                }
+                Ok((
+                    product.sku(),
+                    current.version,
+                    current.details.name.clone(),
+                    current.details.price,
+                ))
+            })
+            .ok_or(EngineError::ProductNotFound(line.product))??;
         let entry = self
             .skus
-            .get(&product.sku())
+            .get(&sku)
             .ok_or(EngineError::ProductNotFound(line.product))?;
-        self.take_units(&entry, product.sku(), user, line.quantity)?;
+        self.take_units(&entry, sku, user, line.quantity)?;
         drop(entry);
         Ok(OrderLine {
             product: line.product,
-            version: current.version,
-            name: current.details.name.clone(),
-            unit_price: current.details.price,
+            version,
+            name,
+            unit_price,
             quantity: line.quantity,
             reservation: ReservationId(self.next_reservation.fetch_add(1, Ordering::AcqRel)),
         })
