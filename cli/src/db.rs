@@ -88,6 +88,7 @@ fn verify(args: &DbArgs) -> anyhow::Result<ExitCode> {
                 "events_checked": inspection.events_checked,
                 "events_past_end": inspection.events_past_end,
                 "events_missing_after_snapshot": inspection.events_missing_after_snapshot,
+                "snapshots_set_aside": inspection.snapshots_set_aside,
             })
         );
     } else {
@@ -102,6 +103,12 @@ fn verify(args: &DbArgs) -> anyhow::Result<ExitCode> {
         );
         for seq in &inspection.snapshots_compared {
             println!("snapshot {seq} agrees with the log");
+        }
+        for seq in &inspection.snapshots_set_aside {
+            println!(
+                "snapshot {seq} was set aside by an open that could not use it (kept in tree \
+                 snapshots_refused; the directory recovered without it)"
+            );
         }
         println!(
             "{} replayed record(s) compared with the events tree",

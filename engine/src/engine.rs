@@ -463,7 +463,11 @@ fn run_snapshotter(
         }
         match take_snapshot(store, &mut shadow, durable) {
             Ok(()) => last_seq = durable,
-            Err(error) => tracing::error!(%error, "snapshot failed; will retry"),
+            Err(error) => tracing::error!(
+                %error,
+                "snapshot failed: recovery replays a longer log and the log is not pruned until \
+                 one succeeds; will retry"
+            ),
         }
         last_at = Instant::now();
     }

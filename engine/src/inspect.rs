@@ -41,6 +41,9 @@ pub struct Inspection {
     /// its events (they are two writes). Opening writes them again; they are not a problem.
     pub events_missing_after_snapshot: u64,
     pub disk_bytes: u64,
+    /// Snapshots an open could not use, set aside (tree `snapshots_refused`) and kept: not a
+    /// problem of the directory, which recovered without them.
+    pub snapshots_set_aside: Vec<Seq>,
     pub problems: Vec<String>,
     pub image: StateImage,
 }
@@ -67,14 +70,17 @@ pub fn inspect(data_dir: &Path) -> Result<Inspection, OpenError> {
         .into_iter()
         .rev()
         .map(|seq| {
-            let read = store.read_snapshot(seq).and_then(|image| {
-                let broken = check_invariants_of(&image);
-                if broken.is_empty() {
-                    Ok(image)
-                } else {
-                    Err(broken.join("; "))
-                }
-            });
+            let read = store
+                .read_snapshot(seq)
+                .map_err(|e| e.to_string())
+                .and_then(|image| {
+                    let broken = check_invariants_of(&image);
+                    if broken.is_empty() {
+                        Ok(image)
+                    } else {
+                        Err(broken.join("; "))
+                    }
+                });
             let info = SnapshotInfo {
                 seq,
                 bytes: store.snapshot_bytes(seq),
@@ -198,7 +204,7 @@ pub fn inspect(data_dir: &Path) -> Result<Inspection, OpenError> {
             .map(|seq| SnapshotInfo {
                 seq,
                 bytes: store.snapshot_bytes(seq),
-                problem: store.read_snapshot(seq).err(),
+                problem: store.read_snapshot(seq).err().map(|e| e.to_string()),
             })
             .collect(),
         replayed_from,
@@ -211,6 +217,7 @@ pub fn inspect(data_dir: &Path) -> Result<Inspection, OpenError> {
         events_past_end,
         events_missing_after_snapshot: events.missing_after_snapshot,
         disk_bytes: store.size_on_disk(),
+        snapshots_set_aside: store.refused_snapshot_seqs()?,
         problems,
         image,
     })

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use crate::error::OpenError;
 use crate::record::Seq;
 use crate::state::State;
-use crate::store::{BatchRead, Store};
+use crate::store::{BatchRead, SnapshotRefused, Store};
 
 #[derive(Debug, Clone, Default)]
 pub struct RecoveryReport {
@@ -53,10 +53,18 @@ pub fn recover(
     let mut state = None;
     let mut refused = Vec::new();
     for seq in store.snapshot_seqs()? {
-        match store
-            .read_snapshot(seq)
-            .and_then(|image| State::from_image(&image).map_err(|p| p.join("; ")))
-        {
+        let loaded = match store.read_snapshot(seq) {
+            Ok(image) => State::from_image(&image).map_err(|p| p.join("; ")),
+            Err(refused @ SnapshotRefused::UnknownFormat(_)) => {
+                // Not damage: a newer allot wrote it, and the log may be pruned up to it.
+                return Err(OpenError::Corrupt(format!(
+                    "snapshot {seq}: {refused}; nothing was changed. Run the newer allot, or \
+                     restore a backup this build wrote"
+                )));
+            }
+            Err(SnapshotRefused::Unreadable(reason)) => Err(reason),
+        };
+        match loaded {
             Ok(loaded) => {
                 report.snapshot_seq = Some(seq);
                 state = Some(loaded);
@@ -71,13 +79,6 @@ pub fn recover(
             }
         }
     }
-    // Opening for writing drops unreadable snapshots: pruning keeps the log only back to the
-    // older of the two newest snapshots, so it must never count one that cannot be read.
-    if on_defect == OnDefect::Cut {
-        for seq in refused {
-            store.remove_snapshot(seq)?;
-        }
-    }
     let state = state.unwrap_or_else(State::new);
     let (first_key, _) = store.log_extent()?;
     if let Some(first_key) = first_key
@@ -89,6 +90,14 @@ pub fn recover(
         )));
     }
     replay(store, &state, upto, on_defect, &mut report)?;
+    // Only now that the log is known to carry the state from the snapshot used (or from the
+    // start) are the refused snapshots set aside, out of pruning's count. Never deleted: one may
+    // hold what nothing else does, and a person may want it.
+    if on_defect == OnDefect::Cut {
+        for seq in refused {
+            store.set_snapshot_aside(seq)?;
+        }
+    }
     if upto == Seq::MAX {
         report.lost_tail = lost_tail(store, report.snapshot_seq, state.seq())?;
         for claim in &report.lost_tail {

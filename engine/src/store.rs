@@ -1,6 +1,7 @@
-//! The data directory on disk: a lock file and one sled database with five trees:
+//! The data directory on disk: a lock file and one sled database with six trees:
 //! `log` (record batches keyed by first sequence number), `snapshots` (state images keyed by the
-//! last sequence number they cover), `events` (domain events keyed by their record's sequence
+//! last sequence number they cover), `snapshots_refused` (snapshots a recovery could not use,
+//! set aside, never deleted by allot), `events` (domain events keyed by their record's sequence
 //! number, kept when the log is pruned), `consumers` (durable offsets of event consumers) and
 //! `meta` (the format version).
 
@@ -19,7 +20,12 @@ use crate::state::StateImage;
 use crate::wal::batch;
 
 const FORMAT: &[u8] = b"allot-store-1";
-const SNAPSHOT_MAGIC: &[u8; 4] = b"ALS1";
+/// A snapshot starts with `ALS` and its format version, one ASCII digit.
+const SNAPSHOT_MAGIC_PREFIX: &[u8; 3] = b"ALS";
+/// The snapshot format this build writes and reads. A change of `StateImage` that rkyv lays
+/// out differently is a new version: an older build then refuses the snapshot (and the open)
+/// instead of taking it for damage.
+const SNAPSHOT_FORMAT: u8 = b'1';
 const SNAPSHOT_HEADER_BYTES: usize = 20;
 /// Snapshots kept: the newest, and one before it in case the newest turns out unreadable.
 const SNAPSHOTS_KEPT: usize = 2;
@@ -29,6 +35,7 @@ pub struct Store {
     pub db: sled::Db,
     pub log: sled::Tree,
     pub snapshots: sled::Tree,
+    pub snapshots_refused: sled::Tree,
     pub events: sled::Tree,
     pub consumers: sled::Tree,
     pub dir: PathBuf,
@@ -108,6 +115,7 @@ impl Store {
         Ok(Self {
             log: db.open_tree("log")?,
             snapshots: db.open_tree("snapshots")?,
+            snapshots_refused: db.open_tree("snapshots_refused")?,
             events: db.open_tree("events")?,
             consumers: db.open_tree("consumers")?,
             db,
@@ -205,19 +213,34 @@ impl Store {
             .collect()
     }
 
-    pub fn read_snapshot(&self, seq: Seq) -> Result<StateImage, String> {
+    pub fn read_snapshot(&self, seq: Seq) -> Result<StateImage, SnapshotRefused> {
         let value = self
             .snapshots
             .get(batch::key(seq))
-            .map_err(|e| e.to_string())?
-            .ok_or("missing")?;
+            .map_err(|e| SnapshotRefused::Unreadable(e.to_string()))?
+            .ok_or_else(|| SnapshotRefused::Unreadable("missing".into()))?;
         decode_snapshot(seq, &value)
     }
 
-    pub fn remove_snapshot(&self, seq: Seq) -> Result<(), sled::Error> {
-        self.snapshots.remove(batch::key(seq))?;
+    /// Moves a snapshot that cannot be used into `snapshots_refused`: out of the way of pruning
+    /// (which must never count it), but kept, since it may hold what nothing else does.
+    pub fn set_snapshot_aside(&self, seq: Seq) -> Result<(), sled::Error> {
+        let key = batch::key(seq);
+        if let Some(value) = self.snapshots.get(key)? {
+            self.snapshots_refused.insert(key, value)?;
+            self.snapshots.remove(key)?;
+        }
         self.flush()?;
         Ok(())
+    }
+
+    /// Sequence numbers of the snapshots set aside, oldest first.
+    pub fn refused_snapshot_seqs(&self) -> Result<Vec<Seq>, sled::Error> {
+        self.snapshots_refused
+            .iter()
+            .keys()
+            .map(|k| k.map(|k| batch::seq_of_key(&k).unwrap_or(0)))
+            .collect()
     }
 
     pub fn snapshot_bytes(&self, seq: Seq) -> u64 {
@@ -231,9 +254,14 @@ impl Store {
     /// Writes a snapshot durably, then drops what it makes unnecessary: snapshots beyond the
     /// newest [`SNAPSHOTS_KEPT`], and log batches that the OLDEST kept snapshot covers (so the
     /// older snapshot can still be replayed forward if the newest is ever unreadable).
-    pub fn write_snapshot(&self, image: &StateImage) -> Result<(), sled::Error> {
-        self.snapshots
-            .insert(batch::key(image.seq), encode_snapshot(image))?;
+    pub fn write_snapshot(&self, image: &StateImage) -> Result<(), String> {
+        let value = encode_snapshot(image)?;
+        self.write_snapshot_value(image.seq, value)
+            .map_err(|e| format!("storage: {e}"))
+    }
+
+    fn write_snapshot_value(&self, seq: Seq, value: Vec<u8>) -> Result<(), sled::Error> {
+        self.snapshots.insert(batch::key(seq), value)?;
         self.flush()?;
         let seqs = self.snapshot_seqs()?;
         let Some(&oldest_kept) = seqs.get(SNAPSHOTS_KEPT - 1) else {
@@ -323,23 +351,68 @@ fn read_batch(item: sled::Result<(sled::IVec, sled::IVec)>, expected: Option<Seq
     }
 }
 
-fn encode_snapshot(image: &StateImage) -> Vec<u8> {
+/// Why a stored snapshot was not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotRefused {
+    /// Damaged, or not a snapshot: set aside, recovery uses an older one.
+    Unreadable(String),
+    /// A snapshot format this build does not know (written by a newer allot): the open stops.
+    UnknownFormat(char),
+}
+
+impl std::fmt::Display for SnapshotRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SnapshotRefused::Unreadable(reason) => f.write_str(reason),
+            SnapshotRefused::UnknownFormat(version) => write!(
+                f,
+                "snapshot format {version}, which this build of allot cannot read (it reads \
+                 format {}): it was written by a newer allot",
+                SNAPSHOT_FORMAT as char
+            ),
+        }
+    }
+}
+
+/// The image encoded and framed; an error (never a panic) when it cannot be, for instance an
+/// image too large for rkyv's 32-bit relative pointers or for the header's 32-bit length.
+fn encode_snapshot(image: &StateImage) -> Result<Vec<u8>, String> {
     let payload = rkyv::to_bytes::<rancor::Error>(image)
-        .expect("encoding a snapshot into memory cannot fail");
+        .map_err(|e| format!("the state image cannot be encoded: {e}"))?;
+    let len = u32::try_from(payload.len()).map_err(|_| {
+        format!(
+            "the state image is {} bytes, over a snapshot's 4 GiB",
+            payload.len()
+        )
+    })?;
     let mut value = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + payload.len());
-    value.extend_from_slice(SNAPSHOT_MAGIC);
+    value.extend_from_slice(SNAPSHOT_MAGIC_PREFIX);
+    value.push(SNAPSHOT_FORMAT);
     value.extend_from_slice(&image.seq.to_le_bytes());
-    value.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    value.extend_from_slice(&len.to_le_bytes());
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&value[4..16]);
     hasher.update(&payload);
     value.extend_from_slice(&hasher.finalize().to_le_bytes());
     value.extend_from_slice(&payload);
-    value
+    Ok(value)
 }
 
-fn decode_snapshot(key_seq: Seq, value: &[u8]) -> Result<StateImage, String> {
-    if value.len() < SNAPSHOT_HEADER_BYTES || &value[0..4] != SNAPSHOT_MAGIC {
+fn decode_snapshot(key_seq: Seq, value: &[u8]) -> Result<StateImage, SnapshotRefused> {
+    if let [b'A', b'L', b'S', version, ..] = value
+        && *version != SNAPSHOT_FORMAT
+        && version.is_ascii_digit()
+    {
+        return Err(SnapshotRefused::UnknownFormat(*version as char));
+    }
+    decode_snapshot_payload(key_seq, value).map_err(SnapshotRefused::Unreadable)
+}
+
+fn decode_snapshot_payload(key_seq: Seq, value: &[u8]) -> Result<StateImage, String> {
+    if value.len() < SNAPSHOT_HEADER_BYTES || &value[0..3] != SNAPSHOT_MAGIC_PREFIX {
+        return Err("not a snapshot".into());
+    }
+    if value[3] != SNAPSHOT_FORMAT {
         return Err("not a snapshot".into());
     }
     let seq = u64::from_le_bytes(value[4..12].try_into().expect("8 bytes"));

@@ -140,10 +140,7 @@ impl State {
             }
             let entry = self.skus.get(&sku)?;
             if let Some(limit) = entry.per_user_limit
-                && self
-                    .held_by(user, sku)
-                    .saturating_add(line.quantity)
-                    > limit
+                && self.held_by(user, sku).saturating_add(line.quantity) > limit
             {
                 return Some(EngineError::PurchaseLimitExceeded { limit });
             }
