@@ -103,6 +103,10 @@ pub struct State {
     /// Each user's orders in id (creation) order: durable ones only.
     orders_by_user: DashMap<UserId, Vec<OrderId>>,
     order_deadlines: Mutex<BTreeSet<(Millis, OrderId)>>,
+    /// Orders the payment resolver must look at: a payment answer outstanding, or a refund due.
+    /// An index kept with every change of an order, so the resolver never scans every order.
+    /// Lock order: an order's entry, then this; never the other way round.
+    to_settle: Mutex<BTreeSet<OrderId>>,
     next_order: AtomicU64,
 }
 

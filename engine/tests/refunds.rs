@@ -59,14 +59,8 @@ impl PaymentProvider for Provider {
     }
 }
 
-#[test]
-fn a_refund_the_provider_did_not_confirm_is_not_recorded_and_is_asked_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(T0));
-    let engine = Engine::open(EngineConfig::new(dir.path()), clock.clone()).unwrap();
-    let provider = Arc::new(Provider::default());
-    let payments = Payments::new(provider.clone());
-
+/// A paid order, cancelled: its refund is due. Answers the order.
+fn paid_and_cancelled(engine: &Engine, payments: &Payments) -> allot_engine::orders::Order {
     let (view, ticket) = engine
         .create_product(NewProduct {
             kind: ProductKind::General,
@@ -105,6 +99,17 @@ fn a_refund_the_provider_did_not_confirm_is_not_recorded_and_is_asked_again() {
     let (cancelled, ticket) = engine.cancel_order(order.id).unwrap();
     ticket.wait().unwrap();
     assert!(cancelled.refund_due);
+    cancelled
+}
+
+#[test]
+fn a_refund_the_provider_did_not_confirm_is_not_recorded_and_is_asked_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let engine = Engine::open(EngineConfig::new(dir.path()), clock).unwrap();
+    let provider = Arc::new(Provider::default());
+    let payments = Payments::new(provider.clone());
+    let order = paid_and_cancelled(&engine, &payments);
 
     // The provider does not refund: nothing is recorded, the refund stays due.
     assert!(matches!(
@@ -124,4 +129,39 @@ fn a_refund_the_provider_did_not_confirm_is_not_recorded_and_is_asked_again() {
     let key = order.payment_key(1);
     assert_eq!(provider.status(&key), ChargeStatus::Refunded);
     engine.close().unwrap();
+}
+
+/// The resolver works from an index of what is due, not a scan: the index must come back after
+/// a restart, from the log alone and from a snapshot.
+#[test]
+fn a_refund_due_before_a_restart_is_made_after_it() {
+    for snapshot_on_close in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = EngineConfig {
+            snapshot_on_close,
+            ..EngineConfig::new(dir.path())
+        };
+        let provider = Arc::new(Provider::default());
+        let payments = Payments::new(provider.clone());
+        let order = {
+            let engine = Engine::open(config.clone(), Arc::new(ManualClock::new(T0))).unwrap();
+            let order = paid_and_cancelled(&engine, &payments);
+            engine.close().unwrap();
+            order
+        };
+        let engine = Engine::open(config, Arc::new(ManualClock::new(T0))).unwrap();
+        assert_eq!(
+            engine.recovery_report().snapshot_seq.is_some(),
+            snapshot_on_close
+        );
+        provider.refunds_work.store(true, Ordering::Release);
+        assert_eq!(
+            engine.resolve_payments(&payments),
+            1,
+            "snapshot: {snapshot_on_close}"
+        );
+        assert!(engine.order(order.id).unwrap().refunded);
+        assert_eq!(engine.resolve_payments(&payments), 0);
+        engine.close().unwrap();
+    }
 }

@@ -167,6 +167,7 @@ impl State {
                     .lock()
                     .insert((order.deadline_ms, order.id));
             }
+            state.track_settlement(order);
             state.orders.insert(order.id, order.clone());
         }
         for sku in &image.skus {

@@ -373,16 +373,26 @@ impl State {
         check_step(&order, &record)?;
         let ticket = append(record.clone().into())?;
         step(&mut order, &record);
+        self.track_settlement(&order);
         Ok((order.clone(), ticket))
     }
 
-    /// Orders with a payment answer outstanding or a refund due.
+    /// Orders with a payment answer outstanding or a refund due, from the index: the cost
+    /// follows how many there are, not how many orders were ever taken.
     pub fn orders_to_settle(&self) -> Vec<Order> {
-        self.orders
-            .iter()
-            .filter(|o| o.payment_in_flight.is_some() || (o.refund_due && !o.refunded))
-            .map(|o| o.clone())
-            .collect()
+        // The ids first, the index released: reading an order takes its entry's lock.
+        let ids: Vec<OrderId> = self.to_settle.lock().iter().copied().collect();
+        ids.into_iter().filter_map(|id| self.order(id)).collect()
+    }
+
+    /// Keeps `to_settle` in step with `order`; call with the order's entry held.
+    pub(super) fn track_settlement(&self, order: &Order) {
+        let mut to_settle = self.to_settle.lock();
+        if order.payment_in_flight.is_some() || (order.refund_due && !order.refunded) {
+            to_settle.insert(order.id);
+        } else {
+            to_settle.remove(&order.id);
+        }
     }
 
     /// Every order older than `before`, newest first, of `status` if given; at most `limit`.
@@ -460,6 +470,7 @@ impl State {
             .ok_or_else(|| apply_error(seq, format!("{id} does not exist")))?;
         check_step(&order, record).map_err(|e| apply_error(seq, format!("{id}: {e}")))?;
         step(&mut order, record);
+        self.track_settlement(&order);
         Ok(())
     }
 
