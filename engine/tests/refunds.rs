@@ -93,7 +93,7 @@ fn paid_and_cancelled(engine: &Engine, payments: &Payments) -> allot_engine::ord
     };
     let card = Card::parse("4242 4242 4242 4242", "12/39", "123", T0).unwrap();
     assert!(matches!(
-        engine.pay_order(&payments, order.id, &card).unwrap(),
+        engine.pay_order(payments, order.id, &card).unwrap(),
         Paid::Charged(_)
     ));
     let (cancelled, ticket) = engine.cancel_order(order.id).unwrap();
