@@ -1,6 +1,6 @@
-# Shared by the HTTP benchmarks (http.sh, orders.sh), which source it: wrk, the machine's
-# facts, the release build, waiting for a server started in the background, and reading wrk's
-# output and the server's CPU time.
+# Shared by the HTTP benchmarks (http.sh, orders.sh, placements.sh), which source it: wrk, the machine's
+# facts, the release build, waiting for a server started in the background, reading wrk's
+# output and the server's CPU time, JSON fields, and a scratch directory cleaned up at exit.
 
 # Installs wrk with apt-get if it is missing, or exits.
 ensure_wrk() {
@@ -92,4 +92,38 @@ CLK_TCK="$(getconf CLK_TCK)"
 # us_per_request TICKS REQUESTS: CPU clock ticks spread over the requests, in microseconds.
 us_per_request() {
     awk -v t="$1" -v hz="$CLK_TCK" -v n="$2" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }'
+}
+
+# A JSON field of stdin (dotted path), or exit with the body.
+json_field() {
+    python3 -c '
+import json, sys
+raw = sys.stdin.read()
+try:
+    value = json.loads(raw)
+    for key in sys.argv[1].split("."):
+        value = value[key]
+except (ValueError, KeyError, TypeError):
+    sys.exit("no field %s in %r" % (sys.argv[1], raw[:300]))
+print(value)' "$1"
+}
+
+# A scratch directory WORK for one run, removed at exit together with the server SERVER_PID
+# (if one was started), which is stopped with SIGTERM first.
+make_workdir() {
+    WORK="$(mktemp -d)"
+    SERVER_PID=""
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+stop_server() {
+    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    SERVER_PID=""
+}
+cleanup() {
+    stop_server
+    rm -rf "$WORK"
 }

@@ -78,24 +78,10 @@ echo
 
 build_release
 
-WORK="$(mktemp -d)"
+make_workdir
 DATA_DIR="$WORK/data"
 SERVER_LOG="$WORK/server.log"
 TOKENS="$WORK/tokens.txt"
-SERVER_PID=""
-stop_server() {
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    SERVER_PID=""
-}
-cleanup() {
-    stop_server
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # Offline, before the server opens the data directory. The password goes through the
 # environment, not the process list.
@@ -112,20 +98,6 @@ SERVER_PID=$!
 
 wait_ready "$SERVER_PID" "$SERVER_LOG"
 echo "== server: $BASE (release, ALLOT_LOG=warn, --ip-rate-limit 0, fresh data dir, mail to .eml files)"
-
-# A JSON field of stdin, or exit with the body.
-json_field() {
-    python3 -c '
-import json, sys
-raw = sys.stdin.read()
-try:
-    value = json.loads(raw)
-    for key in sys.argv[1].split("."):
-        value = value[key]
-except (ValueError, KeyError, TypeError):
-    sys.exit("no field %s in %r" % (sys.argv[1], raw[:300]))
-print(value)' "$1"
-}
 
 ADMIN_TOKEN="$(curl -sS -X POST "$BASE/api/v1/auth/login" -H 'Content-Type: application/json' \
     -d "{\"email\":\"$ADMIN_EMAIL\",\"password\":\"$ADMIN_PASSWORD\"}" | json_field access_token)"

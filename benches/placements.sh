@@ -42,24 +42,10 @@ else
     ALLOT_BIN=target/release/allot
 fi
 
-WORK="$(mktemp -d)"
+make_workdir
 DATA_DIR="$WORK/data"
 SERVER_LOG="$WORK/server.log"
 TOKENS="$WORK/tokens.txt"
-SERVER_PID=""
-stop_server() {
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    SERVER_PID=""
-}
-cleanup() {
-    stop_server
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 ALLOT_LOG=warn ALLOT_ADMIN_PASSWORD="$ADMIN_PASSWORD" "$ALLOT_BIN" admin create-admin \
     --email "$ADMIN_EMAIL" --data-dir "$DATA_DIR" >/dev/null
@@ -68,19 +54,6 @@ ALLOT_LOG=warn "$ALLOT_BIN" serve --listen 127.0.0.1:0 --data-dir "$DATA_DIR" \
 SERVER_PID=$!
 wait_ready "$SERVER_PID" "$SERVER_LOG"
 echo "== server: $BASE (ALLOT_LOG=warn, fresh data directory on $(df --output=fstype "$WORK" | tail -n1))"
-
-json_field() {
-    python3 -c '
-import json, sys
-raw = sys.stdin.read()
-try:
-    value = json.loads(raw)
-    for key in sys.argv[1].split("."):
-        value = value[key]
-except (ValueError, KeyError, TypeError):
-    sys.exit("no field %s in %r" % (sys.argv[1], raw[:300]))
-print(value)' "$1"
-}
 
 ADMIN_TOKEN="$(curl -sS -X POST "$BASE/api/v1/auth/login" -H 'Content-Type: application/json' \
     -d "{\"email\":\"$ADMIN_EMAIL\",\"password\":\"$ADMIN_PASSWORD\"}" | json_field access_token)"

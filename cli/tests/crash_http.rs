@@ -22,22 +22,21 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use allot_engine::password::hash_password;
 use allot_engine::payment::PaymentSimulator;
-use allot_engine::{
-    Email, Engine, EngineConfig, NewProduct, ProductDetails, ProductKind, SignupProfile,
-    SystemClock,
-};
+use allot_engine::{Engine, EngineConfig, NewProduct, ProductDetails, ProductKind, SystemClock};
 
 mod support;
 
+use support::shop::{
+    self, ADMIN_EMAIL, Answer, CARD_APPROVED, CARD_DECLINED, CARD_LIMIT_EXCEEDED,
+    CARD_TIMEOUT_CHARGED, CARD_TIMEOUT_NOT_CHARGED, call, card_body, customer_email, log_in,
+    order_body, request, wait_ready,
+};
 use support::{Server, assert_db_verify, next, seeds};
 const SEEDS_DEFAULT: u64 = 3;
 
 const CUSTOMERS: usize = 150;
 const STOCK_UNITS: u64 = 50;
-const PASSWORD: &str = "Tr0ub4dor&3-horse";
-const ADMIN_EMAIL: &str = "admin@example.com";
 
 /// Short, so walk-aways give their units back to the losers during the run.
 const RESERVATION_TTL_MS: u64 = 4_000;
@@ -78,36 +77,12 @@ const INTENTS_MAX: u32 = 3;
 const PAYMENT_TRIES_MAX: u32 = 20;
 const LOGIN_LANES: usize = 4;
 
-const CARD_APPROVED: &str = "4242 4242 4242 4242";
-const CARD_DECLINED: &str = "4000 0000 0000 0002";
-const CARD_LIMIT_EXCEEDED: &str = "4000 0000 0000 9995";
-const CARD_TIMEOUT_NOT_CHARGED: &str = "4000 0000 0000 0119";
-const CARD_TIMEOUT_CHARGED: &str = "4000 0000 0000 0259";
-
-fn customer_email(n: usize) -> String {
-    format!("customer-{n}@example.com")
-}
-
 // ----- the server --------------------------------------------------------------------------
 
 fn start(data: &Path) -> Server {
     let ttl_s = (RESERVATION_TTL_MS / 1_000).to_string();
     let args = ["--ip-rate-limit", "0", "--reservation-ttl", ttl_s.as_str()];
     Server::start(data, &args, "warn,tower_http=off")
-}
-
-/// Waits for /readyz; answers when the server was first seen ready.
-async fn wait_ready(http: &reqwest::Client, base: &str, seed: u64) -> Instant {
-    let deadline = Instant::now() + WAIT_MAX;
-    loop {
-        if let Ok(response) = http.get(format!("{base}/readyz")).send().await
-            && response.status() == 200
-        {
-            return Instant::now();
-        }
-        assert!(Instant::now() < deadline, "seed {seed}: never became ready");
-        tokio::time::sleep(RETRY_PAUSE).await;
-    }
 }
 
 fn sigkill(server: &mut Server) {
@@ -123,22 +98,7 @@ fn sigkill(server: &mut Server) {
 fn prepare_shop(data: &Path) -> String {
     let engine = Engine::open(EngineConfig::new(data), Arc::new(SystemClock::new()))
         .expect("open the data directory");
-    let hash = hash_password(PASSWORD);
-    for n in 0..CUSTOMERS {
-        let email = Email::parse(&customer_email(n)).unwrap();
-        let (code, _) = engine.request_verification(&email).unwrap();
-        let (token, _) = engine.confirm_verification(&email, &code).unwrap();
-        let profile = SignupProfile {
-            name: format!("Customer {n}"),
-            ..SignupProfile::default()
-        };
-        let (_, ticket) = engine.register(&token, hash.clone(), profile).unwrap();
-        ticket.wait().unwrap();
-    }
-    let (_, ticket) = engine
-        .create_admin(&Email::parse(ADMIN_EMAIL).unwrap(), hash)
-        .unwrap();
-    ticket.wait().unwrap();
+    shop::create_customers_and_admin(&engine, CUSTOMERS);
     let now = engine.now_ms();
     // A catalog that is not empty also keeps the demo catalog out.
     let (sneaker, ticket) = engine
@@ -164,69 +124,6 @@ fn prepare_shop(data: &Path) -> String {
 
 // ----- requests ----------------------------------------------------------------------------
 
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    body: Value,
-}
-
-impl Answer {
-    fn kind(&self) -> &str {
-        self.body["type"].as_str().unwrap_or("")
-    }
-}
-
-/// One request: a POST when there is a body, a GET otherwise. An error is a transport error
-/// (the server is away, or its answer was cut off).
-async fn request(
-    http: &reqwest::Client,
-    url: &str,
-    token: Option<&str>,
-    key: Option<&str>,
-    body: Option<&Value>,
-) -> Result<Answer, reqwest::Error> {
-    let mut request = match body {
-        Some(body) => http.post(url).json(body),
-        None => http.get(url),
-    };
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(key) = key {
-        request = request.header("Idempotency-Key", key);
-    }
-    let response = request.send().await?;
-    let status = response.status().as_u16();
-    let bytes = response.bytes().await?;
-    Ok(Answer {
-        status,
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    })
-}
-
-/// A request to the server that is up now (the test's own checks, between kills).
-async fn call(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    path: &str,
-    key: Option<&str>,
-    body: Option<&Value>,
-) -> Answer {
-    let url = format!("{base}/api/v1{path}");
-    request(http, &url, Some(token), key, body)
-        .await
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-async fn log_in(http: &reqwest::Client, base: &str, email: &str) -> String {
-    let body = json!({ "email": email, "password": PASSWORD });
-    let url = format!("{base}/api/v1/auth/login");
-    let answer = request(http, &url, None, None, Some(&body)).await.unwrap();
-    assert_eq!(answer.status, 200, "{email}: {:?}", answer.body);
-    answer.body["access_token"].as_str().unwrap().to_string()
-}
-
 /// Every customer's access token (they outlive restarts: the key is in the data directory).
 async fn log_in_customers(http: &reqwest::Client, base: &str) -> Vec<String> {
     let mut lanes = tokio::task::JoinSet::new();
@@ -247,24 +144,6 @@ async fn log_in_customers(http: &reqwest::Client, base: &str) -> Vec<String> {
         }
     }
     tokens
-}
-
-fn order_body(product: &str) -> Value {
-    json!({
-        "items": [{ "product_id": product, "quantity": 1 }],
-        "shipping_address": {
-            "recipient": "Kim Min-ji",
-            "phone": "+82 10-1234-5678",
-            "line1": "152 Teheran-ro, Gangnam-gu",
-            "city": "Seoul",
-            "postal_code": "06236",
-            "country": "KR",
-        },
-    })
-}
-
-fn card_body(card: &str) -> Value {
-    json!({ "card_number": card, "expiry": "12/39", "cvc": "123" })
 }
 
 // ----- the saga's order --------------------------------------------------------------------
@@ -434,7 +313,7 @@ async fn place(
     key: &str,
     rng: &mut u64,
 ) -> Option<String> {
-    let body = order_body(&shared.product);
+    let body = order_body(&shared.product, 1);
     loop {
         let answer = shared
             .send(token, "/orders", Some(key), Some(&body))
@@ -562,7 +441,7 @@ async fn check_idempotency(shared: &Shared, tokens: &[String], count: usize, rng
     } else {
         None
     };
-    let body = order_body(&shared.product);
+    let body = order_body(&shared.product, 1);
     for (customer, key, order) in pick(&placements, count, rng) {
         let token = &tokens[*customer];
         let again = call(
@@ -630,26 +509,11 @@ async fn stock(shared: &Shared, token: &str) -> (u64, u64, u64) {
 
 /// Every order, through the admin list and its cursor.
 async fn all_orders(shared: &Shared, admin: &str) -> Vec<Value> {
-    list(shared, admin, "/admin/orders").await
+    shop::all_orders(&shared.http, &shared.base(), admin).await
 }
 
 async fn list(shared: &Shared, token: &str, path: &str) -> Vec<Value> {
-    let base = shared.base();
-    let mut items = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page_path = match &cursor {
-            Some(cursor) => format!("{path}?limit=100&cursor={cursor}"),
-            None => format!("{path}?limit=100"),
-        };
-        let page = call(&shared.http, &base, token, &page_path, None, None).await;
-        assert_eq!(page.status, 200, "{page:?}");
-        items.extend(page.body["items"].as_array().unwrap().iter().cloned());
-        match page.body["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_string()),
-            None => return items,
-        }
-    }
+    shop::list(&shared.http, &shared.base(), token, path).await
 }
 
 /// Polls until every saga has ended: no order unpaid, no payment answer awaited, no unit held.
@@ -770,7 +634,7 @@ async fn check_allowances(shared: &Shared, tokens: &[String], paid_by: &[bool]) 
     let seed = shared.seed;
     let base = shared.base();
     let units = stock(shared, &tokens[0]).await;
-    let body = order_body(&shared.product);
+    let body = order_body(&shared.product, 1);
     for (customer, token) in tokens.iter().enumerate() {
         let key = format!("customer-{customer}-after-the-drop");
         let placed = call(
@@ -836,7 +700,7 @@ async fn run_seed(seed: u64) {
         .build()
         .unwrap();
     let mut server = start(&data);
-    let mut ready_at = wait_ready(&http, &server.base, seed).await;
+    let mut ready_at = wait_ready(&http, &server.base, &format!("seed {seed}")).await;
     let admin = log_in(&http, &server.base, ADMIN_EMAIL).await;
     let tokens = log_in_customers(&http, &server.base).await;
 
@@ -902,7 +766,7 @@ async fn run_seed(seed: u64) {
         }
         server = start(&data);
         *shared.base.write().unwrap() = server.base.clone();
-        ready_at = wait_ready(&http, &server.base, seed).await;
+        ready_at = wait_ready(&http, &server.base, &format!("seed {seed}")).await;
         let replays = if last {
             usize::MAX
         } else {

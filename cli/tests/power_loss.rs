@@ -28,24 +28,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use allot_engine::password::hash_password;
-use allot_engine::{
-    Email, Engine, EngineConfig, NewProduct, ProductDetails, ProductKind, SignupProfile,
-    SystemClock,
-};
+use allot_engine::{Engine, EngineConfig, NewProduct, ProductDetails, ProductKind, SystemClock};
 
 mod support;
 
 use support::lazyfs::LazyFs;
+use support::shop::{
+    self, ADMIN_EMAIL, CARD_APPROVED, CARD_DECLINED, CARD_TIMEOUT_CHARGED, card_body,
+    customer_email, log_in, order_body, request, wait_ready,
+};
 use support::{Server, assert_db_verify, next, seeds};
 
 const SEEDS_DEFAULT: u64 = 2;
 const ROUNDS_DEFAULT: u64 = 3;
 const CUSTOMERS: usize = 24;
-const PASSWORD: &str = "Tr0ub4dor&3-horse";
-const ADMIN_EMAIL: &str = "admin@example.com";
 /// Ample: every placement is meant to succeed, so that the log grows fast.
 const STOCK_UNITS: u32 = 1_000_000;
 /// Often, so that checkpoints and pruning happen during every round.
@@ -65,35 +63,12 @@ const POLL_PAUSE: Duration = Duration::from_millis(100);
 /// Placements sent again after each restart.
 const REPLAYS_PER_RESTART: usize = 20;
 
-const CARD_APPROVED: &str = "4242 4242 4242 4242";
-const CARD_DECLINED: &str = "4000 0000 0000 0002";
-const CARD_TIMEOUT_CHARGED: &str = "4000 0000 0000 0259";
-
-fn customer_email(n: usize) -> String {
-    format!("customer-{n}@example.com")
-}
-
 /// Verified customers, an admin and one general product, made in-process (signing up over HTTP
 /// costs a mail and an argon2 hash each). Answers the product's id.
 fn prepare_shop(data: &Path) -> String {
     let engine = Engine::open(EngineConfig::new(data), Arc::new(SystemClock::new()))
         .expect("open the data directory");
-    let hash = hash_password(PASSWORD);
-    for n in 0..CUSTOMERS {
-        let email = Email::parse(&customer_email(n)).unwrap();
-        let (code, _) = engine.request_verification(&email).unwrap();
-        let (token, _) = engine.confirm_verification(&email, &code).unwrap();
-        let profile = SignupProfile {
-            name: format!("Customer {n}"),
-            ..SignupProfile::default()
-        };
-        let (_, ticket) = engine.register(&token, hash.clone(), profile).unwrap();
-        ticket.wait().unwrap();
-    }
-    let (_, ticket) = engine
-        .create_admin(&Email::parse(ADMIN_EMAIL).unwrap(), hash)
-        .unwrap();
-    ticket.wait().unwrap();
+    shop::create_customers_and_admin(&engine, CUSTOMERS);
     let (tote, ticket) = engine
         .create_product(NewProduct {
             kind: ProductKind::General,
@@ -126,91 +101,6 @@ fn start(data: &Path) -> Server {
 }
 
 // ----- requests ----------------------------------------------------------------------------
-
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    body: Value,
-}
-
-impl Answer {
-    fn kind(&self) -> &str {
-        self.body["type"].as_str().unwrap_or("")
-    }
-}
-
-async fn request(
-    http: &reqwest::Client,
-    url: &str,
-    token: Option<&str>,
-    key: Option<&str>,
-    body: Option<&Value>,
-) -> Result<Answer, reqwest::Error> {
-    let mut request = match body {
-        Some(body) => http.post(url).json(body),
-        None => http.get(url),
-    };
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(key) = key {
-        request = request.header("Idempotency-Key", key);
-    }
-    let response = request.send().await?;
-    let status = response.status().as_u16();
-    let bytes = response.bytes().await?;
-    Ok(Answer {
-        status,
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    })
-}
-
-/// A request the test itself makes to a server that is up.
-async fn call(http: &reqwest::Client, base: &str, token: &str, path: &str) -> Answer {
-    let url = format!("{base}/api/v1{path}");
-    request(http, &url, Some(token), None, None)
-        .await
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-async fn wait_ready(http: &reqwest::Client, base: &str, seed: u64) {
-    let deadline = Instant::now() + WAIT_MAX;
-    loop {
-        if let Ok(response) = http.get(format!("{base}/readyz")).send().await
-            && response.status() == 200
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "seed {seed}: never became ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn log_in(http: &reqwest::Client, base: &str, email: &str) -> String {
-    let body = json!({ "email": email, "password": PASSWORD });
-    let url = format!("{base}/api/v1/auth/login");
-    let answer = request(http, &url, None, None, Some(&body)).await.unwrap();
-    assert_eq!(answer.status, 200, "{email}: {:?}", answer.body);
-    answer.body["access_token"].as_str().unwrap().to_string()
-}
-
-fn order_body(product: &str, quantity: u64) -> Value {
-    json!({
-        "items": [{ "product_id": product, "quantity": quantity }],
-        "shipping_address": {
-            "recipient": "Kim Min-ji",
-            "phone": "+82 10-1234-5678",
-            "line1": "152 Teheran-ro, Gangnam-gu",
-            "city": "Seoul",
-            "postal_code": "06236",
-            "country": "KR",
-        },
-    })
-}
-
-fn card_body(card: &str) -> Value {
-    json!({ "card_number": card, "expiry": "12/39", "cvc": "123" })
-}
 
 /// Whether an order acknowledged as `acked` may read `now` later: the saga only moves forward.
 fn follows(acked: &str, now: &str) -> bool {
@@ -314,25 +204,13 @@ struct Shop {
     product: String,
 }
 
-/// Every order, through the admin list and its cursor.
+/// Every order by id, through the admin list and its cursor.
 async fn all_orders(http: &reqwest::Client, base: &str, admin: &str) -> HashMap<String, Value> {
-    let mut orders = HashMap::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            Some(cursor) => format!("/admin/orders?limit=100&cursor={cursor}"),
-            None => "/admin/orders?limit=100".to_string(),
-        };
-        let page = call(http, base, admin, &path).await;
-        assert_eq!(page.status, 200, "{page:?}");
-        for order in page.body["items"].as_array().unwrap() {
-            orders.insert(order["id"].as_str().unwrap().to_string(), order.clone());
-        }
-        match page.body["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_string()),
-            None => return orders,
-        }
-    }
+    shop::all_orders(http, base, admin)
+        .await
+        .into_iter()
+        .map(|order| (order["id"].as_str().unwrap().to_string(), order))
+        .collect()
 }
 
 /// Every acknowledgement holds after the restart, and placements sent again answer the same
@@ -482,7 +360,7 @@ async fn run_seed(seed: u64, rounds: u64) {
         .unwrap();
     let acks = Arc::new(Mutex::new(Acks::default()));
     let mut server = start(&data);
-    wait_ready(&http, &server.base, seed).await;
+    wait_ready(&http, &server.base, &format!("seed {seed}")).await;
     let admin = log_in(&http, &server.base, ADMIN_EMAIL).await;
     let mut tokens = Vec::with_capacity(CUSTOMERS);
     for n in 0..CUSTOMERS {
@@ -557,7 +435,7 @@ async fn run_seed(seed: u64, rounds: u64) {
         );
 
         server = start(&data);
-        wait_ready(&http, &server.base, seed).await;
+        wait_ready(&http, &server.base, &format!("seed {seed}")).await;
         let acked = acks.lock().unwrap().clone();
         let orders = check_acks(&shop, &server.base, &acked, &mut rng).await;
         let (charged, _) = charges(&data);

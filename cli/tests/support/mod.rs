@@ -6,6 +6,7 @@
 )]
 
 pub mod lazyfs;
+pub mod shop;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
