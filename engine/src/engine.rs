@@ -253,6 +253,13 @@ impl Engine {
         release_expired(&self.inner.state, &self.inner.wal, self.now_ms())
     }
 
+    /// Waits, without blocking the thread, until the log's queue has room (see [`Wal::room`]).
+    /// Async callers await this before a write, so that a slow disk makes their requests wait
+    /// while the async workers go on serving reads, `/healthz` and the stock stream.
+    pub async fn log_room(&self) -> Result<(), EngineError> {
+        self.inner.wal.room().await
+    }
+
     /// A ticket for everything queued so far.
     pub fn barrier(&self) -> Ticket {
         self.inner.wal.barrier()

@@ -19,6 +19,10 @@ use crate::durable::SledFiles;
 use crate::error::EngineError;
 use crate::record::{Record, Seq};
 
+/// Records an async caller of [`Wal::room`] leaves free in the queue for the writes of callers
+/// that passed the check at the same moment (at most half the queue).
+pub const ROOM_HEADROOM: usize = 1_024;
+
 /// Called by the writer, in log order, once a batch is durable and before its callers wake.
 pub type DurableHook = Box<dyn FnMut(Seq, &[Record]) + Send>;
 
@@ -31,6 +35,8 @@ struct Shared {
     queue: Mutex<Queue>,
     work: Condvar,
     room: Condvar,
+    /// The same wake as `room`, for async waiters ([`Wal::room`]).
+    room_notify: tokio::sync::Notify,
     batch_records_max: usize,
     queue_records_max: usize,
     durable_seq: AtomicU64,
@@ -85,6 +91,7 @@ impl Wal {
             }),
             work: Condvar::new(),
             room: Condvar::new(),
+            room_notify: tokio::sync::Notify::new(),
             batch_records_max: options.batch_records_max,
             queue_records_max: options.queue_records_max,
             durable_seq: AtomicU64::new(last_seq),
@@ -128,6 +135,40 @@ impl Wal {
             }
             // Backpressure: a full queue means the disk is the bottleneck; wait for one flush.
             self.shared.room.wait(&mut queue);
+        }
+    }
+
+    /// Waits, without blocking the thread, until the queue has room with [`ROOM_HEADROOM`]
+    /// records to spare, or answers why the log takes no records. An async caller awaits this
+    /// before an engine write, so that a full queue (a slow disk) makes its request wait while
+    /// the thread goes on serving others; the write's own [`wait_for_room`](Self::wait_for_room)
+    /// then finds room unless more than the headroom was queued in between.
+    pub async fn room(&self) -> Result<(), EngineError> {
+        let limit = self
+            .shared
+            .queue_records_max
+            .saturating_sub(ROOM_HEADROOM.min(self.shared.queue_records_max / 2))
+            .max(1);
+        let has_room = || -> Result<bool, EngineError> {
+            let queue = self.shared.queue.lock();
+            match self.shared.refusal(&queue) {
+                Some(error) => Err(error),
+                None => Ok(queue.records.len() < limit),
+            }
+        };
+        // The common case, without registering as a waiter.
+        if has_room()? {
+            return Ok(());
+        }
+        loop {
+            let notified = self.shared.room_notify.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a wake between the check and the await is kept.
+            notified.as_mut().enable();
+            if has_room()? {
+                return Ok(());
+            }
+            notified.await;
         }
     }
 
@@ -178,7 +219,7 @@ impl Wal {
     pub fn close(&self) {
         self.shared.queue.lock().closed = true;
         self.shared.work.notify_all();
-        self.shared.room.notify_all();
+        self.shared.wake_room();
         if let Some(handle) = self.writer.lock().take() {
             let _ = handle.join();
         }
@@ -204,8 +245,13 @@ impl Shared {
     fn fail(&self, reason: String) {
         *self.failure.lock() = Some(reason);
         self.failed.store(true, Ordering::Release);
-        self.room.notify_all();
+        self.wake_room();
         self.wake_waiters();
+    }
+
+    fn wake_room(&self) {
+        self.room.notify_all();
+        self.room_notify.notify_waiters();
     }
 
     fn wake_waiters(&self) {
@@ -314,7 +360,7 @@ impl Writer {
                 queue.first_seq += batch.len() as Seq;
                 (first_seq, batch)
             };
-            self.shared.room.notify_all();
+            self.shared.wake_room();
 
             if let Err(error) = self.write(first_seq, &batch) {
                 tracing::error!(%error, first_seq, "the log could not be written; refusing further writes");
@@ -353,5 +399,81 @@ impl Drop for FailOnUnwind {
             tracing::error!("the log writer panicked; refusing further writes");
             self.0.fail("the log writer panicked".into());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ids::{ReservationId, Sku, UserId};
+
+    fn record(n: u64) -> Record {
+        Record::StockReserved {
+            reservation: ReservationId(n),
+            sku: Sku(1),
+            user: UserId(n),
+            quantity: 1,
+            deadline_ms: 0,
+        }
+    }
+
+    /// A full queue behind a stalled writer: an async waiter for room does not hold its thread
+    /// (another task on the same single thread goes on), and goes on itself once there is room.
+    #[tokio::test(flavor = "current_thread")]
+    async fn waiting_for_room_holds_no_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let db = sled::Config::new().path(&path).open().unwrap();
+        let files = Arc::new(SledFiles::open(&path).unwrap());
+        let (log, events) = (
+            db.open_tree("log").unwrap(),
+            db.open_tree("events").unwrap(),
+        );
+        // The hook of the first batch waits for the test: the writer stalls, the queue fills.
+        let (release, released) = mpsc::channel::<()>();
+        let released = Mutex::new(released);
+        let hook: DurableHook = Box::new(move |_, _| {
+            let _ = released.lock().recv_timeout(Duration::from_secs(30));
+        });
+        let options = WalOptions {
+            durability: Durability::NoneBenchmarkOnly,
+            batch_records_max: 1,
+            queue_records_max: 4,
+        };
+        let wal = Arc::new(Wal::start(db, files, log, events, 0, options, hook).unwrap());
+        let _first = wal.append(record(1)).unwrap();
+        // The writer takes the first record and stalls in its hook; fill the queue behind it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !wal.shared.queue.lock().records.is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer never took a record"
+            );
+            tokio::task::yield_now().await;
+        }
+        for n in 2..=5 {
+            let _queued = wal.append(record(n)).unwrap();
+        }
+        let waiter = tokio::spawn({
+            let wal = wal.clone();
+            async move { wal.room().await }
+        });
+        // Another task on the one thread still runs while the waiter waits.
+        let other = tokio::spawn(async { 42 });
+        assert_eq!(other.await.unwrap(), 42);
+        assert!(!waiter.is_finished(), "room was found in a full queue");
+        // The writer goes on: one batch per release.
+        for _ in 0..8 {
+            let _ = release.send(());
+        }
+        let waited = tokio::time::timeout(Duration::from_secs(30), waiter).await;
+        assert!(matches!(waited, Ok(Ok(Ok(())))), "{waited:?}");
+        for _ in 0..8 {
+            let _ = release.send(());
+        }
+        wal.close();
     }
 }

@@ -214,7 +214,8 @@ where
 }
 
 pub fn router(state: AppState) -> Router {
-    routes::router(state)
+    routes::router(state.clone())
+        .layer(axum::middleware::from_fn_with_state(state, await_log_room))
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -222,6 +223,25 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::map_response(problem_for_bare_errors))
         .layer(TraceLayer::new_for_http().on_failure(log_failure))
+}
+
+/// A request that may write waits here, without holding an async worker, while the log's
+/// queue is full (a slow disk): the engine's own wait for room blocks its thread, which on an
+/// async worker would stall `/healthz`, reads and the stock stream with it. Reads pass at once.
+/// Whatever the log answers (failed, shutting down) is left to the handler to say.
+async fn await_log_room(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let reads_only = matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if !reads_only && let Some(engine) = state.engine() {
+        let _ = engine.log_room().await;
+    }
+    next.run(request).await
 }
 
 /// tower-http logs every 5xx as an error. A 503 (`not_ready`, `busy`, `shutting_down`, and
