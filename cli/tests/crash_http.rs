@@ -29,7 +29,7 @@ mod support;
 
 use support::shop::{
     self, ADMIN_EMAIL, Answer, CARD_APPROVED, CARD_DECLINED, CARD_LIMIT_EXCEEDED,
-    CARD_TIMEOUT_CHARGED, CARD_TIMEOUT_NOT_CHARGED, call, card_body, customer_email, log_in,
+    CARD_TIMEOUT_CHARGED, CARD_TIMEOUT_NOT_CHARGED, call, card_body, log_in, log_in_customers,
     order_body, request, wait_ready,
 };
 use support::{Server, assert_db_verify, next, seeds};
@@ -75,7 +75,6 @@ const THINK_MS_MAX: u64 = 1_500;
 const INTENTS_MAX: u32 = 3;
 /// Payment requests one customer sends for one order at most.
 const PAYMENT_TRIES_MAX: u32 = 20;
-const LOGIN_LANES: usize = 4;
 
 // ----- the server --------------------------------------------------------------------------
 
@@ -123,28 +122,6 @@ fn prepare_shop(data: &Path) -> String {
 }
 
 // ----- requests ----------------------------------------------------------------------------
-
-/// Every customer's access token (they outlive restarts: the key is in the data directory).
-async fn log_in_customers(http: &reqwest::Client, base: &str) -> Vec<String> {
-    let mut lanes = tokio::task::JoinSet::new();
-    for lane in 0..LOGIN_LANES {
-        let (http, base) = (http.clone(), base.to_string());
-        lanes.spawn(async move {
-            let mut tokens = Vec::new();
-            for n in (lane..CUSTOMERS).step_by(LOGIN_LANES) {
-                tokens.push((n, log_in(&http, &base, &customer_email(n)).await));
-            }
-            tokens
-        });
-    }
-    let mut tokens = vec![String::new(); CUSTOMERS];
-    while let Some(lane) = lanes.join_next().await {
-        for (n, token) in lane.unwrap() {
-            tokens[n] = token;
-        }
-    }
-    tokens
-}
 
 // ----- the saga's order --------------------------------------------------------------------
 
@@ -702,7 +679,7 @@ async fn run_seed(seed: u64) {
     let mut server = start(&data);
     let mut ready_at = wait_ready(&http, &server.base, &format!("seed {seed}")).await;
     let admin = log_in(&http, &server.base, ADMIN_EMAIL).await;
-    let tokens = log_in_customers(&http, &server.base).await;
+    let tokens = log_in_customers(&http, &server.base, CUSTOMERS).await;
 
     let shared = Arc::new(Shared {
         seed,

@@ -36,8 +36,8 @@ mod support;
 
 use support::lazyfs::LazyFs;
 use support::shop::{
-    self, ADMIN_EMAIL, CARD_APPROVED, CARD_DECLINED, CARD_TIMEOUT_CHARGED, card_body,
-    customer_email, log_in, order_body, request, wait_ready,
+    self, ADMIN_EMAIL, CARD_APPROVED, CARD_DECLINED, CARD_TIMEOUT_CHARGED, card_body, log_in,
+    log_in_customers, order_body, request, wait_ready,
 };
 use support::{Server, assert_db_verify, next, seeds};
 
@@ -362,10 +362,7 @@ async fn run_seed(seed: u64, rounds: u64) {
     let mut server = start(&data);
     wait_ready(&http, &server.base, &format!("seed {seed}")).await;
     let admin = log_in(&http, &server.base, ADMIN_EMAIL).await;
-    let mut tokens = Vec::with_capacity(CUSTOMERS);
-    for n in 0..CUSTOMERS {
-        tokens.push(log_in(&http, &server.base, &customer_email(n)).await);
-    }
+    let tokens = log_in_customers(&http, &server.base, CUSTOMERS).await;
 
     let shop = Shop {
         seed,

@@ -10,7 +10,6 @@
 //! its events rewritten, on the copy, before the copy is checked.
 
 use std::ffi::OsString;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -358,9 +357,7 @@ fn copy_dir(from: &Path, to: &Path, top: bool, totals: &mut (u64, u64)) -> Resul
         } else if kind.is_file() {
             totals.1 += std::fs::copy(&source, &target).map_err(io(&source))?;
             totals.0 += 1;
-            File::open(&target)
-                .and_then(|f| f.sync_all())
-                .map_err(io(&target))?;
+            crate::durable::sync_file(&target).map_err(io(&target))?;
         } else {
             return Err(BackupError::Unexpected {
                 path: source.display().to_string(),

@@ -164,10 +164,7 @@ impl Catalog {
         counts: StockCounts,
         now_ms: Millis,
     ) -> Option<ProductStatus> {
-        self.products
-            .read()
-            .get(&id)
-            .map(|p| p.status(counts, now_ms))
+        self.read(id, |p| p.status(counts, now_ms))
     }
 
     pub fn contains(&self, id: ProductId) -> bool {

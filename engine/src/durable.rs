@@ -69,11 +69,12 @@ const BLOBS_DIR: &str = "blobs";
 /// Measured on LazyFS, a file system that drops what was not fsynced when told to (a power cut),
 /// acknowledged orders were lost that way.
 ///
-/// So after each flush, [`SledFiles::sync`] fsyncs, itself, what sled keeps (from
-/// `config.rs`): the data file `db` (`fdatasync`: its data and its size), every blob file not
-/// synced at its present size before, and the blob directory and sled's own directory when
-/// their entries changed (`conf` and the `snap.*` page-table files appear there at open; sled
-/// fsyncs a `snap.*` file itself but not the rename that puts it in place).
+/// So when sled has opened, [`SledFiles::open`] fsyncs what sled wrote while opening and never
+/// again (`config.rs`, `pagecache/snapshot.rs`): its `conf`, its `snap.*` page table (sled
+/// fsyncs that file itself but not the rename that puts it in place) and its directory. After
+/// each flush, [`SledFiles::sync`] fsyncs the rest: the data file `db` (`fdatasync`: its data
+/// and its size), and every blob file not synced at its present size before, with the blob
+/// directory when its entries changed.
 ///
 /// Why a blob is synced "at its present size": a blob is written once, by the thread whose
 /// write needs it, and before that write's pointer to it enters sled's log. A blob that a flush
@@ -82,26 +83,26 @@ const BLOBS_DIR: &str = "blobs";
 pub struct SledFiles {
     dir: PathBuf,
     data: File,
-    seen: Mutex<Seen>,
-}
-
-#[derive(Default)]
-struct Seen {
-    /// Entries of sled's directory at the last sync.
-    top: BTreeSet<OsString>,
     /// Blob files and the size each was synced at.
-    blobs: BTreeMap<OsString, u64>,
+    blobs: Mutex<BTreeMap<OsString, u64>>,
 }
 
 impl SledFiles {
-    /// The files of the sled database at `dir`, opened after sled opened it. Nothing is synced
-    /// yet: the first [`sync`](Self::sync) syncs every file.
+    /// The files of the sled database at `dir`, opened after sled opened it: what sled wrote
+    /// while opening, other than its data and its blobs, is synced here. The first
+    /// [`sync`](Self::sync) syncs the data file and every blob.
     pub fn open(dir: &Path) -> io::Result<SledFiles> {
         let data = File::open(dir.join(DATA_FILE))?;
+        for name in names(dir)? {
+            if name != DATA_FILE && name != BLOBS_DIR {
+                sync_file(&dir.join(name))?;
+            }
+        }
+        sync_dir(dir)?;
         Ok(SledFiles {
             dir: dir.to_path_buf(),
             data,
-            seen: Mutex::new(Seen::default()),
+            blobs: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -115,31 +116,16 @@ impl SledFiles {
     /// Call after `Db::flush` returned: once this returns too, what the flush wrote is durable.
     pub fn sync(&self) -> io::Result<()> {
         self.data.sync_data()?;
-        let mut seen = self.seen.lock();
-        self.sync_blobs(&mut seen)?;
-        let top = names(&self.dir)?;
-        if top != seen.top {
-            for name in top.difference(&seen.top) {
-                if name != DATA_FILE && name != BLOBS_DIR {
-                    sync_file(&self.dir.join(name))?;
-                }
-            }
-            sync_dir(&self.dir)?;
-            seen.top = top;
-        }
-        Ok(())
-    }
-
-    fn sync_blobs(&self, seen: &mut Seen) -> io::Result<()> {
         let dir = self.dir.join(BLOBS_DIR);
         let present = match names(&dir) {
             Ok(names) => names,
             Err(error) if error.kind() == io::ErrorKind::NotFound => BTreeSet::new(),
             Err(error) => return Err(error),
         };
-        let before = seen.blobs.len();
-        seen.blobs.retain(|name, _| present.contains(name));
-        let mut changed = seen.blobs.len() != before;
+        let mut synced = self.blobs.lock();
+        let before = synced.len();
+        synced.retain(|name, _| present.contains(name));
+        let mut changed = synced.len() != before;
         for name in present {
             let path = dir.join(&name);
             // The size before the sync: whatever was written up to it is in what is synced.
@@ -149,7 +135,7 @@ impl SledFiles {
                 Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
                 Err(error) => return Err(error),
             };
-            if seen.blobs.get(&name) == Some(&size) {
+            if synced.get(&name) == Some(&size) {
                 continue;
             }
             match sync_file(&path) {
@@ -157,7 +143,7 @@ impl SledFiles {
                 Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
                 Err(error) => return Err(error),
             }
-            changed |= seen.blobs.insert(name, size).is_none();
+            changed |= synced.insert(name, size).is_none();
         }
         if changed {
             sync_dir(&dir)?;
@@ -166,7 +152,8 @@ impl SledFiles {
     }
 }
 
-fn sync_file(path: &Path) -> io::Result<()> {
+/// Makes a file's data and metadata durable (its directory entry is [`sync_dir`]'s job).
+pub fn sync_file(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()
 }
 
@@ -203,7 +190,7 @@ mod tests {
         db.flush().unwrap();
         let files = SledFiles::open(&path).unwrap();
         files.sync().unwrap();
-        let blobs = files.seen.lock().blobs.len();
+        let blobs = files.blobs.lock().len();
         assert!(blobs >= 1, "the large value was expected in a blob file");
         drop(db);
         for name in names(&path).unwrap() {
@@ -227,15 +214,12 @@ mod tests {
         std::fs::create_dir_all(&blobs).unwrap();
         std::fs::write(blobs.join("42"), b"half").unwrap();
         files.sync().unwrap();
-        assert_eq!(files.seen.lock().blobs.get(&OsString::from("42")), Some(&4));
+        assert_eq!(files.blobs.lock().get(&OsString::from("42")), Some(&4));
         std::fs::write(blobs.join("42"), b"half and the rest").unwrap();
         files.sync().unwrap();
-        assert_eq!(
-            files.seen.lock().blobs.get(&OsString::from("42")),
-            Some(&17)
-        );
+        assert_eq!(files.blobs.lock().get(&OsString::from("42")), Some(&17));
         std::fs::remove_file(blobs.join("42")).unwrap();
         files.sync().unwrap();
-        assert!(files.seen.lock().blobs.is_empty());
+        assert!(files.blobs.lock().is_empty());
     }
 }

@@ -93,8 +93,8 @@ impl Store {
             .cache_capacity(config.cache_bytes)
             .mode(sled::Mode::HighThroughput);
         let db = open_sled(&sled_config)?;
+        // Syncs what sled wrote while opening (its `conf`, its page table).
         let files = Arc::new(SledFiles::open(&path)?);
-        // What sled wrote while opening (its `conf`, its page table), and the new directory.
         files.sync()?;
         if created {
             crate::durable::sync_dir(&config.data_dir)?;
