@@ -89,6 +89,12 @@ fn verify(args: &DbArgs) -> anyhow::Result<ExitCode> {
                 "events_past_end": inspection.events_past_end,
                 "events_missing_after_snapshot": inspection.events_missing_after_snapshot,
                 "snapshots_set_aside": inspection.snapshots_set_aside,
+                "cold": {
+                    "orders": inspection.cold.orders,
+                    "compared": inspection.cold.compared,
+                    "behind_after_snapshot": inspection.cold.behind_after_snapshot,
+                    "past_end": inspection.cold.past_end,
+                },
             })
         );
     } else {
@@ -129,6 +135,25 @@ fn verify(args: &DbArgs) -> anyhow::Result<ExitCode> {
             println!(
                 "{} event(s) missing after the newest snapshot, as a crash can leave them: opening writes them",
                 inspection.events_missing_after_snapshot
+            );
+        }
+        let cold = &inspection.cold;
+        println!(
+            "cold tier: {} order(s); {} compared with the log's fold",
+            cold.orders, cold.compared
+        );
+        if cold.behind_after_snapshot > 0 {
+            println!(
+                "{} order(s) in the cold tier behind the log after the newest snapshot, as a \
+                 crash can leave them: opening folds them again",
+                cold.behind_after_snapshot
+            );
+        }
+        if cold.past_end > 0 {
+            println!(
+                "{} order(s) in the cold tier past the end of the log: opening puts them back as \
+                 the log says",
+                cold.past_end
             );
         }
         for sku in &inspection.image.skus {
@@ -183,6 +208,11 @@ fn stats(args: &DbArgs) -> anyhow::Result<ExitCode> {
             "sold": units(|s| s.sold),
         },
         "reservations": { "active": active, "closed": closed },
+        "orders": {
+            "hot": image.orders.len(),
+            "cold": inspection.cold.orders,
+        },
+        "newest_snapshot_bytes": inspection.snapshots.last().map_or(0, |s| s.bytes),
         "disk_bytes": inspection.disk_bytes,
         "clean": inspection.is_clean(),
     });

@@ -84,6 +84,10 @@ pub struct EngineStats {
     pub wal: WalStats,
     pub skus: usize,
     pub reservations: usize,
+    /// Orders in the hot tier (live: unpaid, paid and not closed, a refund due).
+    pub live_orders: usize,
+    /// Orders in the cold tier (every order ever placed).
+    pub stored_orders: usize,
     pub snapshot_seqs: Vec<Seq>,
     pub log_batches: usize,
     pub disk_bytes: u64,
@@ -104,6 +108,7 @@ impl Engine {
             elapsed_ms = report.elapsed.as_millis() as u64,
             "recovered"
         );
+        state.attach_cold(store.cold.clone());
         let state = Arc::new(state);
         let background = Arc::new(Background::default());
 
@@ -127,8 +132,11 @@ impl Engine {
         let wal = Arc::new(Wal::start(
             store.db.clone(),
             store.files.clone(),
-            store.log.clone(),
-            store.events.clone(),
+            crate::wal::LogTrees {
+                log: store.log.clone(),
+                events: store.events.clone(),
+                cold: Some(store.cold.clone()),
+            },
             report.last_seq,
             WalOptions {
                 durability: config.durability,
@@ -301,6 +309,8 @@ impl Engine {
             wal: self.inner.wal.stats(),
             skus: self.inner.state.sku_count(),
             reservations: self.inner.state.reservation_count(),
+            live_orders: self.inner.state.live_order_count(),
+            stored_orders: store.cold.len(),
             snapshot_seqs: store.snapshot_seqs().unwrap_or_default(),
             log_batches: store.log.len(),
             disk_bytes: store.size_on_disk(),

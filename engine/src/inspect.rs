@@ -1,13 +1,16 @@
 //! Offline inspection of a data directory, for `allot db verify` and `allot db stats`: replays
 //! the whole retained log from the oldest usable snapshot, checks every batch's checksum and
 //! order, every record against the state it follows (no unit sold twice, no reservation released
-//! twice), every newer snapshot against the replayed state, and the invariants at the end.
+//! twice), every newer snapshot against the replayed state, the invariants at the end, and the
+//! cold tier against the log's orders folded again.
 //! It changes nothing: a damaged tail is reported, not cut.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::config::EngineConfig;
 use crate::error::OpenError;
+use crate::ids::OrderId;
 use crate::record::{Record, Seq};
 use crate::state::{State, StateImage, check_invariants_of};
 use crate::store::{BatchRead, DirLock, Store};
@@ -44,6 +47,8 @@ pub struct Inspection {
     /// Snapshots an open could not use, set aside (tree `snapshots_refused`) and kept: not a
     /// problem of the directory, which recovered without them.
     pub snapshots_set_aside: Vec<Seq>,
+    /// The cold tier compared with a fold of the replayed log.
+    pub cold: ColdCheck,
     pub problems: Vec<String>,
     pub image: StateImage,
 }
@@ -125,6 +130,7 @@ pub fn inspect(data_dir: &Path) -> Result<Inspection, OpenError> {
         rewritten_after: usable().next().map_or(0, |(info, _)| info.seq),
         ..EventCheck::default()
     };
+    let mut cold = ColdFold::new(&state);
     let mut snapshots_compared = Vec::new();
     snapshots.retain(|(info, image)| image.is_some() && info.seq > state.seq());
     let mut pending = snapshots.into_iter().peekable();
@@ -142,6 +148,7 @@ pub fn inspect(data_dir: &Path) -> Result<Inspection, OpenError> {
                     }
                     records_replayed += 1;
                     events.compare(&store, seq, record)?;
+                    cold.fold(seq, record);
                 }
                 batches_replayed += 1;
                 while let Some((info, image)) = pending.next_if(|(i, _)| i.seq <= state.seq()) {
@@ -185,6 +192,17 @@ pub fn inspect(data_dir: &Path) -> Result<Inspection, OpenError> {
             .map(|claim| format!("a lost tail: {claim}")),
     );
     problems.extend(events.problems());
+    let newest_damaged = store
+        .log
+        .last()?
+        .and_then(|(k, _)| crate::wal::batch::seq_of_key(&k))
+        .is_some_and(|key| key > state.seq());
+    if !newest_damaged && !store.needs_cold_seed()? {
+        problems.extend(
+            crate::recovery::cold_past_end(&store, state.seq())?
+                .map(|claim| format!("a lost tail: {claim}")),
+        );
+    }
     let mut events_past_end = 0;
     for entry in store.events.iter() {
         let (key, value) = entry?;
@@ -196,6 +214,12 @@ pub fn inspect(data_dir: &Path) -> Result<Inspection, OpenError> {
     }
     let image = state.image();
     problems.extend(check_invariants_of(&image));
+    // A store of a build before the cold tier has none yet: opening it seeds one.
+    let cold = if store.needs_cold_seed()? {
+        ColdCheck::default()
+    } else {
+        cold.check(&store, &state, events.rewritten_after, &mut problems)?
+    };
     Ok(Inspection {
         snapshots: store
             .snapshot_seqs()?
@@ -218,6 +242,7 @@ pub fn inspect(data_dir: &Path) -> Result<Inspection, OpenError> {
         events_missing_after_snapshot: events.missing_after_snapshot,
         disk_bytes: store.size_on_disk(),
         snapshots_set_aside: store.refused_snapshot_seqs()?,
+        cold,
         problems,
         image,
     })
@@ -275,5 +300,151 @@ impl EventCheck {
             problems.push(format!("{unnamed} more event(s) disagree with the log"));
         }
         problems
+    }
+}
+
+/// What `db verify` found in the cold tier.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ColdCheck {
+    /// Orders stored in the cold tier.
+    pub orders: u64,
+    /// Orders the replayed log folded and that were compared with the cold tier.
+    pub compared: u64,
+    /// Orders whose last records (after the newest snapshot) the cold tier does not hold yet:
+    /// a crash kept a batch but not its fold. Opening folds them again; not a problem.
+    pub behind_after_snapshot: u64,
+    /// Orders folded past the log's end (a lost tail): opening puts them back as the log says.
+    pub past_end: u64,
+}
+
+/// The log's order records folded the way the writer folds them, from the orders the replay
+/// started with, to compare with the cold tier at the end.
+struct ColdFold {
+    orders: BTreeMap<OrderId, crate::cold::StoredOrder>,
+    /// Records whose order neither the base state nor the log placed (already a replay error).
+    unknown: u64,
+}
+
+impl ColdFold {
+    fn new(base: &State) -> Self {
+        let orders = base
+            .hot_orders()
+            .into_iter()
+            .map(|order| {
+                let stored = crate::cold::StoredOrder {
+                    seq: base.seq(),
+                    order,
+                };
+                (stored.order.id, stored)
+            })
+            .collect();
+        Self { orders, unknown: 0 }
+    }
+
+    fn fold(&mut self, seq: Seq, record: &Record) {
+        let Record::Order(record) = record else {
+            return;
+        };
+        match self.orders.get_mut(&record.order()) {
+            Some(stored) => {
+                crate::state::step_order(&mut stored.order, record);
+                stored.seq = seq;
+            }
+            None => match crate::state::order_placed(record) {
+                Some(order) => {
+                    self.orders
+                        .insert(order.id, crate::cold::StoredOrder { seq, order });
+                }
+                None => self.unknown += 1,
+            },
+        }
+    }
+
+    fn check(
+        self,
+        store: &Store,
+        state: &State,
+        rewritten_after: Seq,
+        problems: &mut Vec<String>,
+    ) -> Result<ColdCheck, OpenError> {
+        const NAMED_MAX: usize = 10;
+        let mut named = 0;
+        let mut unnamed = 0;
+        let mut report = |problem: String, problems: &mut Vec<String>| {
+            if named < NAMED_MAX {
+                named += 1;
+                problems.push(problem);
+            } else {
+                unnamed += 1;
+            }
+        };
+        let mut check = ColdCheck::default();
+        let end = state.seq();
+        for (id, folded) in &self.orders {
+            check.compared += 1;
+            match store.cold.get(*id)? {
+                Some(stored) if stored.order == folded.order => {}
+                Some(stored) if stored.seq < folded.seq && folded.seq > rewritten_after => {
+                    check.behind_after_snapshot += 1;
+                }
+                None if folded.seq > rewritten_after => check.behind_after_snapshot += 1,
+                Some(stored) if stored.seq > end => check.past_end += 1,
+                Some(stored) => report(
+                    format!(
+                        "cold order {id} (at record {}) differs from the log's fold (at {})",
+                        stored.seq, folded.seq
+                    ),
+                    problems,
+                ),
+                None => report(format!("cold tier lacks order {id}"), problems),
+            }
+        }
+        for stored in store.cold.iter() {
+            let stored = stored?;
+            check.orders += 1;
+            if !store.cold.indexed(&stored)? {
+                report(
+                    format!("cold order {} misses an index entry", stored.order.id),
+                    problems,
+                );
+            }
+            if stored.seq > end && !self.orders.contains_key(&stored.order.id) {
+                check.past_end += 1;
+            }
+            let judged = self.orders.contains_key(&stored.order.id);
+            if !judged
+                && state.order(stored.order.id).is_none()
+                && !crate::state::is_closed(&stored.order)
+            {
+                report(
+                    format!(
+                        "cold order {} is {} but the replayed state does not hold it live",
+                        stored.order.id,
+                        stored.order.status.as_str()
+                    ),
+                    problems,
+                );
+            }
+        }
+        let (by_user, keys) = store.cold.index_lens();
+        if by_user as u64 != check.orders || keys as u64 != check.orders {
+            report(
+                format!(
+                    "the cold tier holds {} orders but {by_user} user index and {keys} key entries",
+                    check.orders
+                ),
+                problems,
+            );
+        }
+        if self.unknown > 0 {
+            report(
+                format!("{} order records for orders never placed", self.unknown),
+                problems,
+            );
+        }
+        if unnamed > 0 {
+            problems.push(format!("{unnamed} more cold tier problem(s)"));
+        }
+        Ok(check)
     }
 }

@@ -258,6 +258,26 @@ impl From<CatalogRecord> for Record {
     }
 }
 
+impl OrderRecord {
+    /// The order the record is about.
+    pub fn order(&self) -> OrderId {
+        match self {
+            OrderRecord::OrderPlaced { order, .. }
+            | OrderRecord::PaymentRequested { order, .. }
+            | OrderRecord::PaymentSucceeded { order, .. }
+            | OrderRecord::PaymentFailed { order, .. }
+            | OrderRecord::PaymentTimedOut { order, .. }
+            | OrderRecord::OrderExpired { order, .. }
+            | OrderRecord::OrderCancelled { order, .. }
+            | OrderRecord::OrderShipped { order, .. }
+            | OrderRecord::OrderDelivered { order, .. }
+            | OrderRecord::ReturnRequested { order, .. }
+            | OrderRecord::ReturnApproved { order, .. }
+            | OrderRecord::RefundIssued { order, .. } => *order,
+        }
+    }
+}
+
 impl From<OrderRecord> for Record {
     fn from(record: OrderRecord) -> Self {
         Record::Order(Box::new(record))

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::cold::Repaired;
 use crate::error::OpenError;
 use crate::record::Seq;
 use crate::state::State;
@@ -22,6 +23,12 @@ pub struct RecoveryReport {
     /// (a consumer's offset or a snapshot past the log's end). Each entry says what and where.
     /// The open goes on from what the log and the snapshot hold; the claims are reported, loudly.
     pub lost_tail: Vec<String>,
+    /// Records of the log's tail the cold tier did not hold yet, folded again on open.
+    pub cold_folded: u64,
+    /// What the cold tier held past the log's end, put back as the log says.
+    pub cold_repaired: Repaired,
+    /// Orders put in the cold tier from a snapshot of a build before it (an upgrade).
+    pub cold_seeded: u64,
     pub elapsed: Duration,
 }
 
@@ -80,6 +87,17 @@ pub fn recover(
         }
     }
     let state = state.unwrap_or_else(State::new);
+    // A snapshot of a build before the cold tier holds every order: they seed the cold tier
+    // (when opening for writing), and from here on the hot tier holds the live ones only.
+    let seed_cold = on_defect == OnDefect::Cut && store.needs_cold_seed()?;
+    if seed_cold {
+        report.cold_seeded = store.cold.seed(state.seq(), &state.hot_orders())?;
+        tracing::info!(
+            orders = report.cold_seeded,
+            "cold tier seeded from the snapshot"
+        );
+    }
+    state.evict_closed();
     let (first_key, _) = store.log_extent()?;
     if let Some(first_key) = first_key
         && first_key > state.seq() + 1
@@ -90,6 +108,22 @@ pub fn recover(
         )));
     }
     replay(store, &state, upto, on_defect, &mut report)?;
+    let cold_claim = cold_past_end(store, state.seq())?.filter(|_| report.tail_cut.is_none());
+    if on_defect == OnDefect::Cut {
+        // The tail of the log may have been folded into the cold tier before it was lost.
+        let repaired = store.cold.repair(state.seq(), |id| state.order(id))?;
+        if repaired != Repaired::default() {
+            tracing::error!(
+                restored = repaired.restored,
+                removed = repaired.removed,
+                "the cold tier held records the log no longer has; put back as the log says"
+            );
+        }
+        report.cold_repaired = repaired;
+    }
+    if seed_cold {
+        store.mark_current_format()?;
+    }
     // Only now that the log is known to carry the state from the snapshot used (or from the
     // start) are the refused snapshots set aside, out of pruning's count. Never deleted: one may
     // hold what nothing else does, and a person may want it.
@@ -100,6 +134,7 @@ pub fn recover(
     }
     if upto == Seq::MAX {
         report.lost_tail = lost_tail(store, report.snapshot_seq, state.seq())?;
+        report.lost_tail.extend(cold_claim);
         for claim in &report.lost_tail {
             tracing::error!(%claim, "the log is shorter than what was durable before: a lost tail");
         }
@@ -168,6 +203,19 @@ pub fn lost_tail(
     Ok(claims)
 }
 
+/// The claim of a cold tier folded past the log's end: the writer folds a batch only after
+/// writing it to the log, so the log held those records once.
+pub fn cold_past_end(store: &Store, end: Seq) -> Result<Option<String>, OpenError> {
+    let through = store.cold.materialised_through()?;
+    Ok((through > end).then(|| {
+        format!(
+            "the cold tier has folded records up to {through}, but the log ends at {end}: \
+             records {}..={through} were in the log once and are gone",
+            end + 1
+        )
+    }))
+}
+
 /// Applies the log's records after `state.seq()`, up to and including `upto`.
 pub fn replay(
     store: &Store,
@@ -188,6 +236,14 @@ pub fn replay(
                     && let Some(events) = crate::events::batch_for(first_seq, &records)
                 {
                     store.events.apply_batch(events)?;
+                }
+                // And its orders folded again into the cold tier (records it holds are skipped).
+                if on_defect == OnDefect::Cut {
+                    let folded = store
+                        .cold
+                        .fold(first_seq, &records)
+                        .map_err(|e| OpenError::Corrupt(e.to_string()))?;
+                    report.cold_folded += folded.records;
                 }
                 let mut applied = false;
                 for (offset, record) in records.iter().enumerate() {

@@ -16,6 +16,7 @@ mod image;
 mod orders;
 
 pub use orders::NewOrder;
+pub(crate) use orders::{is_closed, order_placed, step as step_order};
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -98,16 +99,18 @@ pub struct State {
     orders: DashMap<OrderId, Order>,
     /// Reservations that are lines of an order: they move only with their order.
     order_owned: DashMap<ReservationId, OrderId>,
-    /// (user, Idempotency-Key) → (request, order, durable yet).
+    /// (user, Idempotency-Key) → (request, order, durable yet), for the live orders; the keys
+    /// of closed orders are in the cold tier.
     idempotency: DashMap<Digest, (Digest, OrderId, bool)>,
-    /// Each user's orders in id (creation) order: durable ones only.
-    orders_by_user: DashMap<UserId, Vec<OrderId>>,
     order_deadlines: Mutex<BTreeSet<(Millis, OrderId)>>,
     /// Orders the payment resolver must look at: a payment answer outstanding, or a refund due.
     /// An index kept with every change of an order, so the resolver never scans every order.
     /// Lock order: an order's entry, then this; never the other way round.
     to_settle: Mutex<BTreeSet<OrderId>>,
     next_order: AtomicU64,
+    /// The cold tier, where closed orders are read (a live state has one; a replay for a
+    /// snapshot does not need one).
+    cold: std::sync::OnceLock<crate::cold::Cold>,
 }
 
 fn apply_error(seq: Seq, reason: impl Into<String>) -> ApplyError {
@@ -130,6 +133,11 @@ impl State {
 
     pub fn seq(&self) -> Seq {
         self.seq.load(Ordering::Acquire)
+    }
+
+    /// Gives a live state the cold tier, where it finds the orders it no longer holds.
+    pub fn attach_cold(&self, cold: crate::cold::Cold) {
+        let _ = self.cold.set(cold);
     }
 
     // ----- replay -------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 //! `log` (record batches keyed by first sequence number), `snapshots` (state images keyed by the
 //! last sequence number they cover), `snapshots_refused` (snapshots a recovery could not use,
 //! set aside, never deleted by allot), `events` (domain events keyed by their record's sequence
-//! number, kept when the log is pruned), `consumers` (durable offsets of event consumers) and
-//! `meta` (the format version).
+//! number, kept when the log is pruned), `consumers` (durable offsets of event consumers),
+//! `meta` (the format version, how far the cold tier has folded the log) and the cold tier's
+//! `orders`, `orders_by_user` and `order_keys` ([`Cold`]).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 
+use crate::cold::Cold;
 use crate::config::EngineConfig;
 use crate::durable::SledFiles;
 use crate::error::OpenError;
@@ -19,7 +21,10 @@ use crate::record::{Record, Seq};
 use crate::state::StateImage;
 use crate::wal::batch;
 
-const FORMAT: &[u8] = b"allot-store-1";
+/// The store format this build writes. Format 1 (before the cold tier) is upgraded on open:
+/// its snapshots hold every order, which seed the cold tier ([`Store::needs_cold_seed`]).
+const FORMAT: &[u8] = b"allot-store-2";
+const FORMAT_BEFORE_COLD: &[u8] = b"allot-store-1";
 /// A snapshot starts with `ALS` and its format version, one ASCII digit.
 const SNAPSHOT_MAGIC_PREFIX: &[u8; 3] = b"ALS";
 /// The snapshot format this build writes and reads. A change of `StateImage` that rkyv lays
@@ -38,6 +43,9 @@ pub struct Store {
     pub snapshots_refused: sled::Tree,
     pub events: sled::Tree,
     pub consumers: sled::Tree,
+    pub meta: sled::Tree,
+    /// Orders, materialised with the log.
+    pub cold: Cold,
     pub dir: PathBuf,
     /// What makes a flush durable by fsync semantics ([`Store::flush`]).
     pub files: Arc<SledFiles>,
@@ -101,6 +109,7 @@ impl Store {
         }
         let meta = db.open_tree("meta")?;
         match meta.get("format")? {
+            Some(found) if found.as_ref() == FORMAT_BEFORE_COLD => {}
             Some(found) if found.as_ref() != FORMAT => {
                 return Err(OpenError::Corrupt(format!(
                     "unknown store format {:?}",
@@ -118,10 +127,24 @@ impl Store {
             snapshots_refused: db.open_tree("snapshots_refused")?,
             events: db.open_tree("events")?,
             consumers: db.open_tree("consumers")?,
+            cold: Cold::open(&db, meta.clone())?,
+            meta,
             db,
             dir: config.data_dir.clone(),
             files,
         })
+    }
+
+    /// Whether the store was written by a build before the cold tier: its orders are in its
+    /// snapshots only, and the open seeds the cold tier from them.
+    pub fn needs_cold_seed(&self) -> Result<bool, sled::Error> {
+        Ok(self.meta.get("format")?.as_deref() == Some(FORMAT_BEFORE_COLD))
+    }
+
+    /// Marks the store as of this build's format (after the cold tier was seeded); durable.
+    pub fn mark_current_format(&self) -> Result<(), sled::Error> {
+        self.meta.insert("format", FORMAT)?;
+        self.flush()
     }
 
     /// Writes everything written so far to stable storage by fsync semantics: sled's flush,

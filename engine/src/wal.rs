@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::cold::Cold;
 use crate::config::Durability;
 use crate::durable::SledFiles;
 use crate::error::EngineError;
@@ -65,6 +66,15 @@ pub struct WalStats {
     pub records_written: u64,
 }
 
+/// The trees the writer writes each batch into, all made durable by the batch's one flush.
+pub struct LogTrees {
+    pub log: sled::Tree,
+    /// The domain events of each batch.
+    pub events: sled::Tree,
+    /// The cold tier, folded with each batch (none in a bare log, as in benchmarks).
+    pub cold: Option<Cold>,
+}
+
 pub struct WalOptions {
     pub durability: Durability,
     pub batch_records_max: usize,
@@ -76,8 +86,7 @@ impl Wal {
     pub fn start(
         db: sled::Db,
         files: Arc<SledFiles>,
-        log: sled::Tree,
-        events: sled::Tree,
+        trees: LogTrees,
         last_seq: Seq,
         options: WalOptions,
         hook: DurableHook,
@@ -107,8 +116,7 @@ impl Wal {
             shared: shared.clone(),
             db,
             files,
-            log,
-            events,
+            trees,
             durability: options.durability,
             hook,
         };
@@ -203,6 +211,15 @@ impl Wal {
             durable_seq: self.durable_seq(),
             batches_written: self.shared.batches_written.load(Ordering::Relaxed),
             records_written: self.shared.records_written.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A ticket for record `seq`: durable once the log is durable up to it. For a reader who
+    /// saw the effects of `seq` in a tree the writer wrote before its flush.
+    pub fn ticket_at(&self, seq: Seq) -> Ticket {
+        Ticket {
+            seq,
+            shared: self.shared.clone(),
         }
     }
 
@@ -332,9 +349,7 @@ struct Writer {
     db: sled::Db,
     /// Makes each flush durable by fsync semantics (sled's own flush does not).
     files: Arc<SledFiles>,
-    log: sled::Tree,
-    /// The domain events of each batch, written with it and made durable by the same flush.
-    events: sled::Tree,
+    trees: LogTrees,
     durability: Durability,
     hook: DurableHook,
 }
@@ -378,14 +393,31 @@ impl Writer {
         }
     }
 
-    fn write(&self, first_seq: Seq, batch: &Vec<Record>) -> Result<(), sled::Error> {
+    /// The batch first, then what it makes (the cold tier's orders, the events): sled keeps
+    /// writes in order across a crash, so what a batch made is never on disk without it.
+    fn write(&self, first_seq: Seq, batch: &Vec<Record>) -> Result<(), String> {
         let value = batch::encode(first_seq, batch);
-        self.log.insert(batch::key(first_seq), value)?;
+        self.trees
+            .log
+            .insert(batch::key(first_seq), value)
+            .map_err(|e| e.to_string())?;
+        if let Some(cold) = &self.trees.cold {
+            let folded = cold.fold(first_seq, batch).map_err(|e| e.to_string())?;
+            if folded.orphans > 0 {
+                return Err(format!(
+                    "batch {first_seq}: {} records for orders the cold tier does not hold",
+                    folded.orphans
+                ));
+            }
+        }
         if let Some(events) = crate::events::batch_for(first_seq, batch) {
-            self.events.apply_batch(events)?;
+            self.trees
+                .events
+                .apply_batch(events)
+                .map_err(|e| e.to_string())?;
         }
         if self.durability == Durability::Fsync {
-            self.files.flush(&self.db)?;
+            self.files.flush(&self.db).map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -428,10 +460,11 @@ mod tests {
         let path = dir.path().join("store");
         let db = sled::Config::new().path(&path).open().unwrap();
         let files = Arc::new(SledFiles::open(&path).unwrap());
-        let (log, events) = (
-            db.open_tree("log").unwrap(),
-            db.open_tree("events").unwrap(),
-        );
+        let trees = LogTrees {
+            log: db.open_tree("log").unwrap(),
+            events: db.open_tree("events").unwrap(),
+            cold: None,
+        };
         // The hook of the first batch waits for the test: the writer stalls, the queue fills.
         let (release, released) = mpsc::channel::<()>();
         let released = Mutex::new(released);
@@ -443,7 +476,7 @@ mod tests {
             batch_records_max: 1,
             queue_records_max: 4,
         };
-        let wal = Arc::new(Wal::start(db, files, log, events, 0, options, hook).unwrap());
+        let wal = Arc::new(Wal::start(db, files, trees, 0, options, hook).unwrap());
         let _first = wal.append(record(1)).unwrap();
         // The writer takes the first record and stalls in its hook; fill the queue behind it.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);

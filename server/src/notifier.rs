@@ -64,7 +64,7 @@ pub async fn run(
         }
         let mut unsaved = false;
         for event in &events {
-            if let Some(mail) = mail_for(&engine, event) {
+            if let Some(mail) = mail_for(&engine, event).await {
                 let key = format!("allot-event-{}-{}", event.seq, order_of(event));
                 if !deliver(&mailer, mail, &key, &mut stopping).await {
                     return;
@@ -86,7 +86,7 @@ pub async fn run(
 }
 
 /// The mail an event sends, if any.
-fn mail_for(engine: &Engine, event: &Event) -> Option<OutgoingMail> {
+async fn mail_for(engine: &Engine, event: &Event) -> Option<OutgoingMail> {
     let Subject::Order(id) = event.subject else {
         return None;
     };
@@ -96,7 +96,13 @@ fn mail_for(engine: &Engine, event: &Event) -> Option<OutgoingMail> {
     ) {
         return None;
     }
-    let order = engine.order(id)?;
+    let order = match engine.read_order(id).await {
+        Ok(order) => order?,
+        Err(error) => {
+            tracing::warn!(%error, order = %id, "notifier: the order could not be read");
+            return None;
+        }
+    };
     let to = match engine.profile(order.user) {
         Ok(profile) => profile.email,
         Err(error) => {

@@ -2,6 +2,7 @@
 //! here; the saga's rules live in `state/orders.rs`.
 
 use crate::clock::Millis;
+use crate::cold::StoredOrder;
 use crate::error::EngineError;
 use crate::ids::{OrderId, UserId};
 use crate::orders::{LineRequest, Order, PaymentOutcome, Placement};
@@ -161,13 +162,70 @@ impl Engine {
             .refund_issued(id, self.now_ms(), &|r| wal.append(r))
     }
 
+    // ----- reads: from the cold tier, and only what is durable --------------------------
+    //
+    // The writer folds a batch into the cold tier just before its flush, so a reader can meet
+    // an order whose last step is not durable yet: it then waits for that flush (a few ms),
+    // and never shows a status that a crash could still undo.
+
+    /// An order as it is durably, waiting (blocking) for the flush in progress if need be.
     pub fn order(&self, id: OrderId) -> Option<Order> {
-        self.inner.state.order(id)
+        self.try_order(id)
+            .inspect_err(|error| tracing::error!(%error, order = %id, "an order could not be read"))
+            .ok()
+            .flatten()
     }
 
-    /// The user's orders, newest first, older than `before`.
+    /// As [`order`](Self::order), with the store's failure as an error.
+    pub fn try_order(&self, id: OrderId) -> Result<Option<Order>, EngineError> {
+        let Some(stored) = self.inner.store.cold.get(id)? else {
+            return Ok(None);
+        };
+        self.inner.wal.ticket_at(stored.seq).wait()?;
+        Ok(Some(stored.order))
+    }
+
+    /// As [`try_order`](Self::try_order), waiting without blocking the thread.
+    pub async fn read_order(&self, id: OrderId) -> Result<Option<Order>, EngineError> {
+        let Some(stored) = self.inner.store.cold.get(id)? else {
+            return Ok(None);
+        };
+        self.inner.wal.ticket_at(stored.seq).durable().await?;
+        Ok(Some(stored.order))
+    }
+
+    /// Whose order it is (which never changes, so this read waits for nothing).
+    pub fn order_owner(&self, id: OrderId) -> Option<UserId> {
+        match self.inner.store.cold.get(id) {
+            Ok(stored) => stored.map(|s| s.order.user),
+            Err(error) => {
+                tracing::error!(%error, order = %id, "an order could not be read");
+                None
+            }
+        }
+    }
+
+    /// The user's orders, newest first, older than `before`; at most `limit`. Blocks.
     pub fn orders_of(&self, user: UserId, before: Option<OrderId>, limit: usize) -> Vec<Order> {
-        self.inner.state.orders_of(user, before, limit)
+        self.inner
+            .store
+            .cold
+            .orders_of(user, before, limit)
+            .map_err(EngineError::from)
+            .and_then(|stored| self.durable_orders(stored))
+            .inspect_err(|error| tracing::error!(%error, user = %user, "orders could not be read"))
+            .unwrap_or_default()
+    }
+
+    /// As [`orders_of`](Self::orders_of), waiting without blocking the thread.
+    pub async fn read_orders_of(
+        &self,
+        user: UserId,
+        before: Option<OrderId>,
+        limit: usize,
+    ) -> Result<Vec<Order>, EngineError> {
+        let stored = self.inner.store.cold.orders_of(user, before, limit)?;
+        self.durable_orders_async(stored).await
     }
 
     /// Every order, newest first, older than `before`, of `status` if given (admin lists).
@@ -177,7 +235,42 @@ impl Engine {
         limit: usize,
         status: Option<crate::orders::OrderStatus>,
     ) -> Vec<Order> {
-        self.inner.state.all_orders(before, limit, status)
+        self.inner
+            .store
+            .cold
+            .all(before, limit, status)
+            .map_err(EngineError::from)
+            .and_then(|stored| self.durable_orders(stored))
+            .inspect_err(|error| tracing::error!(%error, "orders could not be read"))
+            .unwrap_or_default()
+    }
+
+    /// As [`all_orders`](Self::all_orders), waiting without blocking the thread.
+    pub async fn read_all_orders(
+        &self,
+        before: Option<OrderId>,
+        limit: usize,
+        status: Option<crate::orders::OrderStatus>,
+    ) -> Result<Vec<Order>, EngineError> {
+        let stored = self.inner.store.cold.all(before, limit, status)?;
+        self.durable_orders_async(stored).await
+    }
+
+    fn durable_orders(&self, stored: Vec<StoredOrder>) -> Result<Vec<Order>, EngineError> {
+        if let Some(newest) = stored.iter().map(|s| s.seq).max() {
+            self.inner.wal.ticket_at(newest).wait()?;
+        }
+        Ok(stored.into_iter().map(|s| s.order).collect())
+    }
+
+    async fn durable_orders_async(
+        &self,
+        stored: Vec<StoredOrder>,
+    ) -> Result<Vec<Order>, EngineError> {
+        if let Some(newest) = stored.iter().map(|s| s.seq).max() {
+            self.inner.wal.ticket_at(newest).durable().await?;
+        }
+        Ok(stored.into_iter().map(|s| s.order).collect())
     }
 
     /// The shipping address, decrypted for the order's owner.

@@ -28,8 +28,8 @@ pub struct StateImage {
     pub products: Vec<Product>,
     pub wishlists: Vec<(UserId, Vec<WishItem>)>,
     pub next_order: u64,
-    /// Every order; the per-user index, the idempotency keys, the expiry index and the
-    /// ownership of line reservations are rebuilt from them.
+    /// Every live order (closed ones are in the cold tier only); the idempotency keys, the
+    /// expiry index and the ownership of line reservations are rebuilt from them.
     pub orders: Vec<Order>,
 }
 
@@ -156,11 +156,6 @@ impl State {
             state
                 .idempotency
                 .insert(order.idempotency, (order.request, order.id, true));
-            state
-                .orders_by_user
-                .entry(order.user)
-                .or_default()
-                .push(order.id);
             if order.status.is_unpaid() {
                 state
                     .order_deadlines

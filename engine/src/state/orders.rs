@@ -59,6 +59,13 @@ impl State {
             }
             dashmap::Entry::Vacant(slot) => slot,
         };
+        // A closed order's key is in the cold tier; its slot above still serialises the retries.
+        if let Some(order) = self.closed_order_of_key(&new.idempotency)? {
+            if order.request != new.request {
+                return Err(EngineError::IdempotencyKeyReused);
+            }
+            return Ok(Placement::Replayed(order));
+        }
         let mut taken: Vec<(Sku, u32)> = Vec::with_capacity(new.lines.len());
         let mut lines = Vec::with_capacity(new.lines.len());
         let mut currency = None;
@@ -152,9 +159,28 @@ impl State {
         None
     }
 
-    /// Whether an Idempotency-Key (as its keyed hash) was used before.
+    /// Whether an Idempotency-Key (as its keyed hash) was used before. A cold tier that cannot
+    /// be read answers "seen", so that the placement itself decides (and reports the fault).
     pub fn idempotency_key_seen(&self, idempotency: &Digest) -> bool {
         self.idempotency.contains_key(idempotency)
+            || self
+                .cold
+                .get()
+                .is_some_and(|cold| !matches!(cold.order_of_key(idempotency), Ok(None)))
+    }
+
+    /// The closed order an Idempotency-Key placed, from the cold tier.
+    fn closed_order_of_key(&self, idempotency: &Digest) -> Result<Option<Order>, EngineError> {
+        let Some(cold) = self.cold.get() else {
+            return Ok(None);
+        };
+        let Some(id) = cold.order_of_key(idempotency)? else {
+            return Ok(None);
+        };
+        let stored = cold.get(id)?.ok_or_else(|| {
+            EngineError::LogFailed(format!("the cold tier indexes a key of {id} but not {id}"))
+        })?;
+        Ok(Some(stored.order))
     }
 
     pub fn allocate_order_id(&self) -> OrderId {
@@ -365,16 +391,38 @@ impl State {
         append: Append<'_>,
         record_for: impl FnOnce(&Order) -> Result<OrderRecord, EngineError>,
     ) -> Result<(Order, Ticket), EngineError> {
-        let mut order = self
-            .orders
-            .get_mut(&id)
-            .ok_or(EngineError::OrderNotFound(id))?;
+        let Some(mut order) = self.orders.get_mut(&id) else {
+            return Err(self.refusal_of_closed(id, record_for));
+        };
         let record = record_for(&order)?;
         check_step(&order, &record)?;
         let ticket = append(record.clone().into())?;
         step(&mut order, &record);
         self.track_settlement(&order);
         Ok((order.clone(), ticket))
+    }
+
+    /// Why a step of an order the hot tier does not hold is refused: it does not exist, or it
+    /// is closed, and a closed order takes no step. The same rules answer (`record_for`, then
+    /// `check_step`), read from the cold tier, so a closed order is refused as it always was.
+    fn refusal_of_closed(
+        &self,
+        id: OrderId,
+        record_for: impl FnOnce(&Order) -> Result<OrderRecord, EngineError>,
+    ) -> EngineError {
+        let stored = match self.cold.get().map(|cold| cold.get(id)) {
+            None | Some(Ok(None)) => return EngineError::OrderNotFound(id),
+            Some(Err(error)) => return error.into(),
+            Some(Ok(Some(stored))) => stored,
+        };
+        let refusal =
+            record_for(&stored.order).and_then(|record| check_step(&stored.order, &record));
+        match refusal {
+            Err(refusal) => refusal,
+            Ok(()) => EngineError::LogFailed(format!(
+                "{id} is closed but its rules allow a step: a defect"
+            )),
+        }
     }
 
     /// Orders with a payment answer outstanding or a refund due, from the index: the cost
@@ -395,43 +443,50 @@ impl State {
         }
     }
 
-    /// Every order older than `before`, newest first, of `status` if given; at most `limit`.
-    pub fn all_orders(
-        &self,
-        before: Option<OrderId>,
-        limit: usize,
-        status: Option<OrderStatus>,
-    ) -> Vec<Order> {
-        let mut ids: Vec<OrderId> = self
-            .orders
-            .iter()
-            .filter(|o| before.is_none_or(|b| o.id < b) && status.is_none_or(|s| o.status == s))
-            .map(|o| o.id)
-            .collect();
-        ids.sort_unstable_by(|a, b| b.cmp(a));
-        ids.into_iter()
-            .take(limit)
-            .filter_map(|id| self.order(id))
-            .collect()
-    }
-
+    /// A live order as the hot tier holds it: decided, perhaps not durable yet. `None` for an
+    /// order that is closed (read it from the cold tier) or does not exist.
     pub fn order(&self, id: OrderId) -> Option<Order> {
         self.orders.get(&id).map(|o| o.clone())
     }
 
-    /// A user's orders, newest first, older than `before`; at most `limit`. Served from the
-    /// per-user index, so it costs the same for a customer with 5 orders or 10,000.
-    pub fn orders_of(&self, user: UserId, before: Option<OrderId>, limit: usize) -> Vec<Order> {
-        let Some(ids) = self.orders_by_user.get(&user) else {
-            return Vec::new();
-        };
-        let end = before.map_or(ids.len(), |b| ids.partition_point(|id| *id < b));
-        ids[..end]
+    /// Every order the hot tier holds.
+    pub fn hot_orders(&self) -> Vec<Order> {
+        self.orders.iter().map(|o| o.clone()).collect()
+    }
+
+    /// How many orders the hot tier holds.
+    pub fn live_order_count(&self) -> usize {
+        self.orders.len()
+    }
+
+    /// Drops every closed order from the hot tier (after an upgrade from a store whose
+    /// snapshots held every order; a running state drops each as it closes).
+    pub fn evict_closed(&self) -> usize {
+        let closed: Vec<OrderId> = self
+            .orders
             .iter()
-            .rev()
-            .take(limit)
-            .filter_map(|id| self.order(*id))
-            .collect()
+            .filter(|o| is_closed(o))
+            .map(|o| o.id)
+            .collect();
+        for &id in &closed {
+            self.evict(id);
+        }
+        closed.len()
+    }
+
+    /// Removes a closed order, its lines' reservations and its key from the hot tier: it takes
+    /// no step again, and the cold tier holds it as it closed (folded before its record was
+    /// flushed, which happened before this after-durable step).
+    fn evict(&self, id: OrderId) {
+        let Some((_, order)) = self.orders.remove(&id) else {
+            return;
+        };
+        for line in &order.lines {
+            self.order_owned.remove(&line.reservation);
+            self.reservations.remove(&line.reservation);
+        }
+        self.idempotency.remove(&order.idempotency);
+        self.to_settle.lock().remove(&id);
     }
 
     // ----- replay and the after-durable step ---------------------------------------------
@@ -463,7 +518,7 @@ impl State {
             self.orders.insert(*id, order);
             return Ok(());
         }
-        let id = order_of(record);
+        let id = record.order();
         let mut order = self
             .orders
             .get_mut(&id)
@@ -477,22 +532,22 @@ impl State {
     /// Units move here, after the record is durable: sold on payment, back on sale on
     /// expiry, cancellation and return.
     pub(super) fn complete_order(&self, seq: Seq, record: &OrderRecord) -> Result<(), ApplyError> {
-        let id = order_of(record);
+        let id = record.order();
         let settle = match record {
             OrderRecord::OrderPlaced {
                 idempotency,
-                user,
                 deadline_ms,
                 ..
             } => {
                 if let Some(mut seen) = self.idempotency.get_mut(idempotency) {
                     seen.2 = true;
                 }
-                let mut ids = self.orders_by_user.entry(*user).or_default();
-                let at = ids.partition_point(|o| *o < id);
-                ids.insert(at, id);
-                drop(ids);
                 self.order_deadlines.lock().insert((*deadline_ms, id));
+                return Ok(());
+            }
+            // The last step an order takes: it leaves the hot tier.
+            OrderRecord::RefundIssued { .. } => {
+                self.evict(id);
                 return Ok(());
             }
             OrderRecord::PaymentSucceeded { .. } => Settle::Sell,
@@ -513,6 +568,13 @@ impl State {
             .ok_or_else(|| apply_error(seq, format!("{id} does not exist")))?;
         for line in &lines {
             self.settle_line(seq, line.reservation, settle)?;
+        }
+        // Expired, or cancelled before payment: closed for good.
+        if matches!(
+            record,
+            OrderRecord::OrderExpired { .. } | OrderRecord::OrderCancelled { refund: false, .. }
+        ) {
+            self.evict(id);
         }
         Ok(())
     }
@@ -628,6 +690,16 @@ impl State {
     }
 }
 
+/// Whether an order is closed for good: no rule lets it take another step (expired; cancelled
+/// with nothing to refund; refunded).
+pub(crate) fn is_closed(order: &Order) -> bool {
+    match order.status {
+        OrderStatus::Expired => true,
+        OrderStatus::Cancelled | OrderStatus::Returned => !order.refund_due || order.refunded,
+        _ => false,
+    }
+}
+
 /// The rules of the saga: which step may follow which. One place, for decisions and replay.
 fn check_step(order: &Order, record: &OrderRecord) -> Result<(), EngineError> {
     let status = order.status;
@@ -677,7 +749,7 @@ fn check_step(order: &Order, record: &OrderRecord) -> Result<(), EngineError> {
 }
 
 /// The one mutation of an order by a step record.
-fn step(order: &mut Order, record: &OrderRecord) {
+pub(crate) fn step(order: &mut Order, record: &OrderRecord) {
     match record {
         OrderRecord::OrderPlaced { .. } => {}
         OrderRecord::PaymentRequested { attempt, .. } => {
@@ -728,25 +800,8 @@ fn step(order: &mut Order, record: &OrderRecord) {
     }
 }
 
-fn order_of(record: &OrderRecord) -> OrderId {
-    match record {
-        OrderRecord::OrderPlaced { order, .. }
-        | OrderRecord::PaymentRequested { order, .. }
-        | OrderRecord::PaymentSucceeded { order, .. }
-        | OrderRecord::PaymentFailed { order, .. }
-        | OrderRecord::PaymentTimedOut { order, .. }
-        | OrderRecord::OrderExpired { order, .. }
-        | OrderRecord::OrderCancelled { order, .. }
-        | OrderRecord::OrderShipped { order, .. }
-        | OrderRecord::OrderDelivered { order, .. }
-        | OrderRecord::ReturnRequested { order, .. }
-        | OrderRecord::ReturnApproved { order, .. }
-        | OrderRecord::RefundIssued { order, .. } => *order,
-    }
-}
-
 /// The order an `OrderPlaced` record creates.
-fn order_placed(record: &OrderRecord) -> Option<Order> {
+pub(crate) fn order_placed(record: &OrderRecord) -> Option<Order> {
     let OrderRecord::OrderPlaced {
         order,
         user,

@@ -89,7 +89,7 @@ fn event_json(engine: &Engine, event: &Event) -> EventJson {
     let (order_id, user_id, product_id) = match event.subject {
         Subject::Order(id) => (
             Some(id.to_string()),
-            engine.order(id).map(|o| o.user.to_string()),
+            engine.order_owner(id).map(|user| user.to_string()),
             None,
         ),
         Subject::Product(id) => (None, None, Some(id.to_string())),

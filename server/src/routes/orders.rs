@@ -208,15 +208,16 @@ fn order_id(text: &str) -> Result<OrderId, Problem> {
         .map_err(|_| Problem::from(EngineError::OrderNotFound(OrderId(0))))
 }
 
-/// The caller's own order; anyone else's answers 404 as if it did not exist.
-fn own_order(
+/// The caller's own order as it is durably; anyone else's answers 404 as if it did not exist.
+async fn own_order(
     engine: &allot_engine::Engine,
     caller: &Authenticated,
     id: &str,
 ) -> Result<Order, Problem> {
     let id = order_id(id)?;
     engine
-        .order(id)
+        .read_order(id)
+        .await?
         .filter(|o| o.user == caller.user)
         .ok_or_else(|| EngineError::OrderNotFound(id).into())
 }
@@ -294,7 +295,7 @@ async fn place_order(
             ticket.durable().await?;
             order
         }
-        Placement::Replayed(order) => engine.order(order.id).unwrap_or(order),
+        Placement::Replayed(order) => engine.read_order(order.id).await?.unwrap_or(order),
     };
     Ok((StatusCode::CREATED, Json(order_json(&engine, &order))))
 }
@@ -318,7 +319,9 @@ async fn list_orders(
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<OrderPage>, Problem> {
     let (limit, before) = super::page_bounds::<OrderId>(query.limit, query.cursor.as_deref())?;
-    let mut orders = engine.orders_of(caller.user, before, limit + 1);
+    let mut orders = engine
+        .read_orders_of(caller.user, before, limit + 1)
+        .await?;
     let next_cursor = super::next_page(&mut orders, limit, |o| o.id.to_string());
     Ok(Json(OrderPage {
         items: orders.iter().map(|o| order_json(&engine, o)).collect(),
@@ -335,7 +338,7 @@ async fn get_order(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<OrderJson>, Problem> {
-    let order = own_order(&engine, &caller, &id)?;
+    let order = own_order(&engine, &caller, &id).await?;
     Ok(Json(order_json(&engine, &order)))
 }
 
@@ -367,7 +370,7 @@ async fn pay_order(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CardRequest>,
 ) -> Result<Json<OrderJson>, Problem> {
-    let order = own_order(&engine, &caller, &id)?;
+    let order = own_order(&engine, &caller, &id).await?;
     let card =
         Card::parse(&body.card_number, &body.expiry, &body.cvc, engine.now_ms()).map_err(|e| {
             Problem::new(
@@ -420,7 +423,7 @@ async fn cancel_order(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<OrderJson>, Problem> {
-    let order = own_order(&engine, &caller, &id)?;
+    let order = own_order(&engine, &caller, &id).await?;
     let (order, ticket) = engine.cancel_order(order.id)?;
     ticket.durable().await?;
     let order = settle_refund(&state, &engine, order).await?;
@@ -450,7 +453,7 @@ async fn return_order(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ReturnRequest>,
 ) -> Result<Json<OrderJson>, Problem> {
-    let order = own_order(&engine, &caller, &id)?;
+    let order = own_order(&engine, &caller, &id).await?;
     if body.reason.chars().count() > 500 {
         return Err(EngineError::InvalidOrder("the reason is over 500 characters").into());
     }
@@ -500,7 +503,7 @@ async fn admin_orders(
                 .ok_or_else(|| Problem::invalid_query("unknown status"))
         })
         .transpose()?;
-    let mut orders = engine.all_orders(before, limit + 1, status);
+    let mut orders = engine.read_all_orders(before, limit + 1, status).await?;
     let next_cursor = super::next_page(&mut orders, limit, |o| o.id.to_string());
     Ok(Json(OrderPage {
         items: orders.iter().map(|o| order_json(&engine, o)).collect(),
