@@ -145,7 +145,7 @@ impl Cold {
         self.orders.is_empty()
     }
 
-    /// The last record the trees have folded (0 before the first).
+    /// The end of the last batch with order records the trees have folded (0 before the first).
     pub fn materialised_through(&self) -> Result<Seq, sled::Error> {
         Ok(self
             .meta
@@ -222,8 +222,10 @@ impl Cold {
         self.orders.apply_batch(orders)?;
         self.orders_by_user.apply_batch(by_user)?;
         self.order_keys.apply_batch(keys)?;
+        // How far the trees hold the log's orders: only batches with orders move it, so past the
+        // log's end it means orders the log lost.
         let last = first_seq + records.len().saturating_sub(1) as Seq;
-        if !records.is_empty() && last > self.materialised_through()? {
+        if !touched.is_empty() && last > self.materialised_through()? {
             self.meta.insert(MATERIALISED_KEY, &last.to_be_bytes())?;
         }
         Ok(folded)

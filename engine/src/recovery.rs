@@ -301,3 +301,93 @@ pub fn replay(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::config::EngineConfig;
+    use crate::engine::Engine;
+    use crate::orders::{LineRequest, OrderStatus, Placement};
+    use crate::store::Store;
+    use crate::{ManualClock, NewProduct, ProductDetails, ProductKind, UserId};
+
+    /// A store of the format before the cold tier (its snapshot holds every order, and it has no
+    /// cold trees) opens as the new format: the cold tier is seeded from the snapshot, the hot
+    /// tier keeps the live orders only, and every order reads back.
+    #[test]
+    fn a_store_from_before_the_cold_tier_is_upgraded_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let config = EngineConfig {
+            snapshot_on_close: false,
+            ..EngineConfig::new(dir.path())
+        };
+        let engine = Engine::open(config.clone(), clock.clone()).unwrap();
+        let (view, ticket) = engine
+            .create_product(NewProduct {
+                kind: ProductKind::General,
+                details: ProductDetails {
+                    name: "tee".into(),
+                    description: String::new(),
+                    price: 100,
+                    currency: "EUR".into(),
+                },
+                sale_opens_ms: None,
+                sale_closes_ms: None,
+                per_user_limit: None,
+                stock_total: 10,
+            })
+            .unwrap();
+        ticket.wait().unwrap();
+        let lines = [LineRequest {
+            product: view.product.id,
+            quantity: 1,
+        }];
+        let mut orders = Vec::new();
+        for key in ["a", "b", "c"] {
+            let Placement::Placed(order, ticket) = engine
+                .place_order(UserId(1), key, b"x", &lines, "1 Main St", 60_000)
+                .unwrap()
+            else {
+                panic!("replayed");
+            };
+            ticket.wait().unwrap();
+            orders.push(order);
+        }
+        let (cancelled, ticket) = engine.cancel_order(orders[0].id).unwrap();
+        ticket.wait().unwrap();
+        let all: Vec<_> = engine.all_orders(None, 10, None);
+        let mut image = engine.image();
+        engine.close().unwrap();
+        drop(engine);
+        // What a build before the cold tier left: every order in the snapshot, no cold trees.
+        image.orders = all.into_iter().rev().collect();
+        {
+            let store = Store::open(&config).unwrap();
+            for tree in ["orders", "orders_by_user", "order_keys"] {
+                store.db.drop_tree(tree).unwrap();
+            }
+            store.meta.remove("cold_materialised_through").unwrap();
+            store.meta.insert("format", "allot-store-1").unwrap();
+            store.write_snapshot(&image).unwrap();
+            store.flush().unwrap();
+        }
+        let engine = Engine::open(config.clone(), clock).unwrap();
+        assert_eq!(engine.recovery_report().cold_seeded, 3);
+        assert_eq!(engine.stats().live_orders, 2);
+        assert_eq!(engine.order(cancelled.id), Some(cancelled.clone()));
+        assert_eq!(
+            engine.order(orders[2].id).unwrap().status,
+            OrderStatus::PendingPayment
+        );
+        assert_eq!(engine.orders_of(UserId(1), None, 10).len(), 3);
+        engine.close().unwrap();
+        drop(engine);
+        let store = Store::open(&config).unwrap();
+        assert!(!store.needs_cold_seed().unwrap());
+        drop(store);
+        let inspection = crate::inspect(dir.path()).unwrap();
+        assert!(inspection.is_clean(), "{:?}", inspection.problems);
+    }
+}
