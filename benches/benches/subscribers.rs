@@ -28,10 +28,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use allot_benches::UNITS_PER_SKU;
 use allot_benches::{open_for_throughput, reserve_durably};
 use allot_engine::{
-    Durability, Engine, NewProduct, ProductDetails, ProductId, ProductKind, SKU_UNITS_MAX, Sku,
-    UserId,
+    Durability, Engine, NewProduct, ProductDetails, ProductId, ProductKind, Sku, UserId,
 };
 use allot_server::mail::{MailConfig, MailTransportConfig, Mailer};
 use allot_server::stock_feed::StockFeedConfig;
@@ -290,11 +290,11 @@ fn product(engine: &Engine) -> ProductId {
 
 /// Fresh SKUs holding at least `units` units between them, durable.
 fn bulk_stock(engine: &Engine, units: u64) -> Vec<Sku> {
-    let count = units.div_ceil(u64::from(SKU_UNITS_MAX));
+    let count = units.div_ceil(u64::from(UNITS_PER_SKU));
     let skus: Vec<Sku> = (BULK_SKU_FIRST..BULK_SKU_FIRST + count).map(Sku).collect();
     for &sku in &skus {
         let ticket = engine
-            .create_sku(sku, SKU_UNITS_MAX, None)
+            .create_sku(sku, UNITS_PER_SKU, None)
             .expect("bulk SKU");
         ticket.wait().expect("durable");
     }

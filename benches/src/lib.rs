@@ -16,7 +16,7 @@ use allot_engine::durable::SledFiles;
 use allot_engine::wal::batch;
 use allot_engine::{
     Clock, Durability, Engine, EngineConfig, EngineError, OpenError, Record, RecoveryReport,
-    ReservationId, SKU_UNITS_MAX, Seq, Sku, SkuCounter, StockCounts, SystemClock, UserId,
+    ReservationId, Seq, Sku, SkuCounter, StockCounts, SystemClock, UserId,
 };
 
 /// Records per log batch: the engine's default `batch_records_max`, and the batch the raw
@@ -52,11 +52,11 @@ fn open_engine(config: EngineConfig) -> Result<Engine, OpenError> {
 
 /// Full counters holding at least `takes` units between them.
 pub fn full_counters(takes: u64) -> Vec<SkuCounter> {
-    let count = takes.div_ceil(u64::from(SKU_UNITS_MAX)).max(1);
+    let count = takes.div_ceil(u64::from(UNITS_PER_SKU)).max(1);
     (0..count)
         .map(|_| {
             SkuCounter::new(StockCounts {
-                available: SKU_UNITS_MAX,
+                available: u64::from(UNITS_PER_SKU),
                 ..StockCounts::default()
             })
         })
@@ -107,9 +107,9 @@ pub fn timed_takes(threads: usize, takes: u64) -> Duration {
             .map(|w| w.join().expect("a taker panicked"))
             .collect()
     });
-    let left: u64 = counters.iter().map(|c| u64::from(c.load().available)).sum();
+    let left: u64 = counters.iter().map(|c| c.load().available).sum();
     assert_eq!(
-        counters.len() as u64 * u64::from(SKU_UNITS_MAX) - left,
+        counters.len() as u64 * u64::from(UNITS_PER_SKU) - left,
         takes,
         "every take happened exactly once"
     );
@@ -135,14 +135,18 @@ pub fn open_for_throughput(dir: &Path, durability: Durability) -> Result<Engine,
     open_engine(throughput_config(dir, durability))
 }
 
+/// Units each benchmark SKU starts with: far below a counter's bound, so that a run spreads
+/// its takes over several SKUs as a shop's catalog would.
+pub const UNITS_PER_SKU: u32 = 2_000_000;
+
 /// Creates SKUs (`sku_1`, `sku_2`, …) holding at least `units` units between them, without a
 /// per-customer limit, and waits until they are durable.
 pub fn create_stock(engine: &Engine, units: u64) -> Result<Vec<Sku>, EngineError> {
-    let count = units.div_ceil(u64::from(SKU_UNITS_MAX)).max(1);
+    let count = units.div_ceil(u64::from(UNITS_PER_SKU)).max(1);
     let skus: Vec<Sku> = (1..=count).map(Sku).collect();
     let mut last = None;
     for &sku in &skus {
-        last = Some(engine.create_sku(sku, SKU_UNITS_MAX, None)?);
+        last = Some(engine.create_sku(sku, UNITS_PER_SKU, None)?);
     }
     if let Some(ticket) = last {
         ticket.wait()?;
@@ -267,7 +271,7 @@ pub fn encoded_reservation_batches(batches: u64) -> Vec<(Seq, Vec<u8>)> {
                 (first_seq..first_seq + BATCH_RECORDS_MAX as u64).map(|seq| {
                     Record::StockReserved {
                         reservation: ReservationId(seq),
-                        sku: Sku(1 + seq / u64::from(SKU_UNITS_MAX)),
+                        sku: Sku(1 + seq / u64::from(UNITS_PER_SKU)),
                         user: UserId(seq),
                         quantity: 1,
                         deadline_ms,
@@ -358,7 +362,7 @@ mod tests {
     #[test]
     fn takes_on_shared_counters_each_happen_once() {
         // Crosses a counter boundary with both threads.
-        let takes = u64::from(SKU_UNITS_MAX) + 1_000;
+        let takes = u64::from(UNITS_PER_SKU) + 1_000;
         timed_takes(2, takes);
         timed_takes(1, 3);
     }

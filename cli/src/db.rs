@@ -191,9 +191,8 @@ fn stats(args: &DbArgs) -> anyhow::Result<ExitCode> {
         .filter(|r| r.closed.is_none())
         .count();
     let closed = image.reservations.len() - active;
-    let units = |f: fn(&allot_engine::state::SkuImage) -> u32| -> u64 {
-        image.skus.iter().map(|s| u64::from(f(s))).sum()
-    };
+    let units =
+        |f: fn(&allot_engine::state::SkuImage) -> u64| -> u64 { image.skus.iter().map(f).sum() };
     let figures = serde_json::json!({
         "last_seq": inspection.last_seq,
         "log_batches": inspection.log_batches,

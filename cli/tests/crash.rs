@@ -118,7 +118,7 @@ fn check_acknowledged(data: &Path, ack_files: &[std::path::PathBuf], seed: u64) 
     for sku in &image.skus {
         let acked = restocked.get(&sku.sku.0).copied().unwrap_or(0);
         assert!(
-            sku.stock_total >= 300 + acked,
+            sku.stock_total >= 300 + u64::from(acked),
             "seed {seed}: {} lost an acknowledged restock",
             sku.sku
         );

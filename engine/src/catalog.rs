@@ -8,7 +8,7 @@ use parking_lot::RwLock;
 use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::clock::Millis;
-use crate::counter::{SKU_UNITS_MAX, StockCounts};
+use crate::counter::StockCounts;
 use crate::error::EngineError;
 use crate::ids::{ProductId, Sku};
 use crate::record::{ProductDetails, ProductKind};
@@ -350,9 +350,6 @@ pub fn validate_new(product: &NewProduct) -> Result<(), EngineError> {
         product.sale_opens_ms,
         product.sale_closes_ms,
     )?;
-    if product.stock_total > SKU_UNITS_MAX {
-        return Err(EngineError::StockLimitExceeded { max: SKU_UNITS_MAX });
-    }
     if product.per_user_limit == Some(0) {
         return Err(EngineError::InvalidProduct(
             "per_user_limit must be at least 1",

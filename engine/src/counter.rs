@@ -1,45 +1,47 @@
-//! The per-SKU counter: `available`, `reserved` and `sold` packed into ONE `AtomicU64`, 21 bits
-//! each. Every move of units between the three is a single compare-and-swap, so
+//! The per-SKU counter: `available`, `reserved` and `sold` packed into ONE 128-bit atomic word,
+//! 42 bits each. Every move of units between the three is a single compare-and-swap
+//! (`cmpxchg16b` on x86-64, through `portable-atomic`), so
 //!
 //! - a take can never drive `available` below zero (the CAS fails instead), and
 //! - any reader sees a triple that existed at one instant: `available + reserved + sold` is
 //!   exactly the SKU's stock at every sample, never a torn mix of two moments.
 //!
-//! The price is a bound: a SKU holds at most [`SKU_UNITS_MAX`] units over its lifetime.
+//! The bound that remains is no business limit: a SKU holds at most [`SKU_UNITS_MAX`] units
+//! (over 4 × 10^12) over its lifetime, restocks included.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use portable_atomic::{AtomicU128, Ordering};
 
-const FIELD_BITS: u32 = 21;
-const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
+const FIELD_BITS: u32 = 42;
+const FIELD_MASK: u128 = (1 << FIELD_BITS) - 1;
 
-/// Most units one SKU can ever hold (available + reserved + sold): 2,097,151.
-pub const SKU_UNITS_MAX: u32 = FIELD_MASK as u32;
+/// Most units one SKU can ever hold (available + reserved + sold): 2^42 − 1, 4,398,046,511,103.
+pub const SKU_UNITS_MAX: u64 = FIELD_MASK as u64;
 
 /// One consistent reading of a SKU counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StockCounts {
-    pub available: u32,
-    pub reserved: u32,
-    pub sold: u32,
+    pub available: u64,
+    pub reserved: u64,
+    pub sold: u64,
 }
 
 impl StockCounts {
-    pub fn total(self) -> u32 {
+    pub fn total(self) -> u64 {
         self.available + self.reserved + self.sold
     }
 
-    fn pack(self) -> u64 {
+    fn pack(self) -> u128 {
         debug_assert!(self.total() <= SKU_UNITS_MAX);
-        u64::from(self.available)
-            | (u64::from(self.reserved) << FIELD_BITS)
-            | (u64::from(self.sold) << (2 * FIELD_BITS))
+        u128::from(self.available)
+            | (u128::from(self.reserved) << FIELD_BITS)
+            | (u128::from(self.sold) << (2 * FIELD_BITS))
     }
 
-    fn unpack(word: u64) -> Self {
+    fn unpack(word: u128) -> Self {
         Self {
-            available: (word & FIELD_MASK) as u32,
-            reserved: ((word >> FIELD_BITS) & FIELD_MASK) as u32,
-            sold: ((word >> (2 * FIELD_BITS)) & FIELD_MASK) as u32,
+            available: (word & FIELD_MASK) as u64,
+            reserved: ((word >> FIELD_BITS) & FIELD_MASK) as u64,
+            sold: ((word >> (2 * FIELD_BITS)) & FIELD_MASK) as u64,
         }
     }
 }
@@ -55,7 +57,7 @@ pub enum CounterRefusal {
 
 #[derive(Debug, Default)]
 pub struct SkuCounter {
-    word: AtomicU64,
+    word: AtomicU128,
 }
 
 impl SkuCounter {
@@ -65,7 +67,7 @@ impl SkuCounter {
             "SKU counter over its bound"
         );
         Self {
-            word: AtomicU64::new(counts.pack()),
+            word: AtomicU128::new(counts.pack()),
         }
     }
 
@@ -75,6 +77,7 @@ impl SkuCounter {
 
     /// available → reserved. The hot path of a drop: one CAS loop, no lock.
     pub fn take(&self, quantity: u32) -> Result<StockCounts, CounterRefusal> {
+        let quantity = u64::from(quantity);
         self.update(|c| {
             let available = c.available.checked_sub(quantity)?;
             Some(StockCounts {
@@ -87,6 +90,7 @@ impl SkuCounter {
 
     /// reserved → available: a release, an expiry, or a failed attempt undoing its own take.
     pub fn give_back(&self, quantity: u32) -> Result<StockCounts, CounterRefusal> {
+        let quantity = u64::from(quantity);
         self.update(|c| {
             Some(StockCounts {
                 available: c.available + quantity,
@@ -98,6 +102,7 @@ impl SkuCounter {
 
     /// reserved → sold.
     pub fn sell(&self, quantity: u32) -> Result<StockCounts, CounterRefusal> {
+        let quantity = u64::from(quantity);
         self.update(|c| {
             Some(StockCounts {
                 available: c.available,
@@ -109,6 +114,7 @@ impl SkuCounter {
 
     /// sold → available: a paid order cancelled, or a returned one; the units go back on sale.
     pub fn unsell(&self, quantity: u32) -> Result<StockCounts, CounterRefusal> {
+        let quantity = u64::from(quantity);
         self.update(|c| {
             Some(StockCounts {
                 available: c.available + quantity,
@@ -123,11 +129,11 @@ impl SkuCounter {
         let mut current = self.word.load(Ordering::Acquire);
         loop {
             let counts = StockCounts::unpack(current);
-            if u64::from(counts.total()) + u64::from(quantity) > u64::from(SKU_UNITS_MAX) {
+            if counts.total() + u64::from(quantity) > SKU_UNITS_MAX {
                 return Err(CounterRefusal::Full(counts));
             }
             let next = StockCounts {
-                available: counts.available + quantity,
+                available: counts.available + u64::from(quantity),
                 ..counts
             };
             match self.word.compare_exchange_weak(
@@ -193,12 +199,15 @@ mod tests {
 
     #[test]
     fn fields_do_not_bleed_into_each_other_at_the_bound() {
+        // Past 2^40 units sold, and every field at its edge.
         let counter = SkuCounter::new(StockCounts {
-            available: SKU_UNITS_MAX,
-            ..Default::default()
+            available: 3,
+            reserved: 2,
+            sold: SKU_UNITS_MAX - 5,
         });
-        counter.take(SKU_UNITS_MAX).unwrap();
-        counter.sell(SKU_UNITS_MAX).unwrap();
+        const { assert!(SKU_UNITS_MAX - 5 > 1 << 40) };
+        counter.take(3).unwrap();
+        counter.sell(5).unwrap();
         assert_eq!(
             counter.load(),
             StockCounts {
@@ -208,6 +217,22 @@ mod tests {
             }
         );
         assert!(matches!(counter.restock(1), Err(CounterRefusal::Full(_))));
+        counter.unsell(u32::MAX).unwrap();
+        assert_eq!(counter.load().available, u64::from(u32::MAX));
+        assert_eq!(counter.load().total(), SKU_UNITS_MAX);
+        let full = SkuCounter::new(StockCounts {
+            available: SKU_UNITS_MAX,
+            ..Default::default()
+        });
+        full.take(u32::MAX).unwrap();
+        assert_eq!(
+            full.load(),
+            StockCounts {
+                available: SKU_UNITS_MAX - u64::from(u32::MAX),
+                reserved: u64::from(u32::MAX),
+                sold: 0
+            }
+        );
     }
 
     #[derive(Debug, Clone)]
@@ -231,16 +256,16 @@ mod tests {
         /// The counter behaves exactly like three plain integers that may not go negative,
         /// and a refused move changes nothing.
         #[test]
-        fn counter_matches_a_plain_model(start in 0u32..20, ops in proptest::collection::vec(op(), 0..200)) {
+        fn counter_matches_a_plain_model(start in 0u64..20, ops in proptest::collection::vec(op(), 0..200)) {
             let counter = SkuCounter::new(StockCounts { available: start, ..Default::default() });
             let mut model = StockCounts { available: start, ..Default::default() };
             let mut total = start;
             for op in ops {
                 let (result, expected) = match op {
-                    Op::Take(q) => (counter.take(q), model.available.checked_sub(q).map(|a| StockCounts { available: a, reserved: model.reserved + q, ..model })),
-                    Op::GiveBack(q) => (counter.give_back(q), model.reserved.checked_sub(q).map(|r| StockCounts { available: model.available + q, reserved: r, ..model })),
-                    Op::Sell(q) => (counter.sell(q), model.reserved.checked_sub(q).map(|r| StockCounts { reserved: r, sold: model.sold + q, ..model })),
-                    Op::Restock(q) => { total += q; (counter.restock(q), Some(StockCounts { available: model.available + q, ..model })) }
+                    Op::Take(q) => (counter.take(q), model.available.checked_sub(q.into()).map(|a| StockCounts { available: a, reserved: model.reserved + u64::from(q), ..model })),
+                    Op::GiveBack(q) => (counter.give_back(q), model.reserved.checked_sub(q.into()).map(|r| StockCounts { available: model.available + u64::from(q), reserved: r, ..model })),
+                    Op::Sell(q) => (counter.sell(q), model.reserved.checked_sub(q.into()).map(|r| StockCounts { reserved: r, sold: model.sold + u64::from(q), ..model })),
+                    Op::Restock(q) => { total += u64::from(q); (counter.restock(q), Some(StockCounts { available: model.available + u64::from(q), ..model })) }
                 };
                 match expected {
                     Some(next) => { prop_assert_eq!(result, Ok(next)); model = next; }

@@ -12,13 +12,13 @@ pub enum EngineError {
     #[error("SKU {0} exists already")]
     SkuExists(Sku),
     #[error("only {available} unit(s) left")]
-    SoldOut { available: u32 },
+    SoldOut { available: u64 },
     #[error("the purchase limit of {limit} unit(s) per customer would be exceeded")]
     PurchaseLimitExceeded { limit: u32 },
     #[error("quantity must be between 1 and {max}")]
     InvalidQuantity { max: u32 },
     #[error("a SKU holds at most {max} units over its lifetime")]
-    StockLimitExceeded { max: u32 },
+    StockLimitExceeded { max: u64 },
     #[error("reservation {0} does not exist")]
     ReservationNotFound(ReservationId),
     #[error("reservation {id} is {status}, not active")]

@@ -25,7 +25,7 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 
 pub use image::{
-    Closed, HoldImage, ReservationImage, SkuImage, StateImage,
+    Closed, HoldImage, ReservationImage, SkuImage, SkuImageV1, StateImage, StateImageV1,
     check_invariants as check_invariants_of,
 };
 
@@ -49,7 +49,7 @@ pub struct SkuEntry {
     pub per_user_limit: Option<u32>,
     /// Units the log has promised this SKU (created + restocked), counting restocks that are
     /// queued but not yet durable, so two concurrent restocks cannot overrun the counter bound.
-    stock_promised: AtomicU32,
+    stock_promised: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -368,7 +368,7 @@ impl State {
         per_user_limit: Option<u32>,
         append: impl FnOnce(Record) -> Result<Ticket, EngineError>,
     ) -> Result<Ticket, EngineError> {
-        validate_new_sku(stock_total, per_user_limit)?;
+        validate_new_sku(per_user_limit)?;
         // The shard stays locked until the record is queued, so any reservation of this SKU is
         // logged after its creation; a SKU whose creation was lost takes no durable reservation.
         match self.skus.entry(sku) {
@@ -487,13 +487,15 @@ impl State {
         quantity: u32,
         append: impl FnOnce(Record) -> Result<Ticket, EngineError>,
     ) -> Result<Ticket, EngineError> {
-        if quantity == 0 || quantity > SKU_UNITS_MAX {
-            return Err(EngineError::InvalidQuantity { max: SKU_UNITS_MAX });
+        if quantity == 0 {
+            return Err(EngineError::InvalidQuantity { max: u32::MAX });
         }
         let entry = self.skus.get(&sku).ok_or(EngineError::SkuNotFound(sku))?;
         Self::promise_units(&entry, quantity)?;
         append(Record::Restocked { sku, quantity }).inspect_err(|_| {
-            entry.stock_promised.fetch_sub(quantity, Ordering::AcqRel);
+            entry
+                .stock_promised
+                .fetch_sub(u64::from(quantity), Ordering::AcqRel);
         })
     }
 
@@ -634,7 +636,7 @@ impl State {
         stock_total: u32,
         per_user_limit: Option<u32>,
     ) -> Result<(), EngineError> {
-        validate_new_sku(stock_total, per_user_limit)?;
+        validate_new_sku(per_user_limit)?;
         match self.skus.entry(sku) {
             dashmap::Entry::Occupied(_) => Err(EngineError::SkuExists(sku)),
             dashmap::Entry::Vacant(slot) => {
@@ -719,7 +721,7 @@ impl State {
             .stock_promised
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |promised| {
                 promised
-                    .checked_add(quantity)
+                    .checked_add(u64::from(quantity))
                     .filter(|&next| next <= SKU_UNITS_MAX)
             })
             .map(drop)
@@ -762,25 +764,22 @@ impl SkuEntry {
     fn new(stock_total: u32, per_user_limit: Option<u32>) -> Self {
         Self {
             counter: SkuCounter::new(StockCounts {
-                available: stock_total,
+                available: u64::from(stock_total),
                 reserved: 0,
                 sold: 0,
             }),
             per_user_limit,
-            stock_promised: AtomicU32::new(stock_total),
+            stock_promised: AtomicU64::new(u64::from(stock_total)),
         }
     }
 
     /// The units the log has given this SKU, including queued restocks.
-    pub fn stock_promised(&self) -> u32 {
+    pub fn stock_promised(&self) -> u64 {
         self.stock_promised.load(Ordering::Acquire)
     }
 }
 
-fn validate_new_sku(stock_total: u32, per_user_limit: Option<u32>) -> Result<(), EngineError> {
-    if stock_total > SKU_UNITS_MAX {
-        return Err(EngineError::StockLimitExceeded { max: SKU_UNITS_MAX });
-    }
+fn validate_new_sku(per_user_limit: Option<u32>) -> Result<(), EngineError> {
     if per_user_limit == Some(0) {
         return Err(EngineError::InvalidQuantity {
             max: RESERVATION_UNITS_MAX,

@@ -18,7 +18,7 @@ use crate::config::EngineConfig;
 use crate::durable::SledFiles;
 use crate::error::OpenError;
 use crate::record::{Record, Seq};
-use crate::state::StateImage;
+use crate::state::{StateImage, StateImageV1};
 use crate::wal::batch;
 
 /// The store format this build writes. Format 1 (before the cold tier) is upgraded on open:
@@ -30,7 +30,10 @@ const SNAPSHOT_MAGIC_PREFIX: &[u8; 3] = b"ALS";
 /// The snapshot format this build writes and reads. A change of `StateImage` that rkyv lays
 /// out differently is a new version: an older build then refuses the snapshot (and the open)
 /// instead of taking it for damage.
-const SNAPSHOT_FORMAT: u8 = b'1';
+/// Format 2: SKU counts of 64 bits (counters of 42 bits a field). Format 1 (32-bit counts) is
+/// still read ([`StateImageV1`]).
+const SNAPSHOT_FORMAT: u8 = b'2';
+const SNAPSHOT_FORMAT_V1: u8 = b'1';
 const SNAPSHOT_HEADER_BYTES: usize = 20;
 /// Snapshots kept: the newest, and one before it in case the newest turns out unreadable.
 const SNAPSHOTS_KEPT: usize = 2;
@@ -402,6 +405,10 @@ impl std::fmt::Display for SnapshotRefused {
 fn encode_snapshot(image: &StateImage) -> Result<Vec<u8>, String> {
     let payload = rkyv::to_bytes::<rancor::Error>(image)
         .map_err(|e| format!("the state image cannot be encoded: {e}"))?;
+    frame_snapshot(SNAPSHOT_FORMAT, image.seq, &payload)
+}
+
+fn frame_snapshot(format: u8, seq: Seq, payload: &[u8]) -> Result<Vec<u8>, String> {
     let len = u32::try_from(payload.len()).map_err(|_| {
         format!(
             "the state image is {} bytes, over a snapshot's 4 GiB",
@@ -410,20 +417,21 @@ fn encode_snapshot(image: &StateImage) -> Result<Vec<u8>, String> {
     })?;
     let mut value = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + payload.len());
     value.extend_from_slice(SNAPSHOT_MAGIC_PREFIX);
-    value.push(SNAPSHOT_FORMAT);
-    value.extend_from_slice(&image.seq.to_le_bytes());
+    value.push(format);
+    value.extend_from_slice(&seq.to_le_bytes());
     value.extend_from_slice(&len.to_le_bytes());
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&value[4..16]);
-    hasher.update(&payload);
+    hasher.update(payload);
     value.extend_from_slice(&hasher.finalize().to_le_bytes());
-    value.extend_from_slice(&payload);
+    value.extend_from_slice(payload);
     Ok(value)
 }
 
 fn decode_snapshot(key_seq: Seq, value: &[u8]) -> Result<StateImage, SnapshotRefused> {
     if let [b'A', b'L', b'S', version, ..] = value
         && *version != SNAPSHOT_FORMAT
+        && *version != SNAPSHOT_FORMAT_V1
         && version.is_ascii_digit()
     {
         return Err(SnapshotRefused::UnknownFormat(*version as char));
@@ -435,7 +443,8 @@ fn decode_snapshot_payload(key_seq: Seq, value: &[u8]) -> Result<StateImage, Str
     if value.len() < SNAPSHOT_HEADER_BYTES || &value[0..3] != SNAPSHOT_MAGIC_PREFIX {
         return Err("not a snapshot".into());
     }
-    if value[3] != SNAPSHOT_FORMAT {
+    let format = value[3];
+    if format != SNAPSHOT_FORMAT && format != SNAPSHOT_FORMAT_V1 {
         return Err("not a snapshot".into());
     }
     let seq = u64::from_le_bytes(value[4..12].try_into().expect("8 bytes"));
@@ -456,10 +465,48 @@ fn decode_snapshot_payload(key_seq: Seq, value: &[u8]) -> Result<StateImage, Str
     }
     let mut aligned = AlignedVec::<16>::with_capacity(payload.len());
     aligned.extend_from_slice(payload);
-    let image = rkyv::from_bytes::<StateImage, rancor::Error>(&aligned)
-        .map_err(|e| format!("undecodable: {e}"))?;
+    let image = if format == SNAPSHOT_FORMAT_V1 {
+        rkyv::from_bytes::<StateImageV1, rancor::Error>(&aligned).map(StateImage::from)
+    } else {
+        rkyv::from_bytes::<StateImage, rancor::Error>(&aligned)
+    }
+    .map_err(|e| format!("undecodable: {e}"))?;
     if image.seq != seq {
         return Err("header and image disagree".into());
     }
     Ok(image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{SkuImageV1, StateImageV1};
+
+    /// A snapshot of format 1 (32-bit SKU counts) still reads, as the same image in 64 bits.
+    #[test]
+    fn a_snapshot_of_format_1_reads_as_the_current_image() {
+        let v1 = StateImageV1 {
+            seq: 9,
+            next_reservation: 3,
+            skus: vec![SkuImageV1 {
+                sku: crate::ids::Sku(1),
+                stock_total: u32::MAX,
+                available: u32::MAX - 7,
+                reserved: 2,
+                sold: 5,
+                per_user_limit: Some(4),
+            }],
+            ..Default::default()
+        };
+        let payload = rkyv::to_bytes::<rancor::Error>(&v1).unwrap();
+        let value = frame_snapshot(SNAPSHOT_FORMAT_V1, 9, &payload).unwrap();
+        let image = decode_snapshot(9, &value).unwrap();
+        assert_eq!(image, StateImage::from(v1.clone()));
+        assert_eq!(image.skus[0].stock_total, u64::from(u32::MAX));
+        assert_eq!(image.skus[0].available, u64::from(u32::MAX - 7));
+        // Written again, it is format 2, and reads back the same.
+        let again = encode_snapshot(&image).unwrap();
+        assert_eq!(again[3], SNAPSHOT_FORMAT);
+        assert_eq!(decode_snapshot(9, &again).unwrap(), image);
+    }
 }

@@ -73,7 +73,7 @@ fn eight_threads_race_100k_attempts_for_1000_units() {
     let counts = engine.stock(sku).unwrap();
     assert_eq!(
         (counts.available, counts.reserved, counts.sold),
-        (0, 0, UNITS)
+        (0, 0, u64::from(UNITS))
     );
     assert!(
         per_user.values().all(|&n| n <= LIMIT),
@@ -86,7 +86,7 @@ fn eight_threads_race_100k_attempts_for_1000_units() {
     drop(engine);
     let inspection = allot_engine::inspect(dir.path()).unwrap();
     assert!(inspection.is_clean(), "{:?}", inspection.problems);
-    assert_eq!(inspection.image.skus[0].sold, UNITS);
+    assert_eq!(inspection.image.skus[0].sold, u64::from(UNITS));
 }
 
 #[test]

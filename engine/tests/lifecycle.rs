@@ -14,7 +14,7 @@ fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Engine {
     Engine::open(EngineConfig::new(dir), clock.clone()).expect("open")
 }
 
-fn counts(available: u32, reserved: u32, sold: u32) -> StockCounts {
+fn counts(available: u64, reserved: u64, sold: u64) -> StockCounts {
     StockCounts {
         available,
         reserved,
@@ -85,10 +85,6 @@ fn bad_requests_are_refused_and_change_nothing() {
         Err(EngineError::SkuExists(_))
     ));
     assert!(matches!(
-        engine.create_sku(Sku(8), allot_engine::SKU_UNITS_MAX + 1, None),
-        Err(EngineError::StockLimitExceeded { .. })
-    ));
-    assert!(matches!(
         engine.reserve(UserId(1), sku, 0, 1_000),
         Err(EngineError::InvalidQuantity { .. })
     ));
@@ -101,8 +97,8 @@ fn bad_requests_are_refused_and_change_nothing() {
         Err(EngineError::PurchaseLimitExceeded { limit: 2 })
     ));
     assert!(matches!(
-        engine.restock(sku, allot_engine::SKU_UNITS_MAX),
-        Err(EngineError::StockLimitExceeded { .. })
+        engine.restock(sku, 0),
+        Err(EngineError::InvalidQuantity { .. })
     ));
     assert!(matches!(
         engine.commit(allot_engine::ReservationId(12345)),
@@ -290,4 +286,51 @@ fn periodic_snapshots_prune_the_log_and_verify_compares_them() {
     assert!(inspection.is_clean(), "{:?}", inspection.problems);
     assert!(!inspection.snapshots_compared.is_empty());
     assert_eq!(inspection.image, before);
+}
+
+/// A SKU's lifetime is no business limit: restocked past 2^40 units (and sold from), it keeps
+/// exact counts through a restart; only a bound no shop reaches (2^42 − 1) refuses a restock.
+#[test]
+fn a_sku_holds_more_than_2_pow_40_units_over_its_lifetime() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let engine = open(dir.path(), &clock);
+    let sku = Sku(40);
+    engine
+        .create_sku(sku, 3_000_000, None)
+        .unwrap()
+        .wait()
+        .unwrap();
+    let mut last = None;
+    // 257 restocks of u32::MAX: past 2^40.
+    for _ in 0..257 {
+        last = Some(engine.restock(sku, u32::MAX).unwrap());
+    }
+    last.unwrap().wait().unwrap();
+    let total = 3_000_000 + 257 * u64::from(u32::MAX);
+    assert!(total > 1 << 40);
+    let (reservation, t) = engine.reserve(UserId(1), sku, 1_000, 60_000).unwrap();
+    t.wait().unwrap();
+    engine.commit(reservation).unwrap().wait().unwrap();
+    assert_eq!(engine.stock(sku).unwrap(), counts(total - 1_000, 0, 1_000));
+    // Up to the bound, and no further: the refused restock changes nothing.
+    let room = allot_engine::SKU_UNITS_MAX - total;
+    let mut last = None;
+    for _ in 0..room / u64::from(u32::MAX) {
+        last = Some(engine.restock(sku, u32::MAX).unwrap());
+    }
+    last.unwrap().wait().unwrap();
+    let before = engine.stock(sku).unwrap();
+    assert!(matches!(
+        engine.restock(sku, u32::MAX),
+        Err(EngineError::StockLimitExceeded { .. })
+    ));
+    engine.barrier().wait().unwrap();
+    assert_eq!(engine.stock(sku).unwrap(), before);
+    let image = engine.image();
+    engine.close().unwrap();
+    drop(engine);
+    let engine = open(dir.path(), &clock);
+    assert_eq!(engine.stock(sku).unwrap(), before);
+    assert_eq!(engine.image(), image);
 }

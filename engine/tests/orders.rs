@@ -83,7 +83,7 @@ fn stock(shop: &Shop, product: ProductId) -> StockCounts {
     shop.engine.stock(Sku(product.0)).unwrap()
 }
 
-fn counts(available: u32, reserved: u32, sold: u32) -> StockCounts {
+fn counts(available: u64, reserved: u64, sold: u64) -> StockCounts {
     StockCounts {
         available,
         reserved,

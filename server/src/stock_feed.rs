@@ -121,9 +121,9 @@ pub const KEEP_ALIVE_FRAME: &[u8] = b":\n\n";
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct StockJson {
     pub product_id: String,
-    pub remaining: u32,
-    pub reserved: u32,
-    pub sold: u32,
+    pub remaining: u64,
+    pub reserved: u64,
+    pub sold: u64,
     pub status: &'static str,
     pub as_of: String,
 }
@@ -282,7 +282,7 @@ mod tests {
         assert_eq!(odd.pace_ms(5), STOCK_FEED_TICK_MS);
     }
 
-    fn event(status: ProductStatus, available: u32) -> (StockEvent, StockCounts) {
+    fn event(status: ProductStatus, available: u64) -> (StockEvent, StockCounts) {
         let counts = StockCounts {
             available,
             reserved: 0,

@@ -36,11 +36,67 @@ pub struct StateImage {
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct SkuImage {
     pub sku: Sku,
+    pub stock_total: u64,
+    pub available: u64,
+    pub reserved: u64,
+    pub sold: u64,
+    pub per_user_limit: Option<u32>,
+}
+
+/// The image as snapshot format 1 laid it out (before counters were 42 bits a field): the same
+/// but for 32-bit SKU counts. Read, never written, and turned into a [`StateImage`].
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct StateImageV1 {
+    pub seq: Seq,
+    pub next_reservation: u64,
+    pub skus: Vec<SkuImageV1>,
+    pub reservations: Vec<ReservationImage>,
+    pub holds: Vec<HoldImage>,
+    pub accounts: AccountsImage,
+    pub next_product: u64,
+    pub products: Vec<Product>,
+    pub wishlists: Vec<(UserId, Vec<WishItem>)>,
+    pub next_order: u64,
+    pub orders: Vec<Order>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SkuImageV1 {
+    pub sku: Sku,
     pub stock_total: u32,
     pub available: u32,
     pub reserved: u32,
     pub sold: u32,
     pub per_user_limit: Option<u32>,
+}
+
+impl From<StateImageV1> for StateImage {
+    fn from(v1: StateImageV1) -> Self {
+        StateImage {
+            seq: v1.seq,
+            next_reservation: v1.next_reservation,
+            skus: v1
+                .skus
+                .into_iter()
+                .map(|s| SkuImage {
+                    sku: s.sku,
+                    stock_total: s.stock_total.into(),
+                    available: s.available.into(),
+                    reserved: s.reserved.into(),
+                    sold: s.sold.into(),
+                    per_user_limit: s.per_user_limit,
+                })
+                .collect(),
+            reservations: v1.reservations,
+            holds: v1.holds,
+            accounts: v1.accounts,
+            next_product: v1.next_product,
+            products: v1.products,
+            wishlists: v1.wishlists,
+            next_order: v1.next_order,
+            orders: v1.orders,
+        }
+    }
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -175,7 +231,7 @@ impl State {
                         sold: sku.sold,
                     }),
                     per_user_limit: sku.per_user_limit,
-                    stock_promised: AtomicU32::new(sku.stock_total),
+                    stock_promised: AtomicU64::new(sku.stock_total),
                 },
             );
         }
@@ -252,8 +308,8 @@ pub fn check_invariants(image: &StateImage) -> Vec<String> {
         }
     }
     for sku in &image.skus {
-        let total = u64::from(sku.available) + u64::from(sku.reserved) + u64::from(sku.sold);
-        if total != u64::from(sku.stock_total) {
+        let total = u128::from(sku.available) + u128::from(sku.reserved) + u128::from(sku.sold);
+        if total != u128::from(sku.stock_total) {
             problems.push(format!(
                 "{}: available {} + reserved {} + sold {} != stock_total {}",
                 sku.sku, sku.available, sku.reserved, sku.sold, sku.stock_total
@@ -263,13 +319,13 @@ pub fn check_invariants(image: &StateImage) -> Vec<String> {
             problems.push(format!("{}: stock_total over the bound", sku.sku));
         }
         let sum = sums.remove(&sku.sku).unwrap_or_default();
-        if sum.reserved != u64::from(sku.reserved) {
+        if sum.reserved != sku.reserved {
             problems.push(format!(
                 "{}: reserved {} but its active reservations hold {}",
                 sku.sku, sku.reserved, sum.reserved
             ));
         }
-        if sum.sold != u64::from(sku.sold) {
+        if sum.sold != sku.sold {
             problems.push(format!(
                 "{}: sold {} but its committed reservations hold {}",
                 sku.sku, sku.sold, sum.sold

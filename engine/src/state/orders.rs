@@ -152,7 +152,7 @@ impl State {
                 return Some(EngineError::PurchaseLimitExceeded { limit });
             }
             let available = entry.counter.load().available;
-            if available < line.quantity {
+            if available < u64::from(line.quantity) {
                 return Some(EngineError::SoldOut { available });
             }
         }

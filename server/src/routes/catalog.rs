@@ -54,9 +54,9 @@ struct ProductJson {
     sale_closes_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     per_user_limit: Option<u32>,
-    stock_total: u32,
+    stock_total: u64,
     /// Read from the SKU counter at the moment of the answer.
-    remaining: u32,
+    remaining: u64,
     status: &'static str,
     version: u32,
 }
@@ -323,8 +323,10 @@ async fn create_product(
     };
     let price =
         u64::try_from(body.price).map_err(|_| invalid_product("price must not be negative"))?;
+    // One record carries up to u32::MAX units; restocks add more (a SKU's lifetime bound is
+    // 2^42 − 1, `stock_limit_exceeded`).
     let stock_total = u32::try_from(body.stock_total)
-        .map_err(|_| invalid_product("stock_total must be 0 to 2,097,151"))?;
+        .map_err(|_| invalid_product("stock_total must be 0 to 4,294,967,295"))?;
     let new = NewProduct {
         kind,
         details: ProductDetails {
@@ -428,11 +430,8 @@ async fn restock_product(
     ApiJson(body): ApiJson<RestockRequest>,
 ) -> Result<Json<StockJson>, Problem> {
     let id = product_id(&id)?;
-    let quantity = u32::try_from(body.quantity).map_err(|_| {
-        Problem::from(EngineError::InvalidQuantity {
-            max: allot_engine::SKU_UNITS_MAX,
-        })
-    })?;
+    let quantity = u32::try_from(body.quantity)
+        .map_err(|_| Problem::from(EngineError::InvalidQuantity { max: u32::MAX }))?;
     engine.restock_product(id, quantity)?.durable().await?;
     let view = engine.product(id).ok_or(EngineError::ProductNotFound(id))?;
     Ok(Json(StockJson::of(&view)))
@@ -444,7 +443,7 @@ async fn restock_product(
 struct WishProductJson {
     name: String,
     price: u64,
-    remaining: u32,
+    remaining: u64,
     status: &'static str,
 }
 
@@ -559,7 +558,7 @@ mod tests {
 
     use super::*;
 
-    fn event(status: ProductStatus, available: u32, change: u64) -> StockEvent {
+    fn event(status: ProductStatus, available: u64, change: u64) -> StockEvent {
         let counts = StockCounts {
             available,
             reserved: 0,
