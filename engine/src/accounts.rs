@@ -31,6 +31,10 @@ pub const VERIFICATION_CODE_TTL_MS: Millis = 10 * 60 * 1000;
 pub const VERIFICATION_RESEND_COOLDOWN_MS: Millis = 60 * 1000;
 /// How long a confirmed email may be used to sign up.
 pub const SIGNUP_TOKEN_TTL_MS: Millis = 30 * 60 * 1000;
+/// How long past its expiry a session, a revocation or a verification is kept before retention
+/// forgets it: a margin for a wall clock stepped back, under which an expired token would pass
+/// for a live one again.
+pub const EXPIRED_KEPT_MS: Millis = 60 * 60 * 1000;
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -55,6 +59,14 @@ struct Verification {
     failed: u32,
     /// The signup token issued for the right code: its hash and expiry.
     token: Option<(Digest, Millis)>,
+}
+
+impl Verification {
+    /// The last moment it can be used: its code, or the signup token the code gave.
+    fn kept_until(&self) -> Millis {
+        self.token
+            .map_or(self.expires_ms, |(_, expires)| expires.max(self.expires_ms))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -229,8 +241,115 @@ impl Accounts {
             AccountRecord::AccessRevoked { jti, expires_ms } => {
                 self.revoked.insert(*jti, *expires_ms);
             }
+            AccountRecord::SessionForgotten { family } => {
+                let (_, session) = self
+                    .sessions
+                    .remove(family)
+                    .ok_or_else(|| fail(format!("forgetting no session family {family}")))?;
+                self.forget_tokens_of(*family, &session);
+            }
+            AccountRecord::RevocationForgotten { jti } => {
+                self.revoked
+                    .remove(jti)
+                    .ok_or_else(|| fail("forgetting no revocation".into()))?;
+            }
+            AccountRecord::VerificationForgotten { email_index } => {
+                let (_, v) = self
+                    .verifications
+                    .remove(email_index)
+                    .ok_or_else(|| fail("forgetting no verification".into()))?;
+                if let Some((token, _)) = v.token {
+                    self.signup_tokens.remove(&token);
+                }
+            }
         }
         Ok(())
+    }
+
+    // ----- retention ------------------------------------------------------------------------
+
+    /// Forgets what expired more than [`EXPIRED_KEPT_MS`] before `now_ms`: session families
+    /// (with every token they had), revocations of access tokens, email verifications. Each is
+    /// logged as its own record under the entry's lock, like any change of that entry, so a
+    /// replay forgets exactly what the live run did, in the same order. Answers how many.
+    /// At most `limit` are forgotten per call.
+    pub fn forget_expired(
+        &self,
+        now_ms: Millis,
+        limit: usize,
+        append: Append<'_>,
+    ) -> Result<usize, EngineError> {
+        let cutoff = now_ms.saturating_sub(EXPIRED_KEPT_MS);
+        let mut forgotten = 0;
+        let families: Vec<u64> = self
+            .sessions
+            .iter()
+            .filter(|s| s.expires_ms <= cutoff)
+            .map(|s| *s.key())
+            .take(limit)
+            .collect();
+        for family in families {
+            if let dashmap::Entry::Occupied(entry) = self.sessions.entry(family)
+                && entry.get().expires_ms <= cutoff
+            {
+                // Nothing to wait for: a forgotten entry is one that no longer counts.
+                let _forgotten = append(AccountRecord::SessionForgotten { family })?;
+                let session = entry.remove();
+                self.forget_tokens_of(family, &session);
+                forgotten += 1;
+            }
+        }
+        let revoked: Vec<Digest> = self
+            .revoked
+            .iter()
+            .filter(|r| *r.value() <= cutoff)
+            .map(|r| *r.key())
+            .take(limit.saturating_sub(forgotten))
+            .collect();
+        for jti in revoked {
+            if let dashmap::Entry::Occupied(entry) = self.revoked.entry(jti)
+                && *entry.get() <= cutoff
+            {
+                let _forgotten = append(AccountRecord::RevocationForgotten { jti })?;
+                entry.remove();
+                forgotten += 1;
+            }
+        }
+        let verifications: Vec<Digest> = self
+            .verifications
+            .iter()
+            .filter(|v| v.kept_until() <= cutoff)
+            .map(|v| *v.key())
+            .take(limit.saturating_sub(forgotten))
+            .collect();
+        for email_index in verifications {
+            if let dashmap::Entry::Occupied(entry) = self.verifications.entry(email_index)
+                && entry.get().kept_until() <= cutoff
+            {
+                let _forgotten = append(AccountRecord::VerificationForgotten { email_index })?;
+                let v = entry.remove();
+                if let Some((token, _)) = v.token {
+                    self.signup_tokens.remove(&token);
+                }
+                forgotten += 1;
+            }
+        }
+        Ok(forgotten)
+    }
+
+    fn forget_tokens_of(&self, family: u64, session: &Session) {
+        for token in session.issued.iter().chain([&session.current]) {
+            self.session_tokens.remove_if(token, |_, f| *f == family);
+        }
+    }
+
+    /// How many sessions, revocations and verifications are held (for stats and tests).
+    pub fn held_counts(&self) -> (usize, usize, usize) {
+        (
+            self.sessions.len(),
+            self.revoked.len(),
+            self.verifications.len(),
+        )
     }
 
     // ----- email verification ------------------------------------------------------------
@@ -553,8 +672,10 @@ impl Accounts {
         expires_ms: Millis,
         append: Append<'_>,
     ) -> Result<Ticket, EngineError> {
+        // Under the entry's lock, as retention forgets one (`forget_expired`).
+        let entry = self.revoked.entry(jti);
         let ticket = append(AccountRecord::AccessRevoked { jti, expires_ms })?;
-        self.revoked.insert(jti, expires_ms);
+        entry.insert(expires_ms);
         Ok(ticket)
     }
 

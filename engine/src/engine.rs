@@ -435,6 +435,9 @@ fn expire_due_orders(state: &State, wal: &Wal, now_ms: Millis) -> usize {
     expired
 }
 
+/// How often retention forgets expired sessions, revocations and verifications.
+pub const ACCOUNT_RETENTION_EVERY_MS: Millis = 60_000;
+
 fn run_scheduler(
     state: &State,
     wal: &Wal,
@@ -442,10 +445,29 @@ fn run_scheduler(
     background: &Background,
     tick: Duration,
 ) {
+    let mut next_retention = clock.now_ms();
     loop {
         let now = clock.now_ms();
         release_expired(state, wal, now);
         expire_due_orders(state, wal, now);
+        if now >= next_retention {
+            let forgotten = wal.wait_for_room().and_then(|()| {
+                state
+                    .accounts
+                    .forget_expired(now, accounts::FORGET_PER_SWEEP_MAX, &|r| {
+                        wal.append(r.into())
+                    })
+            });
+            next_retention = match forgotten {
+                // More are due: go on at the next tick.
+                Ok(n) if n >= accounts::FORGET_PER_SWEEP_MAX => now,
+                Ok(_) => now.saturating_add(ACCOUNT_RETENTION_EVERY_MS),
+                Err(error) => {
+                    tracing::warn!(%error, "retention not logged; will retry");
+                    now.saturating_add(ACCOUNT_RETENTION_EVERY_MS)
+                }
+            };
+        }
         // Deadlines live in the state, so a restart loses none; the tick bounds how late an
         // expiry can be when the clock jumps or a deadline arrives while we sleep.
         let until_next = state.next_deadline().map_or(tick, |d| {

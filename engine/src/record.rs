@@ -123,6 +123,18 @@ pub enum AccountRecord {
         jti: Digest,
         expires_ms: Millis,
     },
+    /// Retention: a session family expired long enough ago is forgotten, with its tokens.
+    SessionForgotten {
+        family: u64,
+    },
+    /// Retention: a revocation of an access token expired long enough ago is forgotten.
+    RevocationForgotten {
+        jti: Digest,
+    },
+    /// Retention: an email verification (and its signup token) expired long enough ago.
+    VerificationForgotten {
+        email_index: Digest,
+    },
 }
 
 /// Catalog and wishlist records.

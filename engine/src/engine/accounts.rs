@@ -69,6 +69,9 @@ const SIGNUP_TOKEN_PURPOSE: &str = "signup-token";
 const REFRESH_TOKEN_PURPOSE: &str = "refresh-token";
 const JTI_PURPOSE: &str = "access-token-id";
 
+/// Most entries one retention sweep forgets (the log's queue is asked for room once a sweep).
+pub const FORGET_PER_SWEEP_MAX: usize = 10_000;
+
 impl Engine {
     /// Issues a code for `email` and answers it (for the mailer). A second request within the
     /// cooldown is refused with `VerificationCooldown`; the HTTP layer answers both alike.
@@ -319,6 +322,19 @@ impl Engine {
             .state
             .accounts
             .revoke_access(jti_hash, expires_ms, &|r| wal.append(r.into()))
+    }
+
+    /// Retention: forgets sessions, revocations and verifications that expired more than
+    /// [`EXPIRED_KEPT_MS`](crate::accounts::EXPIRED_KEPT_MS) ago, at most
+    /// [`FORGET_PER_SWEEP_MAX`] a call. The scheduler calls this every minute; answers how many.
+    pub fn forget_expired_accounts(&self) -> Result<usize, EngineError> {
+        let wal = self.ready_wal()?;
+        self.inner
+            .state
+            .accounts
+            .forget_expired(self.now_ms(), FORGET_PER_SWEEP_MAX, &|r| {
+                wal.append(r.into())
+            })
     }
 
     pub fn is_access_revoked(&self, jti: &str) -> bool {
