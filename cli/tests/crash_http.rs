@@ -549,6 +549,7 @@ async fn check_outcome(
         orders.len(),
         "seed {seed}: an order listed twice"
     );
+    assert_newest_first(orders, &format!("seed {seed}: the admin's list"));
     let acks = shared.acks.lock().unwrap().clone();
     for (customer, id, acked) in &acks {
         let order = by_id.get(id.as_str()).unwrap_or_else(|| {
@@ -580,6 +581,7 @@ async fn check_outcome(
     let mut paid_by = Vec::with_capacity(tokens.len());
     for (customer, token) in tokens.iter().enumerate() {
         let own = list(shared, token, "/orders").await;
+        assert_newest_first(&own, &format!("seed {seed}: customer {customer}'s orders"));
         let own_paid = own.iter().filter(|o| o["status"] == "paid").count();
         assert!(
             own_paid <= 1,
@@ -601,6 +603,24 @@ async fn check_outcome(
     }
     assert_eq!(seen, orders.len(), "seed {seed}: orders nobody placed");
     paid_by
+}
+
+/// A list read page by page (cursors) comes newest first: order ids strictly falling.
+fn assert_newest_first(orders: &[Value], what: &str) {
+    let ids: Vec<u64> = orders
+        .iter()
+        .map(|o| {
+            o["id"]
+                .as_str()
+                .and_then(|id| id.strip_prefix("ord_"))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{what}: an order id that is not ord_N: {o:?}"))
+        })
+        .collect();
+    assert!(
+        ids.windows(2).all(|pair| pair[0] > pair[1]),
+        "{what}: not newest first: {ids:?}"
+    );
 }
 
 /// Once every saga has ended, a customer's allowance of one is held by its paid order and by

@@ -135,7 +135,10 @@ impl Engine {
             crate::wal::LogTrees {
                 log: store.log.clone(),
                 events: store.events.clone(),
-                cold: Some(store.cold.clone()),
+                cold: Some((store.cold.clone(), {
+                    let state = state.clone();
+                    Arc::new(move |id| state.order_users.get(id))
+                })),
             },
             report.last_seq,
             WalOptions {

@@ -382,7 +382,7 @@ impl ColdFold {
         let end = state.seq();
         for (id, folded) in &self.orders {
             check.compared += 1;
-            match store.cold.get(*id)? {
+            match store.cold.get(folded.order.user, *id)? {
                 Some(stored) if stored.order == folded.order => {}
                 Some(stored) if stored.seq < folded.seq && folded.seq > rewritten_after => {
                     check.behind_after_snapshot += 1;
@@ -399,9 +399,19 @@ impl ColdFold {
                 None => report(format!("cold tier lacks order {id}"), problems),
             }
         }
+        let mut closed = 0;
         for stored in store.cold.iter() {
             let stored = stored?;
             check.orders += 1;
+            closed += u64::from(crate::state::is_closed(&stored.order));
+            if state.order_users.get(stored.order.id) != Some(stored.order.user)
+                && stored.seq <= end
+            {
+                report(
+                    format!("cold order {} is not in the map of users", stored.order.id),
+                    problems,
+                );
+            }
             if !store.cold.indexed(&stored)? {
                 report(
                     format!("cold order {} misses an index entry", stored.order.id),
@@ -426,11 +436,18 @@ impl ColdFold {
                 );
             }
         }
-        let (by_user, keys) = store.cold.index_lens();
-        if by_user as u64 != check.orders || keys as u64 != check.orders {
+        let keys = store.cold.key_count() as u64;
+        if keys != closed {
+            report(
+                format!("the cold tier holds {closed} closed orders but {keys} key entries"),
+                problems,
+            );
+        }
+        let mapped = state.order_users.len() as u64;
+        if mapped != check.orders {
             report(
                 format!(
-                    "the cold tier holds {} orders but {by_user} user index and {keys} key entries",
+                    "the cold tier holds {} orders, the map of their users {mapped}",
                     check.orders
                 ),
                 problems,

@@ -241,7 +241,7 @@ pub fn replay(
                 if on_defect == OnDefect::Cut {
                     let folded = store
                         .cold
-                        .fold(first_seq, &records)
+                        .fold(first_seq, &records, &|id| state.order_users.get(id))
                         .map_err(|e| OpenError::Corrupt(e.to_string()))?;
                     report.cold_folded += folded.records;
                 }

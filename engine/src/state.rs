@@ -13,8 +13,10 @@
 //! than exist. A replay runs `prepare` then `complete` for each record (`apply`).
 
 mod image;
+mod order_users;
 mod orders;
 
+pub use order_users::{OrderUsers, OrderUsersImage};
 pub use orders::NewOrder;
 pub(crate) use orders::{is_closed, order_placed, step as step_order};
 
@@ -108,6 +110,8 @@ pub struct State {
     /// Lock order: an order's entry, then this; never the other way round.
     to_settle: Mutex<BTreeSet<OrderId>>,
     next_order: AtomicU64,
+    /// Whose order every id is, closed ones included: where a read by id finds its cold key.
+    pub order_users: OrderUsers,
     /// The cold tier, where closed orders are read (a live state has one; a replay for a
     /// snapshot does not need one).
     cold: std::sync::OnceLock<crate::cold::Cold>,

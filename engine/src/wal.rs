@@ -18,6 +18,7 @@ use crate::cold::Cold;
 use crate::config::Durability;
 use crate::durable::SledFiles;
 use crate::error::EngineError;
+use crate::ids::{OrderId, UserId};
 use crate::record::{Record, Seq};
 
 /// Records an async caller of [`Wal::room`] leaves free in the queue for the writes of callers
@@ -66,13 +67,17 @@ pub struct WalStats {
     pub records_written: u64,
 }
 
+/// Whose order an id is, as the hot tier knows (set before an order's first record is queued).
+pub type UserLookup = Arc<dyn Fn(OrderId) -> Option<UserId> + Send + Sync>;
+
 /// The trees the writer writes each batch into, all made durable by the batch's one flush.
 pub struct LogTrees {
     pub log: sled::Tree,
     /// The domain events of each batch.
     pub events: sled::Tree,
-    /// The cold tier, folded with each batch (none in a bare log, as in benchmarks).
-    pub cold: Option<Cold>,
+    /// The cold tier, folded with each batch, and whose order an id is (none in a bare log, as
+    /// in benchmarks).
+    pub cold: Option<(Cold, UserLookup)>,
 }
 
 pub struct WalOptions {
@@ -401,8 +406,10 @@ impl Writer {
             .log
             .insert(batch::key(first_seq), value)
             .map_err(|e| e.to_string())?;
-        if let Some(cold) = &self.trees.cold {
-            let folded = cold.fold(first_seq, batch).map_err(|e| e.to_string())?;
+        if let Some((cold, user_of)) = &self.trees.cold {
+            let folded = cold
+                .fold(first_seq, batch, user_of.as_ref())
+                .map_err(|e| e.to_string())?;
             if folded.orphans > 0 {
                 return Err(format!(
                     "batch {first_seq}: {} records for orders the cold tier does not hold",

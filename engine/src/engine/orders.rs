@@ -74,10 +74,13 @@ impl Engine {
             return None;
         }
         let state = &self.inner.state;
+        // The refusal first (memory only), the key only then: a placement that goes on pays
+        // for no look-up of the cold tier here.
+        let refusal = state.certain_refusal(user, lines, self.now_ms())?;
         if state.idempotency_key_seen(&self.idempotency_hash(user, idempotency_key)) {
             return None;
         }
-        state.certain_refusal(user, lines, self.now_ms())
+        Some(refusal)
     }
 
     fn idempotency_hash(&self, user: UserId, idempotency_key: &str) -> crate::record::Digest {
@@ -178,7 +181,7 @@ impl Engine {
 
     /// As [`order`](Self::order), with the store's failure as an error.
     pub fn try_order(&self, id: OrderId) -> Result<Option<Order>, EngineError> {
-        let Some(stored) = self.inner.store.cold.get(id)? else {
+        let Some(stored) = self.stored_order(id)? else {
             return Ok(None);
         };
         self.inner.wal.ticket_at(stored.seq).wait()?;
@@ -187,7 +190,7 @@ impl Engine {
 
     /// As [`try_order`](Self::try_order), waiting without blocking the thread.
     pub async fn read_order(&self, id: OrderId) -> Result<Option<Order>, EngineError> {
-        let Some(stored) = self.inner.store.cold.get(id)? else {
+        let Some(stored) = self.stored_order(id)? else {
             return Ok(None);
         };
         self.inner.wal.ticket_at(stored.seq).durable().await?;
@@ -196,13 +199,46 @@ impl Engine {
 
     /// Whose order it is (which never changes, so this read waits for nothing).
     pub fn order_owner(&self, id: OrderId) -> Option<UserId> {
-        match self.inner.store.cold.get(id) {
-            Ok(stored) => stored.map(|s| s.order.user),
-            Err(error) => {
-                tracing::error!(%error, order = %id, "an order could not be read");
-                None
+        self.inner.state.order_users.get(id)
+    }
+
+    /// The order as the cold tier holds it, found through the hot tier's map of its user.
+    fn stored_order(&self, id: OrderId) -> Result<Option<StoredOrder>, EngineError> {
+        let Some(user) = self.inner.state.order_users.get(id) else {
+            return Ok(None);
+        };
+        Ok(self.inner.store.cold.get(user, id)?)
+    }
+
+    /// Every order older than `before`, newest first, of `status` if given; at most `limit`.
+    /// Walks the ids newest first (through the map of users) and reads each from the cold tier.
+    fn stored_orders(
+        &self,
+        before: Option<OrderId>,
+        limit: usize,
+        status: Option<crate::orders::OrderStatus>,
+    ) -> Result<Vec<StoredOrder>, EngineError> {
+        const CHUNK: usize = 256;
+        let mut found = Vec::new();
+        let mut cursor = before;
+        while found.len() < limit {
+            let ids = self.inner.state.order_users.newest(cursor, CHUNK);
+            let Some(&(last, _)) = ids.last() else {
+                break;
+            };
+            for (id, user) in ids {
+                if found.len() >= limit {
+                    break;
+                }
+                if let Some(stored) = self.inner.store.cold.get(user, id)?
+                    && status.is_none_or(|s| stored.order.status == s)
+                {
+                    found.push(stored);
+                }
             }
+            cursor = Some(last);
         }
+        Ok(found)
     }
 
     /// The user's orders, newest first, older than `before`; at most `limit`. Blocks.
@@ -235,11 +271,7 @@ impl Engine {
         limit: usize,
         status: Option<crate::orders::OrderStatus>,
     ) -> Vec<Order> {
-        self.inner
-            .store
-            .cold
-            .all(before, limit, status)
-            .map_err(EngineError::from)
+        self.stored_orders(before, limit, status)
             .and_then(|stored| self.durable_orders(stored))
             .inspect_err(|error| tracing::error!(%error, "orders could not be read"))
             .unwrap_or_default()
@@ -252,7 +284,7 @@ impl Engine {
         limit: usize,
         status: Option<crate::orders::OrderStatus>,
     ) -> Result<Vec<Order>, EngineError> {
-        let stored = self.inner.store.cold.all(before, limit, status)?;
+        let stored = self.stored_orders(before, limit, status)?;
         self.durable_orders_async(stored).await
     }
 

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use rkyv::{Archive, Deserialize, Serialize};
 
-use super::{Reservation, ReservationStatus, SkuEntry, State};
+use super::{OrderUsers, OrderUsersImage, Reservation, ReservationStatus, SkuEntry, State};
 use crate::accounts::{Accounts, AccountsImage};
 use crate::catalog::{Catalog, Product};
 use crate::clock::Millis;
@@ -31,6 +31,8 @@ pub struct StateImage {
     /// Every live order (closed ones are in the cold tier only); the idempotency keys, the
     /// expiry index and the ownership of line reservations are rebuilt from them.
     pub orders: Vec<Order>,
+    /// Whose order every id is, closed ones included.
+    pub order_users: OrderUsersImage,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -94,6 +96,14 @@ impl From<StateImageV1> for StateImage {
             products: v1.products,
             wishlists: v1.wishlists,
             next_order: v1.next_order,
+            order_users: {
+                // Format 1 held every order.
+                let users = OrderUsers::default();
+                for order in &v1.orders {
+                    users.set(order.id, order.user);
+                }
+                users.image()
+            },
             orders: v1.orders,
         }
     }
@@ -186,6 +196,7 @@ impl State {
                 orders.sort_by_key(|o| o.id);
                 orders
             },
+            order_users: self.order_users.image(),
         }
     }
 
@@ -203,6 +214,7 @@ impl State {
             catalog: Catalog::from_image(image.next_product, &image.products),
             wishlists: Wishlists::from_image(&image.wishlists),
             next_order: AtomicU64::new(image.next_order),
+            order_users: OrderUsers::from_image(&image.order_users),
             ..Default::default()
         };
         for order in &image.orders {

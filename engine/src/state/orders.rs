@@ -109,6 +109,7 @@ impl State {
         };
         self.insert_order_lines(&order);
         self.next_order.fetch_max(id.0 + 1, Ordering::AcqRel);
+        self.order_users.set(id, new.user);
         self.orders.insert(id, order.clone());
         slot.insert((new.request, id, false));
         Ok(Placement::Placed(order, ticket))
@@ -177,7 +178,10 @@ impl State {
         let Some(id) = cold.order_of_key(idempotency)? else {
             return Ok(None);
         };
-        let stored = cold.get(id)?.ok_or_else(|| {
+        let Some(user) = self.order_users.get(id) else {
+            return Ok(None);
+        };
+        let stored = cold.get(user, id)?.ok_or_else(|| {
             EngineError::LogFailed(format!("the cold tier indexes a key of {id} but not {id}"))
         })?;
         Ok(Some(stored.order))
@@ -410,7 +414,10 @@ impl State {
         id: OrderId,
         record_for: impl FnOnce(&Order) -> Result<OrderRecord, EngineError>,
     ) -> EngineError {
-        let stored = match self.cold.get().map(|cold| cold.get(id)) {
+        let Some(user) = self.order_users.get(id) else {
+            return EngineError::OrderNotFound(id);
+        };
+        let stored = match self.cold.get().map(|cold| cold.get(user, id)) {
             None | Some(Ok(None)) => return EngineError::OrderNotFound(id),
             Some(Err(error)) => return error.into(),
             Some(Ok(Some(stored))) => stored,
@@ -513,6 +520,7 @@ impl State {
             let order = order_placed(record).expect("an OrderPlaced record");
             self.insert_order_lines(&order);
             self.next_order.fetch_max(id.0 + 1, Ordering::AcqRel);
+            self.order_users.set(*id, *user);
             self.idempotency
                 .insert(order.idempotency, (order.request, *id, false));
             self.orders.insert(*id, order);
