@@ -89,7 +89,8 @@ pub struct EngineStats {
     /// Orders in the cold tier (every order ever placed).
     pub stored_orders: usize,
     pub snapshot_seqs: Vec<Seq>,
-    pub log_batches: usize,
+    /// The oldest sequence number the log still holds (what pruning has kept).
+    pub log_first_seq: Option<Seq>,
     pub disk_bytes: u64,
 }
 
@@ -315,7 +316,7 @@ impl Engine {
             live_orders: self.inner.state.live_order_count(),
             stored_orders: store.cold.len(),
             snapshot_seqs: store.snapshot_seqs().unwrap_or_default(),
-            log_batches: store.log.len(),
+            log_first_seq: store.log_first_key().unwrap_or_default(),
             disk_bytes: store.size_on_disk(),
         }
     }

@@ -98,7 +98,7 @@ pub fn recover(
         );
     }
     state.evict_closed();
-    let (first_key, _) = store.log_extent()?;
+    let first_key = store.log_first_key()?;
     if let Some(first_key) = first_key
         && first_key > state.seq() + 1
     {

@@ -221,10 +221,16 @@ impl Store {
         Ok(last)
     }
 
-    /// First and last key of the log, and how many batches it holds.
+    /// The key (first sequence number) of the log's oldest batch.
+    pub fn log_first_key(&self) -> Result<Option<Seq>, sled::Error> {
+        Ok(self.log.first()?.and_then(|(k, _)| batch::seq_of_key(&k)))
+    }
+
+    /// First key of the log, and how many batches it holds. Counting reads every batch (sled
+    /// has no count of a tree but a walk over it, values included): for offline tools only,
+    /// never on an open or a request.
     pub fn log_extent(&self) -> Result<(Option<Seq>, usize), sled::Error> {
-        let first = self.log.first()?.and_then(|(k, _)| batch::seq_of_key(&k));
-        Ok((first, self.log.len()))
+        Ok((self.log_first_key()?, self.log.len()))
     }
 
     // ----- snapshots -------------------------------------------------------------------------
