@@ -61,6 +61,23 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_SNAPSHOT_EVERY_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     snapshot_every_secs: u64,
+    /// Log records kept before the oldest kept snapshot when the log is pruned (0: all that a
+    /// snapshot covers is pruned).
+    #[arg(long, env = "ALLOT_LOG_TAIL_KEPT_RECORDS", default_value_t = 0)]
+    log_tail_kept_records: u64,
+    /// Events of the newest this many records are kept, whatever their age…
+    #[arg(long, env = "ALLOT_EVENTS_KEPT_RECORDS",
+          default_value_t = allot_engine::config::EVENTS_KEPT_RECORDS_DEFAULT)]
+    events_kept_records: u64,
+    /// …and events younger than this many days, whatever their number (never one a consumer
+    /// has not finished with).
+    #[arg(long, env = "ALLOT_EVENTS_KEPT_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=36_500))]
+    events_kept_days: u64,
+    /// sled's page cache, in MiB.
+    #[arg(long, env = "ALLOT_CACHE_MB", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(8..=65_536))]
+    cache_mb: u64,
     /// Do not load the demo catalog into an empty catalog.
     #[arg(long, env = "ALLOT_NO_DEMO_CATALOG")]
     no_demo_catalog: bool,
@@ -137,6 +154,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = EngineConfig {
         snapshot_every_records: args.snapshot_every_records,
         snapshot_every_ms: args.snapshot_every_secs * 1_000,
+        log_tail_kept_records: args.log_tail_kept_records,
+        events_kept_records: args.events_kept_records,
+        events_kept_ms: args.events_kept_days * 24 * 60 * 60 * 1_000,
+        cache_bytes: args.cache_mb << 20,
         ..EngineConfig::new(&args.data.data_dir)
     };
     let opened =

@@ -36,7 +36,20 @@ pub struct EngineConfig {
     pub cache_bytes: u64,
     /// The key file (JWT, personal-data and index keys); `<data_dir>/keys` unless set.
     pub keys_file: Option<PathBuf>,
+    /// Log records kept before the oldest kept snapshot when the log is pruned (0: prune all
+    /// that a snapshot covers).
+    pub log_tail_kept_records: u64,
+    /// Events of the newest this many records are kept whatever their age…
+    pub events_kept_records: u64,
+    /// …and events younger than this, whatever their number. Older and beyond both: pruned,
+    /// but never one a consumer has not finished with, nor one whose record the log still holds.
+    pub events_kept_ms: u64,
 }
+
+/// Events of the newest 10,000,000 records are kept, at the least.
+pub const EVENTS_KEPT_RECORDS_DEFAULT: u64 = 10_000_000;
+/// Events younger than 30 days are kept, at the least.
+pub const EVENTS_KEPT_MS_DEFAULT: u64 = 30 * 24 * 60 * 60 * 1000;
 
 impl EngineConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
@@ -51,6 +64,9 @@ impl EngineConfig {
             expiry_tick_ms: 50,
             cache_bytes: 256 * 1024 * 1024,
             keys_file: None,
+            log_tail_kept_records: 0,
+            events_kept_records: EVENTS_KEPT_RECORDS_DEFAULT,
+            events_kept_ms: EVENTS_KEPT_MS_DEFAULT,
         }
     }
 

@@ -163,16 +163,19 @@ impl Engine {
                 .spawn(move || run_scheduler(&state, &wal, clock.as_ref(), &background, tick))?
         };
         let snapshotter = {
-            let (store, wal, background, config) = (
+            let (store, wal, background, config, clock) = (
                 store.clone(),
                 wal.clone(),
                 background.clone(),
                 config.clone(),
+                clock.clone(),
             );
             let last = report.snapshot_seq.unwrap_or(0);
             std::thread::Builder::new()
                 .name("allot-snapshot".into())
-                .spawn(move || run_snapshotter(&store, &wal, &background, &config, last))?
+                .spawn(move || {
+                    run_snapshotter(&store, &wal, &background, &config, clock.as_ref(), last)
+                })?
         };
 
         Ok(Self {
@@ -321,13 +324,27 @@ impl Engine {
         }
     }
 
-    /// Writes a snapshot of everything durable now.
+    /// Writes a snapshot of everything durable now, then prunes what it lets go (log batches,
+    /// events past their retention).
     pub fn snapshot_now(&self) -> Result<Seq, EngineError> {
         self.inner.wal.barrier().wait()?;
         let target = self.inner.wal.durable_seq();
         let mut shadow = None;
-        take_snapshot(&self.inner.store, &mut shadow, target)
-            .map_err(|e| EngineError::LogFailed(format!("snapshot: {e}")))?;
+        take_snapshot(
+            &self.inner.store,
+            &mut shadow,
+            target,
+            self.inner.config.log_tail_kept_records,
+        )
+        .map_err(|e| EngineError::LogFailed(format!("snapshot: {e}")))?;
+        // Retention follows a snapshot, as in the background.
+        prune_events(
+            &self.inner.store,
+            &self.inner.config,
+            self.inner.clock.as_ref(),
+            target,
+        )
+        .map_err(|e| EngineError::LogFailed(format!("pruning events: {e}")))?;
         Ok(target)
     }
 
@@ -368,8 +385,13 @@ impl Inner {
             .ok()
             .and_then(|s| s.first().copied());
         if self.config.snapshot_on_close && durable > newest.unwrap_or(0) {
-            take_snapshot(&self.store, &mut shadow, durable)
-                .map_err(|e| EngineError::LogFailed(format!("snapshot on close: {e}")))?;
+            take_snapshot(
+                &self.store,
+                &mut shadow,
+                durable,
+                self.config.log_tail_kept_records,
+            )
+            .map_err(|e| EngineError::LogFailed(format!("snapshot on close: {e}")))?;
         }
         self.store
             .flush()
@@ -488,6 +510,7 @@ fn run_snapshotter(
     wal: &Wal,
     background: &Background,
     config: &EngineConfig,
+    clock: &dyn Clock,
     mut last_seq: Seq,
 ) -> Shadow {
     let mut shadow: Shadow = None;
@@ -504,8 +527,13 @@ fn run_snapshotter(
         if !due {
             continue;
         }
-        match take_snapshot(store, &mut shadow, durable) {
-            Ok(()) => last_seq = durable,
+        match take_snapshot(store, &mut shadow, durable, config.log_tail_kept_records) {
+            Ok(()) => {
+                last_seq = durable;
+                if let Err(error) = prune_events(store, config, clock, durable) {
+                    tracing::warn!(%error, "events not pruned; will retry after the next snapshot");
+                }
+            }
             Err(error) => tracing::error!(
                 %error,
                 "snapshot failed: recovery replays a longer log and the log is not pruned until \
@@ -516,8 +544,35 @@ fn run_snapshotter(
     }
 }
 
-/// Brings the shadow state up to `target` from the log and writes it as a snapshot.
-fn take_snapshot(store: &Store, shadow: &mut Shadow, target: Seq) -> Result<(), String> {
+/// Retention of events after a snapshot: those beyond the newest `events_kept_records` records
+/// and older than `events_kept_ms` go, never one whose record the log still holds (`db verify`
+/// compares those) nor one a consumer has not finished with.
+fn prune_events(
+    store: &Store,
+    config: &EngineConfig,
+    clock: &dyn Clock,
+    durable: Seq,
+) -> Result<u64, sled::Error> {
+    let log_first = store.log_first_key()?.unwrap_or(durable + 1);
+    let consumers = store.consumers_min_offset()?.map_or(durable + 1, |o| o + 1);
+    let before = log_first.min(consumers);
+    let by_count = durable.saturating_sub(config.events_kept_records);
+    let older_than = clock.now_ms().saturating_sub(config.events_kept_ms);
+    let pruned = store.prune_events(before, by_count, older_than)?;
+    if pruned > 0 {
+        tracing::info!(pruned, "events pruned");
+    }
+    Ok(pruned)
+}
+
+/// Brings the shadow state up to `target` from the log and writes it as a snapshot; prunes the
+/// log it covers but for `tail_kept` records.
+fn take_snapshot(
+    store: &Store,
+    shadow: &mut Shadow,
+    target: Seq,
+    tail_kept: Seq,
+) -> Result<(), String> {
     let started = Instant::now();
     let state = match shadow.take() {
         Some(state) => state,
@@ -542,7 +597,7 @@ fn take_snapshot(store: &Store, shadow: &mut Shadow, target: Seq) -> Result<(), 
         ));
     }
     store
-        .write_snapshot(&state.image())
+        .write_snapshot(&state.image(), tail_kept)
         .map_err(|e| e.to_string())?;
     tracing::info!(
         seq = target,

@@ -370,7 +370,7 @@ mod tests {
             }
             store.meta.remove("cold_materialised_through").unwrap();
             store.meta.insert("format", "allot-store-1").unwrap();
-            store.write_snapshot(&image).unwrap();
+            store.write_snapshot(&image, 0).unwrap();
             store.flush().unwrap();
         }
         let engine = Engine::open(config.clone(), clock).unwrap();

@@ -286,22 +286,30 @@ impl Store {
     /// Writes a snapshot durably, then drops what it makes unnecessary: snapshots beyond the
     /// newest [`SNAPSHOTS_KEPT`], and log batches that the OLDEST kept snapshot covers (so the
     /// older snapshot can still be replayed forward if the newest is ever unreadable).
-    pub fn write_snapshot(&self, image: &StateImage) -> Result<(), String> {
+    /// `tail_kept` records before the oldest kept snapshot stay in the log too.
+    pub fn write_snapshot(&self, image: &StateImage, tail_kept: Seq) -> Result<(), String> {
         let value = encode_snapshot(image)?;
-        self.write_snapshot_value(image.seq, value)
+        self.write_snapshot_value(image.seq, value, tail_kept)
             .map_err(|e| format!("storage: {e}"))
     }
 
-    fn write_snapshot_value(&self, seq: Seq, value: Vec<u8>) -> Result<(), sled::Error> {
+    fn write_snapshot_value(
+        &self,
+        seq: Seq,
+        value: Vec<u8>,
+        tail_kept: Seq,
+    ) -> Result<(), sled::Error> {
         self.snapshots.insert(batch::key(seq), value)?;
         self.flush()?;
         let seqs = self.snapshot_seqs()?;
-        let Some(&oldest_kept) = seqs.get(SNAPSHOTS_KEPT - 1) else {
+        let Some(&oldest_snapshot) = seqs.get(SNAPSHOTS_KEPT - 1) else {
             return Ok(());
         };
         for seq in seqs.iter().skip(SNAPSHOTS_KEPT) {
             self.snapshots.remove(batch::key(*seq))?;
         }
+        // What pruning may take: what the oldest kept snapshot covers, less the tail kept.
+        let oldest_kept = oldest_snapshot.saturating_sub(tail_kept);
         // A batch ends where the next begins; it is covered when it ends at or before the snapshot.
         let keys: Vec<Seq> = self
             .log
@@ -316,6 +324,47 @@ impl Store {
         }
         self.flush()?;
         Ok(())
+    }
+
+    /// Retention of events: removes the events of records before `before_seq` that are of a
+    /// record at or before `by_count`, or older than `older_than_ms`. Events are kept in order
+    /// of their records, so it stops at the first event kept. Answers how many went.
+    pub fn prune_events(
+        &self,
+        before_seq: Seq,
+        by_count: Seq,
+        older_than_ms: crate::clock::Millis,
+    ) -> Result<u64, sled::Error> {
+        let mut pruned = 0;
+        let mut batch = sled::Batch::default();
+        for item in self.events.range(..crate::events::key(before_seq)) {
+            let (key, value) = item?;
+            let Some(event) = crate::events::decode(&key, &value) else {
+                break; // an unreadable entry is `db verify`'s to report, not retention's to drop
+            };
+            if event.seq > by_count && event.at_ms >= older_than_ms {
+                break;
+            }
+            batch.remove(key);
+            pruned += 1;
+        }
+        if pruned > 0 {
+            self.events.apply_batch(batch)?;
+            self.flush()?;
+        }
+        Ok(pruned)
+    }
+
+    /// The lowest offset of any event consumer (`None` without consumers).
+    pub fn consumers_min_offset(&self) -> Result<Option<Seq>, sled::Error> {
+        let mut lowest: Option<Seq> = None;
+        for item in self.consumers.iter() {
+            let (_, offset) = item?;
+            if let Ok(offset) = <[u8; 8]>::try_from(offset.as_ref()).map(Seq::from_be_bytes) {
+                lowest = Some(lowest.map_or(offset, |l| l.min(offset)));
+            }
+        }
+        Ok(lowest)
     }
 
     pub fn size_on_disk(&self) -> u64 {

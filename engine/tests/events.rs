@@ -310,3 +310,84 @@ fn open_sled(dir: &std::path::Path) -> sled::Db {
         }
     }
 }
+
+/// Retention: after a snapshot, events beyond the newest `events_kept_records` records and older
+/// than `events_kept_ms` go, but never one whose record the log still holds nor one a consumer
+/// has not finished with; the log keeps `log_tail_kept_records` before the older snapshot.
+#[test]
+fn old_events_are_pruned_within_their_retention_and_the_log_keeps_its_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = EngineConfig {
+        events_kept_records: 3,
+        events_kept_ms: 60_000,
+        log_tail_kept_records: 2,
+        batch_records_max: 1,
+        ..config(dir.path())
+    };
+    let clock = Arc::new(ManualClock::new(T0));
+    let engine = Engine::open(config.clone(), clock.clone()).unwrap();
+    let tote = product(&engine);
+    for n in 0..4 {
+        place(&engine, n, &format!("a{n}"), tote);
+    }
+    let old = engine.events(0, 100).unwrap();
+    // The notifier has finished with all but the last two of these.
+    let finished = old[old.len() - 3].seq;
+    engine.save_consumer_offset("notifier", finished).unwrap();
+    // Time passes: these are past their age now; the next ones are young.
+    clock.advance_ms(120_000);
+    for n in 0..4 {
+        place(&engine, 10 + n, &format!("b{n}"), tote);
+    }
+    let first_snapshot = engine.snapshot_now().unwrap();
+    place(&engine, 20, "c", tote);
+    engine.snapshot_now().unwrap();
+    let durable = engine.durable_seq();
+
+    // The log keeps two records before the end of the older snapshot (one batch a record).
+    let log_first = engine.stats().log_first_seq.unwrap();
+    assert_eq!(
+        log_first,
+        first_snapshot - 1,
+        "the older snapshot is at {first_snapshot}"
+    );
+    let seqs = |engine: &Engine| -> Vec<u64> {
+        engine
+            .events(0, 100)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect()
+    };
+    // Old and finished with: gone. Old but not finished with (the last two): kept. Young: kept.
+    let kept = seqs(&engine);
+    assert!(kept.iter().all(|&seq| seq > finished), "{kept:?}");
+    assert!(kept.contains(&old[old.len() - 2].seq) && kept.contains(&old[old.len() - 1].seq));
+    assert_eq!(kept.len(), 2 + 4 + 1, "{kept:?}");
+
+    // The consumer moves on. Now only the log's tail and the newest three records protect an
+    // event: the old ones go, and of the young ones those before both.
+    engine.save_consumer_offset("notifier", durable).unwrap();
+    engine.snapshot_now().unwrap();
+    let after = seqs(&engine);
+    let protected_from = engine
+        .stats()
+        .log_first_seq
+        .unwrap()
+        .min(engine.durable_seq() - 3 + 1);
+    assert!(!after.is_empty());
+    assert!(
+        after.iter().all(|&seq| seq >= protected_from),
+        "{after:?} from {protected_from}"
+    );
+    assert!(
+        kept.iter()
+            .filter(|&&seq| seq >= protected_from)
+            .all(|seq| after.contains(seq)),
+        "{after:?}"
+    );
+    engine.close().unwrap();
+    drop(engine);
+    let inspection = allot_engine::inspect(dir.path()).unwrap();
+    assert!(inspection.is_clean(), "{:?}", inspection.problems);
+}
