@@ -54,7 +54,14 @@ impl State {
                 if !durable {
                     return Err(EngineError::IdempotencyKeyInUse);
                 }
-                let order = self.order(order).ok_or(EngineError::OrderNotFound(order))?;
+                // Closing at this moment: the writer removes it from memory before its key (which
+                // waits for this slot), and the cold tier holds it as it closed.
+                let order = match self.order(order) {
+                    Some(live) => live,
+                    None => self
+                        .closed_order(order)?
+                        .ok_or(EngineError::OrderNotFound(order))?,
+                };
                 return Ok(Placement::Replayed(order));
             }
             dashmap::Entry::Vacant(slot) => slot,
@@ -170,6 +177,14 @@ impl State {
                 .is_some_and(|cold| !matches!(cold.order_of_key(idempotency), Ok(None)))
     }
 
+    /// An order as the cold tier holds it.
+    fn closed_order(&self, id: OrderId) -> Result<Option<Order>, EngineError> {
+        let (Some(cold), Some(user)) = (self.cold.get(), self.order_users.get(id)) else {
+            return Ok(None);
+        };
+        Ok(cold.get(user, id)?.map(|stored| stored.order))
+    }
+
     /// The closed order an Idempotency-Key placed, from the cold tier.
     fn closed_order_of_key(&self, idempotency: &Digest) -> Result<Option<Order>, EngineError> {
         let Some(cold) = self.cold.get() else {
@@ -178,13 +193,9 @@ impl State {
         let Some(id) = cold.order_of_key(idempotency)? else {
             return Ok(None);
         };
-        let Some(user) = self.order_users.get(id) else {
-            return Ok(None);
-        };
-        let stored = cold.get(user, id)?.ok_or_else(|| {
+        self.closed_order(id)?.map(Some).ok_or_else(|| {
             EngineError::LogFailed(format!("the cold tier indexes a key of {id} but not {id}"))
-        })?;
-        Ok(Some(stored.order))
+        })
     }
 
     pub fn allocate_order_id(&self) -> OrderId {
