@@ -129,6 +129,36 @@ pub struct Accounts {
 
 type Append<'a> = &'a dyn Fn(AccountRecord) -> Result<Ticket, EngineError>;
 
+/// Forgets up to `limit` entries of `map` that are `expired`: each one under its entry's lock,
+/// checked again there, logged by its `record`, removed, then `cleanup` of what hung on it.
+fn forget_where<K: Copy + Eq + std::hash::Hash, V>(
+    map: &DashMap<K, V>,
+    limit: usize,
+    expired: impl Fn(&V) -> bool,
+    record: impl Fn(K) -> AccountRecord,
+    append: Append<'_>,
+    mut cleanup: impl FnMut(K, V),
+) -> Result<usize, EngineError> {
+    let due: Vec<K> = map
+        .iter()
+        .filter(|entry| expired(entry.value()))
+        .map(|entry| *entry.key())
+        .take(limit)
+        .collect();
+    let mut forgotten = 0;
+    for key in due {
+        if let dashmap::Entry::Occupied(entry) = map.entry(key)
+            && expired(entry.get())
+        {
+            // Nothing to wait for: a forgotten entry is one that no longer counts.
+            let _forgotten = append(record(key))?;
+            cleanup(key, entry.remove());
+            forgotten += 1;
+        }
+    }
+    Ok(forgotten)
+}
+
 impl Accounts {
     pub fn new() -> Self {
         Self {
@@ -258,9 +288,7 @@ impl Accounts {
                     .verifications
                     .remove(email_index)
                     .ok_or_else(|| fail("forgetting no verification".into()))?;
-                if let Some((token, _)) = v.token {
-                    self.signup_tokens.remove(&token);
-                }
+                self.forget_signup_token_of(&v);
             }
         }
         Ok(())
@@ -280,60 +308,30 @@ impl Accounts {
         append: Append<'_>,
     ) -> Result<usize, EngineError> {
         let cutoff = now_ms.saturating_sub(EXPIRED_KEPT_MS);
-        let mut forgotten = 0;
-        let families: Vec<u64> = self
-            .sessions
-            .iter()
-            .filter(|s| s.expires_ms <= cutoff)
-            .map(|s| *s.key())
-            .take(limit)
-            .collect();
-        for family in families {
-            if let dashmap::Entry::Occupied(entry) = self.sessions.entry(family)
-                && entry.get().expires_ms <= cutoff
-            {
-                // Nothing to wait for: a forgotten entry is one that no longer counts.
-                let _forgotten = append(AccountRecord::SessionForgotten { family })?;
-                let session = entry.remove();
-                self.forget_tokens_of(family, &session);
-                forgotten += 1;
-            }
-        }
-        let revoked: Vec<Digest> = self
-            .revoked
-            .iter()
-            .filter(|r| *r.value() <= cutoff)
-            .map(|r| *r.key())
-            .take(limit.saturating_sub(forgotten))
-            .collect();
-        for jti in revoked {
-            if let dashmap::Entry::Occupied(entry) = self.revoked.entry(jti)
-                && *entry.get() <= cutoff
-            {
-                let _forgotten = append(AccountRecord::RevocationForgotten { jti })?;
-                entry.remove();
-                forgotten += 1;
-            }
-        }
-        let verifications: Vec<Digest> = self
-            .verifications
-            .iter()
-            .filter(|v| v.kept_until() <= cutoff)
-            .map(|v| *v.key())
-            .take(limit.saturating_sub(forgotten))
-            .collect();
-        for email_index in verifications {
-            if let dashmap::Entry::Occupied(entry) = self.verifications.entry(email_index)
-                && entry.get().kept_until() <= cutoff
-            {
-                let _forgotten = append(AccountRecord::VerificationForgotten { email_index })?;
-                let v = entry.remove();
-                if let Some((token, _)) = v.token {
-                    self.signup_tokens.remove(&token);
-                }
-                forgotten += 1;
-            }
-        }
+        let mut forgotten = forget_where(
+            &self.sessions,
+            limit,
+            |session| session.expires_ms <= cutoff,
+            |family| AccountRecord::SessionForgotten { family },
+            append,
+            |family, session| self.forget_tokens_of(family, &session),
+        )?;
+        forgotten += forget_where(
+            &self.revoked,
+            limit - forgotten,
+            |&expires_ms| expires_ms <= cutoff,
+            |jti| AccountRecord::RevocationForgotten { jti },
+            append,
+            |_, _| {},
+        )?;
+        forgotten += forget_where(
+            &self.verifications,
+            limit - forgotten,
+            |v| v.kept_until() <= cutoff,
+            |email_index| AccountRecord::VerificationForgotten { email_index },
+            append,
+            |_, v| self.forget_signup_token_of(&v),
+        )?;
         Ok(forgotten)
     }
 
@@ -343,13 +341,10 @@ impl Accounts {
         }
     }
 
-    /// How many sessions, revocations and verifications are held (for stats and tests).
-    pub fn held_counts(&self) -> (usize, usize, usize) {
-        (
-            self.sessions.len(),
-            self.revoked.len(),
-            self.verifications.len(),
-        )
+    fn forget_signup_token_of(&self, verification: &Verification) {
+        if let Some((token, _)) = verification.token {
+            self.signup_tokens.remove(&token);
+        }
     }
 
     // ----- email verification ------------------------------------------------------------

@@ -150,7 +150,9 @@ impl Cold {
         records: &[Record],
         user_of: UserOf<'_>,
     ) -> Result<Folded, ColdError> {
-        let mut touched: HashMap<OrderId, StoredOrder> = HashMap::new();
+        // Each order the batch touches, and whether this fold changed it (a redo after a crash
+        // meets orders the trees already hold as the batch left them: those are not written).
+        let mut touched: HashMap<OrderId, (StoredOrder, bool)> = HashMap::new();
         let mut folded = Folded::default();
         for (offset, record) in records.iter().enumerate() {
             let Record::Order(record) = record else {
@@ -163,40 +165,30 @@ impl Cold {
                 OrderRecord::OrderPlaced { user, .. } => Some(*user),
                 _ => None,
             });
-            let known = match (touched.remove(&id), user) {
-                (Some(known), _) => Some(known),
-                (None, Some(user)) => self.get(user, id)?,
-                (None, None) => None,
+            let (known, changed) = match (touched.remove(&id), user) {
+                (Some((known, changed)), _) => (Some(known), changed),
+                (None, Some(user)) => (self.get(user, id)?, false),
+                (None, None) => (None, false),
             };
             if let Some(stored) = known.as_ref().filter(|s| s.seq >= seq) {
                 // Folded before (a redo after a crash); its key is written again below.
-                touched.insert(id, stored.clone());
+                touched.insert(id, (stored.clone(), changed));
                 folded.skipped += 1;
                 continue;
             }
-            let next = match known {
-                Some(mut stored) => {
-                    crate::state::step_order(&mut stored.order, record);
-                    stored.seq = seq;
-                    stored
-                }
-                None => match crate::state::order_placed(record) {
-                    Some(order) => StoredOrder { seq, order },
-                    None => {
-                        tracing::error!(order = %id, seq, "a record for an order the cold tier does not hold");
-                        folded.orphans += 1;
-                        continue;
-                    }
-                },
+            let Some(next) = fold_record(known, seq, record) else {
+                tracing::error!(order = %id, seq, "a record for an order the cold tier does not hold");
+                folded.orphans += 1;
+                continue;
             };
-            touched.insert(id, next);
+            touched.insert(id, (next, true));
             folded.records += 1;
         }
         let mut orders = sled::Batch::default();
         let mut keys = sled::Batch::default();
         let mut written = 0;
-        for (id, stored) in &touched {
-            if stored.seq >= first_seq {
+        for (id, (stored, changed)) in &touched {
+            if *changed {
                 written += 1;
                 orders.insert(&order_key(stored.order.user, *id), encode(stored)?);
             }
@@ -281,6 +273,23 @@ impl Cold {
         }
         self.meta.insert(MATERIALISED_KEY, &end.to_be_bytes())?;
         Ok(repaired)
+    }
+}
+
+/// The one rule of the fold: record `seq` applied to the order as it was (`None` before its
+/// placement) with the saga's one mutation. `None` for a step of an order never placed.
+pub(crate) fn fold_record(
+    known: Option<StoredOrder>,
+    seq: Seq,
+    record: &OrderRecord,
+) -> Option<StoredOrder> {
+    match known {
+        Some(mut stored) => {
+            crate::state::step_order(&mut stored.order, record);
+            stored.seq = seq;
+            Some(stored)
+        }
+        None => crate::state::order_placed(record).map(|order| StoredOrder { seq, order }),
     }
 }
 

@@ -461,6 +461,17 @@ fn expire_due_orders(state: &State, wal: &Wal, now_ms: Millis) -> usize {
     expired
 }
 
+/// Retention of accounts, one sweep of at most [`accounts::FORGET_PER_SWEEP_MAX`]; answers how
+/// many it forgot.
+fn forget_expired_accounts(state: &State, wal: &Wal, now_ms: Millis) -> Result<usize, EngineError> {
+    wal.wait_for_room()?;
+    state
+        .accounts
+        .forget_expired(now_ms, accounts::FORGET_PER_SWEEP_MAX, &|r| {
+            wal.append(r.into())
+        })
+}
+
 /// How often retention forgets expired sessions, revocations and verifications.
 pub const ACCOUNT_RETENTION_EVERY_MS: Millis = 60_000;
 
@@ -477,13 +488,7 @@ fn run_scheduler(
         release_expired(state, wal, now);
         expire_due_orders(state, wal, now);
         if now >= next_retention {
-            let forgotten = wal.wait_for_room().and_then(|()| {
-                state
-                    .accounts
-                    .forget_expired(now, accounts::FORGET_PER_SWEEP_MAX, &|r| {
-                        wal.append(r.into())
-                    })
-            });
+            let forgotten = forget_expired_accounts(state, wal, now);
             next_retention = match forgotten {
                 // More are due: go on at the next tick.
                 Ok(n) if n >= accounts::FORGET_PER_SWEEP_MAX => now,

@@ -345,18 +345,12 @@ impl ColdFold {
         let Record::Order(record) = record else {
             return;
         };
-        match self.orders.get_mut(&record.order()) {
+        let id = record.order();
+        match crate::cold::fold_record(self.orders.remove(&id), seq, record) {
             Some(stored) => {
-                crate::state::step_order(&mut stored.order, record);
-                stored.seq = seq;
+                self.orders.insert(id, stored);
             }
-            None => match crate::state::order_placed(record) {
-                Some(order) => {
-                    self.orders
-                        .insert(order.id, crate::cold::StoredOrder { seq, order });
-                }
-                None => self.unknown += 1,
-            },
+            None => self.unknown += 1,
         }
     }
 
@@ -418,10 +412,11 @@ impl ColdFold {
                     problems,
                 );
             }
-            if stored.seq > end && !self.orders.contains_key(&stored.order.id) {
+            // Orders the log's fold touched were judged above.
+            let judged = self.orders.contains_key(&stored.order.id);
+            if stored.seq > end && !judged {
                 check.past_end += 1;
             }
-            let judged = self.orders.contains_key(&stored.order.id);
             if !judged
                 && state.order(stored.order.id).is_none()
                 && !crate::state::is_closed(&stored.order)

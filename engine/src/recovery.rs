@@ -150,12 +150,8 @@ pub fn recover(
             store.events.remove(key)?;
         }
         // A consumer past the cut would skip the records that take those numbers next.
-        for item in store.consumers.iter() {
-            let (name, offset) = item?;
-            let past_the_end = <[u8; 8]>::try_from(offset.as_ref())
-                .map(Seq::from_be_bytes)
-                .is_ok_and(|offset| offset > state.seq());
-            if past_the_end {
+        for (name, offset) in store.consumer_offsets()? {
+            if offset > state.seq() {
                 store.consumers.insert(name, &state.seq().to_be_bytes())?;
             }
         }
@@ -186,11 +182,7 @@ pub fn lost_tail(
             log_end + 1
         ));
     }
-    for item in store.consumers.iter() {
-        let (name, offset) = item?;
-        let Ok(offset) = <[u8; 8]>::try_from(offset.as_ref()).map(Seq::from_be_bytes) else {
-            continue;
-        };
+    for (name, offset) in store.consumer_offsets()? {
         if offset > end {
             claims.push(format!(
                 "consumer {:?} has finished with events up to {offset}, but the log ends at \
@@ -241,8 +233,7 @@ pub fn replay(
                 if on_defect == OnDefect::Cut {
                     let folded = store
                         .cold
-                        .fold(first_seq, &records, &|id| state.order_users.get(id))
-                        .map_err(|e| OpenError::Corrupt(e.to_string()))?;
+                        .fold(first_seq, &records, &|id| state.order_users.get(id))?;
                     report.cold_folded += folded.records;
                 }
                 let mut applied = false;

@@ -355,16 +355,21 @@ impl Store {
         Ok(pruned)
     }
 
-    /// The lowest offset of any event consumer (`None` without consumers).
-    pub fn consumers_min_offset(&self) -> Result<Option<Seq>, sled::Error> {
-        let mut lowest: Option<Seq> = None;
+    /// Every event consumer's name and durable offset (an entry that is not an offset skipped).
+    pub fn consumer_offsets(&self) -> Result<Vec<(sled::IVec, Seq)>, sled::Error> {
+        let mut offsets = Vec::new();
         for item in self.consumers.iter() {
-            let (_, offset) = item?;
+            let (name, offset) = item?;
             if let Ok(offset) = <[u8; 8]>::try_from(offset.as_ref()).map(Seq::from_be_bytes) {
-                lowest = Some(lowest.map_or(offset, |l| l.min(offset)));
+                offsets.push((name, offset));
             }
         }
-        Ok(lowest)
+        Ok(offsets)
+    }
+
+    /// The lowest offset of any event consumer (`None` without consumers).
+    pub fn consumers_min_offset(&self) -> Result<Option<Seq>, sled::Error> {
+        Ok(self.consumer_offsets()?.into_iter().map(|(_, o)| o).min())
     }
 
     pub fn size_on_disk(&self) -> u64 {

@@ -328,13 +328,7 @@ impl Engine {
     /// [`EXPIRED_KEPT_MS`](crate::accounts::EXPIRED_KEPT_MS) ago, at most
     /// [`FORGET_PER_SWEEP_MAX`] a call. The scheduler calls this every minute; answers how many.
     pub fn forget_expired_accounts(&self) -> Result<usize, EngineError> {
-        let wal = self.ready_wal()?;
-        self.inner
-            .state
-            .accounts
-            .forget_expired(self.now_ms(), FORGET_PER_SWEEP_MAX, &|r| {
-                wal.append(r.into())
-            })
+        super::forget_expired_accounts(&self.inner.state, &self.inner.wal, self.now_ms())
     }
 
     pub fn is_access_revoked(&self, jti: &str) -> bool {

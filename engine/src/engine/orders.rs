@@ -181,20 +181,20 @@ impl Engine {
 
     /// As [`order`](Self::order), with the store's failure as an error.
     pub fn try_order(&self, id: OrderId) -> Result<Option<Order>, EngineError> {
-        let Some(stored) = self.stored_order(id)? else {
-            return Ok(None);
-        };
-        self.inner.wal.ticket_at(stored.seq).wait()?;
-        Ok(Some(stored.order))
+        let stored = self.inner.state.stored_order(id)?;
+        if let Some(ticket) = self.durable_ticket(stored.iter()) {
+            ticket.wait()?;
+        }
+        Ok(stored.map(|s| s.order))
     }
 
     /// As [`try_order`](Self::try_order), waiting without blocking the thread.
     pub async fn read_order(&self, id: OrderId) -> Result<Option<Order>, EngineError> {
-        let Some(stored) = self.stored_order(id)? else {
-            return Ok(None);
-        };
-        self.inner.wal.ticket_at(stored.seq).durable().await?;
-        Ok(Some(stored.order))
+        let stored = self.inner.state.stored_order(id)?;
+        if let Some(ticket) = self.durable_ticket(stored.iter()) {
+            ticket.durable().await?;
+        }
+        Ok(stored.map(|s| s.order))
     }
 
     /// Whose order it is (which never changes, so this read waits for nothing).
@@ -202,12 +202,12 @@ impl Engine {
         self.inner.state.order_users.get(id)
     }
 
-    /// The order as the cold tier holds it, found through the hot tier's map of its user.
-    fn stored_order(&self, id: OrderId) -> Result<Option<StoredOrder>, EngineError> {
-        let Some(user) = self.inner.state.order_users.get(id) else {
-            return Ok(None);
-        };
-        Ok(self.inner.store.cold.get(user, id)?)
+    /// What a reader of `stored` must wait for: the newest record folded into any of them.
+    fn durable_ticket<'a>(&self, stored: impl Iterator<Item = &'a StoredOrder>) -> Option<Ticket> {
+        stored
+            .map(|s| s.seq)
+            .max()
+            .map(|newest| self.inner.wal.ticket_at(newest))
     }
 
     /// Every order older than `before`, newest first, of `status` if given; at most `limit`.
@@ -289,8 +289,8 @@ impl Engine {
     }
 
     fn durable_orders(&self, stored: Vec<StoredOrder>) -> Result<Vec<Order>, EngineError> {
-        if let Some(newest) = stored.iter().map(|s| s.seq).max() {
-            self.inner.wal.ticket_at(newest).wait()?;
+        if let Some(ticket) = self.durable_ticket(stored.iter()) {
+            ticket.wait()?;
         }
         Ok(stored.into_iter().map(|s| s.order).collect())
     }
@@ -299,8 +299,8 @@ impl Engine {
         &self,
         stored: Vec<StoredOrder>,
     ) -> Result<Vec<Order>, EngineError> {
-        if let Some(newest) = stored.iter().map(|s| s.seq).max() {
-            self.inner.wal.ticket_at(newest).durable().await?;
+        if let Some(ticket) = self.durable_ticket(stored.iter()) {
+            ticket.durable().await?;
         }
         Ok(stored.into_iter().map(|s| s.order).collect())
     }

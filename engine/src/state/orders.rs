@@ -177,12 +177,20 @@ impl State {
                 .is_some_and(|cold| !matches!(cold.order_of_key(idempotency), Ok(None)))
     }
 
-    /// An order as the cold tier holds it.
-    fn closed_order(&self, id: OrderId) -> Result<Option<Order>, EngineError> {
+    /// An order as the cold tier holds it, with the last record folded into it, found through
+    /// the map of users (the cold tier keys orders by (user, id)).
+    pub(crate) fn stored_order(
+        &self,
+        id: OrderId,
+    ) -> Result<Option<crate::cold::StoredOrder>, EngineError> {
         let (Some(cold), Some(user)) = (self.cold.get(), self.order_users.get(id)) else {
             return Ok(None);
         };
-        Ok(cold.get(user, id)?.map(|stored| stored.order))
+        Ok(cold.get(user, id)?)
+    }
+
+    fn closed_order(&self, id: OrderId) -> Result<Option<Order>, EngineError> {
+        Ok(self.stored_order(id)?.map(|stored| stored.order))
     }
 
     /// The closed order an Idempotency-Key placed, from the cold tier.
@@ -425,16 +433,12 @@ impl State {
         id: OrderId,
         record_for: impl FnOnce(&Order) -> Result<OrderRecord, EngineError>,
     ) -> EngineError {
-        let Some(user) = self.order_users.get(id) else {
-            return EngineError::OrderNotFound(id);
+        let order = match self.closed_order(id) {
+            Ok(Some(order)) => order,
+            Ok(None) => return EngineError::OrderNotFound(id),
+            Err(error) => return error,
         };
-        let stored = match self.cold.get().map(|cold| cold.get(user, id)) {
-            None | Some(Ok(None)) => return EngineError::OrderNotFound(id),
-            Some(Err(error)) => return error.into(),
-            Some(Ok(Some(stored))) => stored,
-        };
-        let refusal =
-            record_for(&stored.order).and_then(|record| check_step(&stored.order, &record));
+        let refusal = record_for(&order).and_then(|record| check_step(&order, &record));
         match refusal {
             Err(refusal) => refusal,
             Ok(()) => EngineError::LogFailed(format!(
