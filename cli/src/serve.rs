@@ -38,7 +38,8 @@ pub struct ServeArgs {
     /// How long a placed order holds its units before it expires unpaid, in seconds.
     #[arg(long, env = "ALLOT_RESERVATION_TTL", default_value_t = 600)]
     reservation_ttl: u64,
-    /// How many days after delivery a return may be asked for.
+    /// How many days after delivery a return may be asked for; then the order is closed for
+    /// good and leaves memory.
     #[arg(long, env = "ALLOT_RETURN_WINDOW_DAYS", default_value_t = 7)]
     return_window_days: u64,
     /// About how many live stock events per second all stream subscribers together are sent at
@@ -130,7 +131,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         insecure_cookies: args.insecure_cookies,
         ip_rate_limit_per_min: args.ip_rate_limit,
         reservation_ttl_ms: args.reservation_ttl * 1_000,
-        return_window_ms: args.return_window_days.saturating_mul(24 * 3600 * 1_000),
         stock_feed: StockFeedConfig {
             events_per_sec_max: args.stream_events_per_sec,
             pace_max_ms: args.stream_pace_max_ms,
@@ -157,6 +157,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         log_tail_kept_records: args.log_tail_kept_records,
         events_kept_records: args.events_kept_records,
         events_kept_ms: args.events_kept_days * 24 * 60 * 60 * 1_000,
+        return_window_ms: args.return_window_days.saturating_mul(24 * 60 * 60 * 1_000),
         cache_bytes: args.cache_mb << 20,
         ..EngineConfig::new(&args.data.data_dir)
     };

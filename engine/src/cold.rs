@@ -47,7 +47,30 @@ pub type UserOf<'a> = &'a dyn Fn(OrderId) -> Option<UserId>;
 pub struct StoredOrder {
     pub seq: Seq,
     pub order: Order,
+    /// Delivered, and its return window closed (`ReturnWindowClosed`): the order itself stays
+    /// as it was delivered.
+    pub returns_closed: bool,
 }
+
+impl StoredOrder {
+    /// An order as the record `seq` left it.
+    pub fn new(seq: Seq, order: Order) -> Self {
+        Self {
+            seq,
+            order,
+            returns_closed: false,
+        }
+    }
+
+    /// Closed for good: no rule lets it take another step.
+    pub fn closed(&self) -> bool {
+        self.returns_closed || crate::state::is_closed(&self.order)
+    }
+}
+
+/// The top bit of a stored order's header: its return window closed. Sequence numbers stay
+/// below it, and a value written before the flag existed has it clear.
+const RETURNS_CLOSED_BIT: u64 = 1 << 63;
 
 /// What a fold of the log did to the trees.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -129,7 +152,7 @@ impl Cold {
 
     /// Whether a closed order's key entry is present (a live order's key is in memory).
     pub fn indexed(&self, stored: &StoredOrder) -> Result<bool, ColdError> {
-        if !crate::state::is_closed(&stored.order) {
+        if !stored.closed() {
             return Ok(true);
         }
         Ok(self.order_of_key(&stored.order.idempotency)? == Some(stored.order.id))
@@ -194,7 +217,7 @@ impl Cold {
             }
             // The key moves out of memory with the record that closes the order (a closed
             // order takes no later record, so this is that record's batch, or its redo).
-            if crate::state::is_closed(&stored.order) {
+            if stored.closed() {
                 keys.insert(&stored.order.idempotency, &id.0.to_be_bytes());
             }
         }
@@ -212,13 +235,10 @@ impl Cold {
     /// Puts `order` in the trees as it is at `seq`, with its index entries (an upgrade from a
     /// store without a cold tier, and [`repair`](Self::repair)).
     pub fn put(&self, seq: Seq, order: &Order) -> Result<(), ColdError> {
-        let stored = StoredOrder {
-            seq,
-            order: order.clone(),
-        };
+        let stored = StoredOrder::new(seq, order.clone());
         self.orders
             .insert(order_key(order.user, order.id), encode(&stored)?)?;
-        if crate::state::is_closed(order) {
+        if stored.closed() {
             self.order_keys
                 .insert(order.idempotency, &order.id.0.to_be_bytes())?;
         }
@@ -287,9 +307,10 @@ pub(crate) fn fold_record(
         Some(mut stored) => {
             crate::state::step_order(&mut stored.order, record);
             stored.seq = seq;
+            stored.returns_closed |= matches!(record, OrderRecord::ReturnWindowClosed { .. });
             Some(stored)
         }
-        None => crate::state::order_placed(record).map(|order| StoredOrder { seq, order }),
+        None => crate::state::order_placed(record).map(|order| StoredOrder::new(seq, order)),
     }
 }
 
@@ -326,7 +347,12 @@ fn encode(stored: &StoredOrder) -> Result<Vec<u8>, ColdError> {
     let payload = rkyv::to_bytes::<rancor::Error>(&stored.order)
         .map_err(|e| ColdError::bad(format!("{} cannot be encoded: {e}", stored.order.id)))?;
     let mut value = Vec::with_capacity(8 + payload.len());
-    value.extend_from_slice(&stored.seq.to_be_bytes());
+    let flags = if stored.returns_closed {
+        RETURNS_CLOSED_BIT
+    } else {
+        0
+    };
+    value.extend_from_slice(&(stored.seq | flags).to_be_bytes());
     value.extend_from_slice(&payload);
     Ok(value)
 }
@@ -339,9 +365,11 @@ fn decode(value: &[u8]) -> Result<StoredOrder, ColdError> {
     aligned.extend_from_slice(payload);
     let order = rkyv::from_bytes::<Order, rancor::Error>(&aligned)
         .map_err(|e| ColdError::bad(format!("undecodable: {e}")))?;
+    let header = Seq::from_be_bytes(*seq);
     Ok(StoredOrder {
-        seq: Seq::from_be_bytes(*seq),
+        seq: header & !RETURNS_CLOSED_BIT,
         order,
+        returns_closed: header & RETURNS_CLOSED_BIT != 0,
     })
 }
 

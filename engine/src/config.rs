@@ -44,7 +44,13 @@ pub struct EngineConfig {
     /// …and events younger than this, whatever their number. Older and beyond both: pruned,
     /// but never one a consumer has not finished with, nor one whose record the log still holds.
     pub events_kept_ms: u64,
+    /// How long after delivery a return may be asked for. When it has passed, the order is
+    /// closed for good (a `ReturnWindowClosed` record) and leaves memory.
+    pub return_window_ms: u64,
 }
+
+/// A return may be asked for within 7 days of delivery.
+pub const RETURN_WINDOW_MS_DEFAULT: u64 = 7 * 24 * 60 * 60 * 1000;
 
 /// Events of the newest 10,000,000 records are kept, at the least.
 pub const EVENTS_KEPT_RECORDS_DEFAULT: u64 = 10_000_000;
@@ -67,6 +73,7 @@ impl EngineConfig {
             log_tail_kept_records: 0,
             events_kept_records: EVENTS_KEPT_RECORDS_DEFAULT,
             events_kept_ms: EVENTS_KEPT_MS_DEFAULT,
+            return_window_ms: RETURN_WINDOW_MS_DEFAULT,
         }
     }
 

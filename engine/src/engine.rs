@@ -157,10 +157,13 @@ impl Engine {
                 clock.clone(),
                 background.clone(),
             );
-            let tick = Duration::from_millis(config.expiry_tick_ms.max(1));
+            let timing = SchedulerTiming {
+                tick: Duration::from_millis(config.expiry_tick_ms.max(1)),
+                return_window_ms: config.return_window_ms,
+            };
             std::thread::Builder::new()
                 .name("allot-expiry".into())
-                .spawn(move || run_scheduler(&state, &wal, clock.as_ref(), &background, tick))?
+                .spawn(move || run_scheduler(&state, &wal, clock.as_ref(), &background, timing))?
         };
         let snapshotter = {
             let (store, wal, background, config, clock) = (
@@ -461,6 +464,31 @@ fn expire_due_orders(state: &State, wal: &Wal, now_ms: Millis) -> usize {
     expired
 }
 
+/// Closes every delivered order whose return window has passed; answers how many it queued.
+fn close_due_returns(state: &State, wal: &Wal, now_ms: Millis, window_ms: Millis) -> usize {
+    let mut closed = 0;
+    let due = state.returns_due(now_ms, window_ms);
+    for (at, &(_, id)) in due.iter().enumerate() {
+        let result = wal
+            .wait_for_room()
+            .and_then(|()| state.close_returns(id, now_ms, window_ms, &|r| wal.append(r)));
+        match result {
+            Ok(_ticket) => closed += 1,
+            // A return was asked for meanwhile, or the order closed already.
+            Err(EngineError::OrderStateConflict(_) | EngineError::OrderNotFound(_)) => {}
+            Err(error) => {
+                // The log refuses writes for now: what is left is looked at again next tick.
+                tracing::warn!(%error, order = %id, "closing a return window not logged");
+                for &(delivered, id) in &due[at..] {
+                    state.recheck_return_later(delivered, id);
+                }
+                break;
+            }
+        }
+    }
+    closed
+}
+
 /// Retention of accounts, one sweep of at most [`accounts::FORGET_PER_SWEEP_MAX`]; answers how
 /// many it forgot.
 fn forget_expired_accounts(state: &State, wal: &Wal, now_ms: Millis) -> Result<usize, EngineError> {
@@ -475,18 +503,30 @@ fn forget_expired_accounts(state: &State, wal: &Wal, now_ms: Millis) -> Result<u
 /// How often retention forgets expired sessions, revocations and verifications.
 pub const ACCOUNT_RETENTION_EVERY_MS: Millis = 60_000;
 
+/// What the scheduler's timers are set by.
+struct SchedulerTiming {
+    /// Its longest sleep.
+    tick: Duration,
+    return_window_ms: Millis,
+}
+
 fn run_scheduler(
     state: &State,
     wal: &Wal,
     clock: &dyn Clock,
     background: &Background,
-    tick: Duration,
+    timing: SchedulerTiming,
 ) {
+    let SchedulerTiming {
+        tick,
+        return_window_ms,
+    } = timing;
     let mut next_retention = clock.now_ms();
     loop {
         let now = clock.now_ms();
         release_expired(state, wal, now);
         expire_due_orders(state, wal, now);
+        close_due_returns(state, wal, now, return_window_ms);
         if now >= next_retention {
             let forgotten = forget_expired_accounts(state, wal, now);
             next_retention = match forgotten {

@@ -32,9 +32,11 @@ pub enum EventKind {
     OrderRefunded,
     ProductCreated,
     ProductUpdated,
+    ReturnWindowClosed,
 }
 
-const KINDS: [EventKind; 14] = [
+/// Each kind's stored code is its place here: new kinds go at the end.
+const KINDS: [EventKind; 15] = [
     EventKind::OrderPlaced,
     EventKind::PaymentRequested,
     EventKind::OrderPaid,
@@ -49,6 +51,7 @@ const KINDS: [EventKind; 14] = [
     EventKind::OrderRefunded,
     EventKind::ProductCreated,
     EventKind::ProductUpdated,
+    EventKind::ReturnWindowClosed,
 ];
 
 impl EventKind {
@@ -68,6 +71,7 @@ impl EventKind {
             EventKind::OrderRefunded => "OrderRefunded",
             EventKind::ProductCreated => "ProductCreated",
             EventKind::ProductUpdated => "ProductUpdated",
+            EventKind::ReturnWindowClosed => "ReturnWindowClosed",
         }
     }
 
@@ -151,6 +155,9 @@ fn order_event(record: &OrderRecord) -> (EventKind, Subject, Millis) {
         }
         OrderRecord::ReturnApproved { order, at_ms } => (EventKind::OrderReturned, order, at_ms),
         OrderRecord::RefundIssued { order, at_ms } => (EventKind::OrderRefunded, order, at_ms),
+        OrderRecord::ReturnWindowClosed { order, at_ms } => {
+            (EventKind::ReturnWindowClosed, order, at_ms)
+        }
     };
     (kind, Subject::Order(*order), *at_ms)
 }

@@ -331,10 +331,7 @@ impl ColdFold {
             .hot_orders()
             .into_iter()
             .map(|order| {
-                let stored = crate::cold::StoredOrder {
-                    seq: base.seq(),
-                    order,
-                };
+                let stored = crate::cold::StoredOrder::new(base.seq(), order);
                 (stored.order.id, stored)
             })
             .collect();
@@ -377,7 +374,9 @@ impl ColdFold {
         for (id, folded) in &self.orders {
             check.compared += 1;
             match store.cold.get(folded.order.user, *id)? {
-                Some(stored) if stored.order == folded.order => {}
+                Some(stored)
+                    if stored.order == folded.order
+                        && stored.returns_closed == folded.returns_closed => {}
                 Some(stored) if stored.seq < folded.seq && folded.seq > rewritten_after => {
                     check.behind_after_snapshot += 1;
                 }
@@ -397,7 +396,7 @@ impl ColdFold {
         for stored in store.cold.iter() {
             let stored = stored?;
             check.orders += 1;
-            closed += u64::from(crate::state::is_closed(&stored.order));
+            closed += u64::from(stored.closed());
             if state.order_users.get(stored.order.id) != Some(stored.order.user)
                 && stored.seq <= end
             {
@@ -417,10 +416,7 @@ impl ColdFold {
             if stored.seq > end && !judged {
                 check.past_end += 1;
             }
-            if !judged
-                && state.order(stored.order.id).is_none()
-                && !crate::state::is_closed(&stored.order)
-            {
+            if !judged && state.order(stored.order.id).is_none() && !stored.closed() {
                 report(
                     format!(
                         "cold order {} is {} but the replayed state does not hold it live",

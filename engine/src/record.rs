@@ -256,6 +256,12 @@ pub enum OrderRecord {
         order: OrderId,
         at_ms: Millis,
     },
+    /// The return window of a delivered order passed with no return asked for: the order is
+    /// closed for good (it leaves the hot tier) and stays `delivered`.
+    ReturnWindowClosed {
+        order: OrderId,
+        at_ms: Millis,
+    },
 }
 
 impl From<AccountRecord> for Record {
@@ -285,7 +291,8 @@ impl OrderRecord {
             | OrderRecord::OrderDelivered { order, .. }
             | OrderRecord::ReturnRequested { order, .. }
             | OrderRecord::ReturnApproved { order, .. }
-            | OrderRecord::RefundIssued { order, .. } => *order,
+            | OrderRecord::RefundIssued { order, .. }
+            | OrderRecord::ReturnWindowClosed { order, .. } => *order,
         }
     }
 }

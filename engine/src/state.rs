@@ -27,8 +27,8 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 
 pub use image::{
-    Closed, HoldImage, ReservationImage, SkuImage, SkuImageV1, StateImage, StateImageV1,
-    check_invariants as check_invariants_of,
+    Closed, HoldImage, ReservationImage, RetiredImage, SkuImage, SkuImageV1, StateImage,
+    StateImageV1, StateImageV2, check_invariants as check_invariants_of,
 };
 
 use crate::accounts::Accounts;
@@ -105,6 +105,9 @@ pub struct State {
     /// of closed orders are in the cold tier.
     idempotency: DashMap<Digest, (Digest, OrderId, bool)>,
     order_deadlines: Mutex<BTreeSet<(Millis, OrderId)>>,
+    /// Delivered orders by delivery time: each leaves the hot tier when its return window
+    /// passes. Entries of orders that moved on meanwhile (a return asked for) are skipped.
+    return_windows: Mutex<BTreeSet<(Millis, OrderId)>>,
     /// Orders the payment resolver must look at: a payment answer outstanding, or a refund due.
     /// An index kept with every change of an order, so the resolver never scans every order.
     /// Lock order: an order's entry, then this; never the other way round.
@@ -112,6 +115,10 @@ pub struct State {
     next_order: AtomicU64,
     /// Whose order every id is, closed ones included: where a read by id finds its cold key.
     pub order_users: OrderUsers,
+    /// Units sold by orders that left the hot tier sold (their reservations went with them),
+    /// per SKU and per customer of a SKU with a limit: what keeps the invariants checkable.
+    retired_sold: DashMap<Sku, u64>,
+    retired_held: DashMap<(UserId, Sku), u32>,
     /// The cold tier, where closed orders are read (a live state has one; a replay for a
     /// snapshot does not need one).
     cold: std::sync::OnceLock<crate::cold::Cold>,

@@ -18,7 +18,7 @@ use crate::config::EngineConfig;
 use crate::durable::SledFiles;
 use crate::error::OpenError;
 use crate::record::{Record, Seq};
-use crate::state::{StateImage, StateImageV1};
+use crate::state::{StateImage, StateImageV1, StateImageV2};
 use crate::wal::batch;
 
 /// The store format this build writes. Format 1 (before the cold tier) is upgraded on open:
@@ -30,10 +30,14 @@ const SNAPSHOT_MAGIC_PREFIX: &[u8; 3] = b"ALS";
 /// The snapshot format this build writes and reads. A change of `StateImage` that rkyv lays
 /// out differently is a new version: an older build then refuses the snapshot (and the open)
 /// instead of taking it for damage.
-/// Format 2: SKU counts of 64 bits (counters of 42 bits a field). Format 1 (32-bit counts) is
-/// still read ([`StateImageV1`]).
-const SNAPSHOT_FORMAT: u8 = b'2';
+/// Format 3: what orders that left the hot tier sold (`retired`). Format 2 (SKU counts of 64
+/// bits, no delivered order ever left the hot tier) and format 1 (32-bit counts) are still read
+/// ([`StateImageV2`], [`StateImageV1`]).
+const SNAPSHOT_FORMAT: u8 = b'3';
+const SNAPSHOT_FORMAT_V2: u8 = b'2';
 const SNAPSHOT_FORMAT_V1: u8 = b'1';
+/// Every format this build reads.
+const SNAPSHOT_FORMATS_READ: [u8; 3] = [SNAPSHOT_FORMAT, SNAPSHOT_FORMAT_V2, SNAPSHOT_FORMAT_V1];
 const SNAPSHOT_HEADER_BYTES: usize = 20;
 /// Snapshots kept: the newest, and one before it in case the newest turns out unreadable.
 const SNAPSHOTS_KEPT: usize = 2;
@@ -490,8 +494,7 @@ fn frame_snapshot(format: u8, seq: Seq, payload: &[u8]) -> Result<Vec<u8>, Strin
 
 fn decode_snapshot(key_seq: Seq, value: &[u8]) -> Result<StateImage, SnapshotRefused> {
     if let [b'A', b'L', b'S', version, ..] = value
-        && *version != SNAPSHOT_FORMAT
-        && *version != SNAPSHOT_FORMAT_V1
+        && !SNAPSHOT_FORMATS_READ.contains(version)
         && version.is_ascii_digit()
     {
         return Err(SnapshotRefused::UnknownFormat(*version as char));
@@ -504,7 +507,7 @@ fn decode_snapshot_payload(key_seq: Seq, value: &[u8]) -> Result<StateImage, Str
         return Err("not a snapshot".into());
     }
     let format = value[3];
-    if format != SNAPSHOT_FORMAT && format != SNAPSHOT_FORMAT_V1 {
+    if !SNAPSHOT_FORMATS_READ.contains(&format) {
         return Err("not a snapshot".into());
     }
     let seq = u64::from_le_bytes(value[4..12].try_into().expect("8 bytes"));
@@ -525,10 +528,14 @@ fn decode_snapshot_payload(key_seq: Seq, value: &[u8]) -> Result<StateImage, Str
     }
     let mut aligned = AlignedVec::<16>::with_capacity(payload.len());
     aligned.extend_from_slice(payload);
-    let image = if format == SNAPSHOT_FORMAT_V1 {
-        rkyv::from_bytes::<StateImageV1, rancor::Error>(&aligned).map(StateImage::from)
-    } else {
-        rkyv::from_bytes::<StateImage, rancor::Error>(&aligned)
+    let image = match format {
+        SNAPSHOT_FORMAT_V1 => {
+            rkyv::from_bytes::<StateImageV1, rancor::Error>(&aligned).map(StateImage::from)
+        }
+        SNAPSHOT_FORMAT_V2 => {
+            rkyv::from_bytes::<StateImageV2, rancor::Error>(&aligned).map(StateImage::from)
+        }
+        _ => rkyv::from_bytes::<StateImage, rancor::Error>(&aligned),
     }
     .map_err(|e| format!("undecodable: {e}"))?;
     if image.seq != seq {
@@ -564,9 +571,37 @@ mod tests {
         assert_eq!(image, StateImage::from(v1.clone()));
         assert_eq!(image.skus[0].stock_total, u64::from(u32::MAX));
         assert_eq!(image.skus[0].available, u64::from(u32::MAX - 7));
-        // Written again, it is format 2, and reads back the same.
+        // Written again, it is the current format, and reads back the same.
         let again = encode_snapshot(&image).unwrap();
         assert_eq!(again[3], SNAPSHOT_FORMAT);
         assert_eq!(decode_snapshot(9, &again).unwrap(), image);
+    }
+
+    /// A snapshot of format 2 (before delivered orders could leave the hot tier) reads as the
+    /// same image with nothing retired.
+    #[test]
+    fn a_snapshot_of_format_2_reads_as_the_current_image() {
+        let v2 = StateImageV2 {
+            seq: 11,
+            next_reservation: 3,
+            skus: vec![crate::state::SkuImage {
+                sku: crate::ids::Sku(1),
+                stock_total: 1 << 41,
+                available: (1 << 41) - 7,
+                reserved: 2,
+                sold: 5,
+                per_user_limit: None,
+            }],
+            ..Default::default()
+        };
+        let payload = rkyv::to_bytes::<rancor::Error>(&v2).unwrap();
+        let value = frame_snapshot(SNAPSHOT_FORMAT_V2, 11, &payload).unwrap();
+        let image = decode_snapshot(11, &value).unwrap();
+        assert_eq!(image, StateImage::from(v2));
+        assert_eq!(image.retired, crate::state::RetiredImage::default());
+        assert_eq!(image.skus[0].stock_total, 1 << 41);
+        let again = encode_snapshot(&image).unwrap();
+        assert_eq!(again[3], SNAPSHOT_FORMAT);
+        assert_eq!(decode_snapshot(11, &again).unwrap(), image);
     }
 }

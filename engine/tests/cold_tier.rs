@@ -1,8 +1,9 @@
 //! Two tiers: closed orders leave memory for the cold tier's sled trees, and every order reads
 //! back exactly across restarts, snapshots and a lost tail — a seeded mix of placements,
-//! payments, cancellations, returns, refunds and expiries, checked against a model.
+//! payments, cancellations, returns, refunds, expiries and return windows that pass, checked
+//! against a model.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -15,12 +16,17 @@ use allot_engine::{
 
 const T0: u64 = 1_800_000_000_000;
 const TTL: u64 = 600_000;
-const RETURN_WINDOW: u64 = 86_400_000;
+/// Short, so that time passing in the test closes delivered orders too.
+const RETURN_WINDOW: u64 = TTL / 4;
 const USERS: u64 = 12;
 
 fn config(dir: &Path) -> EngineConfig {
     EngineConfig {
         snapshot_on_close: false,
+        return_window_ms: RETURN_WINDOW,
+        // The test runs expiries itself after moving the clock: the scheduler's own tick
+        // (real time) stays out of the way, so what is due is decided in one place.
+        expiry_tick_ms: 3_600_000,
         ..EngineConfig::new(dir)
     }
 }
@@ -37,7 +43,8 @@ impl Rng {
     }
 }
 
-fn product(engine: &Engine, name: &str) -> ProductId {
+/// A general product; `per_user_limit` makes customers' allowances count too.
+fn product(engine: &Engine, name: &str, per_user_limit: Option<u32>) -> ProductId {
     let (view, ticket) = engine
         .create_product(NewProduct {
             kind: ProductKind::General,
@@ -49,7 +56,7 @@ fn product(engine: &Engine, name: &str) -> ProductId {
             },
             sale_opens_ms: None,
             sale_closes_ms: None,
-            per_user_limit: None,
+            per_user_limit,
             stock_total: 100_000,
         })
         .unwrap();
@@ -61,19 +68,22 @@ fn product(engine: &Engine, name: &str) -> ProductId {
 #[derive(Default)]
 struct Model {
     orders: BTreeMap<OrderId, Order>,
+    /// Delivered orders whose return window passed.
+    returns_closed: BTreeSet<OrderId>,
 }
 
 impl Model {
-    fn closed(order: &Order) -> bool {
+    fn closed(&self, order: &Order) -> bool {
         match order.status {
             OrderStatus::Expired => true,
             OrderStatus::Cancelled | OrderStatus::Returned => !order.refund_due || order.refunded,
+            OrderStatus::Delivered => self.returns_closed.contains(&order.id),
             _ => false,
         }
     }
 
     fn live(&self) -> usize {
-        self.orders.values().filter(|o| !Self::closed(o)).count()
+        self.orders.values().filter(|o| !self.closed(o)).count()
     }
 
     /// Reads every order back, each customer's list page by page, and the hot tier's size.
@@ -154,14 +164,23 @@ fn step(
         return;
     }
     if pick == 9 {
-        // Time passes: unpaid orders past their deadline expire.
+        // Time passes: unpaid orders past their deadline expire, delivered ones past their
+        // return window close (and read back as they were delivered).
         clock.advance_ms(TTL / 2);
         engine.expire_due_orders();
+        engine.close_due_returns();
         engine.barrier().wait().unwrap();
+        let now = clock.now_ms();
         for order in model.orders.values_mut() {
-            if order.status.is_unpaid() && clock.now_ms() >= order.deadline_ms {
+            if order.status.is_unpaid() && now >= order.deadline_ms {
                 *order = engine.order(order.id).unwrap();
                 assert_eq!(order.status, OrderStatus::Expired);
+            }
+            if order.status == OrderStatus::Delivered
+                && order.delivered_ms.is_some_and(|d| now > d + RETURN_WINDOW)
+            {
+                model.returns_closed.insert(order.id);
+                assert_eq!(engine.order(order.id).as_ref(), Some(&*order));
             }
         }
         return;
@@ -198,9 +217,18 @@ fn step(
             }
         }
         OrderStatus::Shipped => engine.deliver_order(id).ok(),
-        OrderStatus::Delivered => engine
-            .request_return(id, "too small".into(), RETURN_WINDOW)
-            .ok(),
+        OrderStatus::Delivered if model.returns_closed.contains(&id) => {
+            // Closed when its window passed: refused by the window's rule, before and after
+            // a restart alike.
+            assert!(matches!(
+                engine.request_return(id, "too small".into()),
+                Err(allot_engine::EngineError::NotReturnable(_))
+            ));
+            None
+        }
+        // Most customers keep what they bought: the window passes.
+        OrderStatus::Delivered if rng.below(3) > 0 => None,
+        OrderStatus::Delivered => engine.request_return(id, "too small".into()).ok(),
         OrderStatus::ReturnRequested => engine.approve_return(id).ok(),
         OrderStatus::Cancelled | OrderStatus::Returned if order.refund_due && !order.refunded => {
             engine.refund_issued(id).unwrap().wait().unwrap();
@@ -227,7 +255,10 @@ fn closed_orders_leave_memory_and_every_order_reads_back_across_restarts() {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let mut model = Model::default();
         let mut engine = Engine::open(config(dir.path()), clock.clone()).unwrap();
-        let products = [product(&engine, "tee"), product(&engine, "cap")];
+        let products = [
+            product(&engine, "tee", None),
+            product(&engine, "cap", Some(10_000)),
+        ];
         for round in 0..4 {
             for _ in 0..150 {
                 step(&engine, &clock, &mut model, &mut rng, &products);
@@ -254,6 +285,10 @@ fn closed_orders_leave_memory_and_every_order_reads_back_across_restarts() {
         }
         let closed = model.orders.len() - model.live();
         assert!(closed > 50, "seed {seed}: only {closed} orders closed");
+        assert!(
+            !model.returns_closed.is_empty(),
+            "seed {seed}: no return window closed"
+        );
         engine.close().unwrap();
     }
 }
@@ -263,7 +298,7 @@ fn the_key_of_a_closed_order_answers_it_and_refuses_another_request() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let engine = Engine::open(config(dir.path()), clock.clone()).unwrap();
-    let tee = product(&engine, "tee");
+    let tee = product(&engine, "tee", None);
     let lines = [LineRequest {
         product: tee,
         quantity: 2,
@@ -315,7 +350,7 @@ fn a_lost_tail_takes_back_what_the_cold_tier_folded_from_it() {
     let clock = Arc::new(ManualClock::new(T0));
     let (kept, lost) = {
         let engine = Engine::open(config(dir.path()), clock.clone()).unwrap();
-        let tee = product(&engine, "tee");
+        let tee = product(&engine, "tee", None);
         let lines = [LineRequest {
             product: tee,
             quantity: 1,

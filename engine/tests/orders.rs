@@ -294,8 +294,7 @@ fn cancel_ship_deliver_and_return() {
     ));
     pay(&shop, order.id, PaymentOutcome::Charged);
     assert!(matches!(
-        shop.engine
-            .request_return(order.id, "too big".into(), 7 * 86_400_000),
+        shop.engine.request_return(order.id, "too big".into()),
         Err(EngineError::NotReturnable(_))
     ));
     let (shipped, t) = shop
@@ -317,7 +316,7 @@ fn cancel_ship_deliver_and_return() {
     shop.clock.advance_ms(7 * 86_400_000);
     let (requested, t) = shop
         .engine
-        .request_return(order.id, "too big".into(), 7 * 86_400_000)
+        .request_return(order.id, "too big".into())
         .unwrap();
     t.wait().unwrap();
     assert_eq!(requested.status, OrderStatus::ReturnRequested);
@@ -362,8 +361,7 @@ fn cancel_ship_deliver_and_return() {
         .unwrap();
     shop.clock.advance_ms(7 * 86_400_000 + 1);
     assert!(matches!(
-        shop.engine
-            .request_return(late.id, "late".into(), 7 * 86_400_000),
+        shop.engine.request_return(late.id, "late".into()),
         Err(EngineError::NotReturnable(_))
     ));
 }
@@ -431,7 +429,7 @@ fn orders_replay_to_the_live_state_with_and_without_a_snapshot() {
             .wait()
             .unwrap();
         shop.engine
-            .request_return(returned.id, "no".into(), 86_400_000)
+            .request_return(returned.id, "no".into())
             .unwrap()
             .1
             .wait()

@@ -43,8 +43,6 @@ pub struct ServerConfig {
     pub ip_rate_limit_per_min: u32,
     /// How long a placed order holds its units before it expires unpaid.
     pub reservation_ttl_ms: u64,
-    /// How long after delivery a return may be asked for.
-    pub return_window_ms: u64,
     /// How often unsettled payments (lost answers, due refunds) are looked at.
     pub payment_resolve_interval_ms: u64,
     /// How the live stock streams pace their events when many listen.
@@ -57,7 +55,6 @@ impl Default for ServerConfig {
             insecure_cookies: false,
             ip_rate_limit_per_min: 60,
             reservation_ttl_ms: 600_000,
-            return_window_ms: 7 * 24 * 60 * 60 * 1000,
             payment_resolve_interval_ms: 500,
             stock_feed: stock_feed::StockFeedConfig::default(),
         }

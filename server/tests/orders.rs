@@ -775,6 +775,71 @@ async fn cancelling_gives_the_units_back_and_refunds_a_paid_order() {
     shop.close().await;
 }
 
+/// A delivered order whose return window passes is closed for good: it leaves memory, reads
+/// back as it was delivered (from the cold tier, across a restart too), and a return is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivered_order_closes_when_its_return_window_passes() {
+    const WINDOW_MS: u64 = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let options = || AppOptions {
+        return_window_ms: Some(WINDOW_MS),
+        ..AppOptions::files(dir.path())
+    };
+    let app = TestApp::spawn(dir.path(), options()).await;
+    let hash = shop::password_hash().await;
+    let mut admin = shop::admin(&app, &hash).await;
+    let mut min_ji = customer(&app, MIN_JI_EMAIL, "Kim Min-ji", &hash).await;
+    let tote = app
+        .product("Canvas Tote", ProductKind::General, 39000, 5)
+        .await;
+    let id = paid_order(&mut min_ji, "kept", &[(&tote, 2)]).await;
+    assert_eq!(ship(&mut admin, &id).await.status, 200);
+    let delivered = deliver(&mut admin, &id).await;
+    assert_eq!(delivered.status, 200, "{:?}", delivered.body);
+    assert_eq!(app.engine.stats().live_orders, 1);
+
+    // The scheduler closes it once the window has passed.
+    let deadline = Instant::now() + Duration::from_millis(SETTLE_WAIT_MS);
+    while app.engine.stats().live_orders > 0 {
+        assert!(Instant::now() < deadline, "the order stayed in memory");
+        tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
+    }
+    let closed = order(&mut min_ji, &id).await;
+    assert_eq!(closed, delivered.body, "it reads back as it was delivered");
+    assert_problem(
+        &request_return(&mut min_ji, &id).await,
+        409,
+        "not_returnable",
+    );
+    assert_problem(&ship(&mut admin, &id).await, 409, "invalid_transition");
+    assert_eq!(
+        stock(&mut min_ji, &tote).await,
+        (3, 0, 2),
+        "its units stay sold"
+    );
+    let events = app.engine.events(0, 1_000).unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.kind == allot_engine::events::EventKind::ReturnWindowClosed)
+            .count(),
+        1
+    );
+    app.stop().await;
+
+    let app = TestApp::spawn(dir.path(), options()).await;
+    let mut min_ji = log_in(&app, MIN_JI_EMAIL).await;
+    assert_eq!(app.engine.stats().live_orders, 0);
+    assert_eq!(order(&mut min_ji, &id).await, delivered.body);
+    assert_problem(
+        &request_return(&mut min_ji, &id).await,
+        409,
+        "not_returnable",
+    );
+    assert_eq!(stock(&mut min_ji, &tote).await, (3, 0, 2));
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_goes_from_paid_to_returned_one_step_at_a_time() {
     let mut shop = Shop::open().await;

@@ -139,13 +139,15 @@ impl Engine {
             .deliver_order(id, self.now_ms(), &|r| wal.append(r))
     }
 
+    /// Asks for a return of a delivered order, within the return window
+    /// ([`EngineConfig::return_window_ms`](crate::EngineConfig::return_window_ms)) of delivery.
     pub fn request_return(
         &self,
         id: OrderId,
         reason: String,
-        window_ms: Millis,
     ) -> Result<(Order, Ticket), EngineError> {
         let wal = self.ready_wal()?;
+        let window_ms = self.inner.config.return_window_ms;
         self.inner
             .state
             .request_return(id, reason, self.now_ms(), window_ms, &|r| wal.append(r))
@@ -323,5 +325,16 @@ impl Engine {
     /// scheduler calls this on its own.
     pub fn expire_due_orders(&self) -> usize {
         super::expire_due_orders(&self.inner.state, &self.inner.wal, self.now_ms())
+    }
+
+    /// Closes every delivered order whose return window has passed; answers how many it
+    /// queued. The scheduler calls this on its own.
+    pub fn close_due_returns(&self) -> usize {
+        super::close_due_returns(
+            &self.inner.state,
+            &self.inner.wal,
+            self.now_ms(),
+            self.inner.config.return_window_ms,
+        )
     }
 }

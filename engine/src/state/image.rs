@@ -12,7 +12,7 @@ use crate::catalog::{Catalog, Product};
 use crate::clock::Millis;
 use crate::counter::{SKU_UNITS_MAX, SkuCounter, StockCounts};
 use crate::ids::{ReservationId, Sku, UserId};
-use crate::orders::Order;
+use crate::orders::{Order, OrderStatus};
 use crate::record::{ReleaseReason, Seq};
 use crate::wishlist::{WishItem, Wishlists};
 
@@ -33,6 +33,55 @@ pub struct StateImage {
     pub orders: Vec<Order>,
     /// Whose order every id is, closed ones included.
     pub order_users: OrderUsersImage,
+    /// What orders that left the hot tier sold.
+    pub retired: RetiredImage,
+}
+
+/// The units sold by orders that left the hot tier with their units sold (delivered, their
+/// return window passed): the part of each SKU's `sold` and of each customer's allowance that
+/// no reservation in memory accounts for any more.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct RetiredImage {
+    pub sold: Vec<(Sku, u64)>,
+    pub held: Vec<(UserId, Sku, u32)>,
+}
+
+/// The image as snapshot format 2 laid it out (before delivered orders could leave the hot
+/// tier): the same but for `retired`, which was nothing then. Read, never written.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct StateImageV2 {
+    pub seq: Seq,
+    pub next_reservation: u64,
+    pub skus: Vec<SkuImage>,
+    pub reservations: Vec<ReservationImage>,
+    pub holds: Vec<HoldImage>,
+    pub accounts: AccountsImage,
+    pub next_product: u64,
+    pub products: Vec<Product>,
+    pub wishlists: Vec<(UserId, Vec<WishItem>)>,
+    pub next_order: u64,
+    pub orders: Vec<Order>,
+    pub order_users: OrderUsersImage,
+}
+
+impl From<StateImageV2> for StateImage {
+    fn from(v2: StateImageV2) -> Self {
+        StateImage {
+            seq: v2.seq,
+            next_reservation: v2.next_reservation,
+            skus: v2.skus,
+            reservations: v2.reservations,
+            holds: v2.holds,
+            accounts: v2.accounts,
+            next_product: v2.next_product,
+            products: v2.products,
+            wishlists: v2.wishlists,
+            next_order: v2.next_order,
+            orders: v2.orders,
+            order_users: v2.order_users,
+            retired: RetiredImage::default(),
+        }
+    }
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -105,6 +154,7 @@ impl From<StateImageV1> for StateImage {
                 users.image()
             },
             orders: v1.orders,
+            retired: RetiredImage::default(),
         }
     }
 }
@@ -197,6 +247,21 @@ impl State {
                 orders
             },
             order_users: self.order_users.image(),
+            retired: {
+                let mut sold: Vec<(Sku, u64)> = self
+                    .retired_sold
+                    .iter()
+                    .map(|e| (*e.key(), *e.value()))
+                    .collect();
+                sold.sort_unstable();
+                let mut held: Vec<(UserId, Sku, u32)> = self
+                    .retired_held
+                    .iter()
+                    .map(|e| (e.key().0, e.key().1, *e.value()))
+                    .collect();
+                held.sort_unstable();
+                RetiredImage { sold, held }
+            },
         }
     }
 
@@ -229,6 +294,9 @@ impl State {
                     .order_deadlines
                     .lock()
                     .insert((order.deadline_ms, order.id));
+            }
+            if let (OrderStatus::Delivered, Some(delivered)) = (order.status, order.delivered_ms) {
+                state.return_windows.lock().insert((delivered, order.id));
             }
             state.track_settlement(order);
             state.orders.insert(order.id, order.clone());
@@ -277,13 +345,19 @@ impl State {
         for h in &image.holds {
             state.holds.insert((h.user, h.sku), AtomicU32::new(h.held));
         }
+        for &(sku, units) in &image.retired.sold {
+            state.retired_sold.insert(sku, units);
+        }
+        for &(user, sku, units) in &image.retired.held {
+            state.retired_held.insert((user, sku), units);
+        }
         Ok(state)
     }
 }
 
 /// Checks, per SKU: `available + reserved + sold == stock_total`; `reserved` equals the units of
-/// its active reservations and `sold` those of its committed ones; each customer's allowance
-/// equals what they hold and stays within the limit.
+/// its active reservations and `sold` those of its committed ones plus the retired; each
+/// customer's allowance equals what they hold (retired included) and stays within the limit.
 pub fn check_invariants(image: &StateImage) -> Vec<String> {
     let mut problems = Vec::new();
     #[derive(Default)]
@@ -292,7 +366,15 @@ pub fn check_invariants(image: &StateImage) -> Vec<String> {
         sold: u64,
     }
     let mut sums: BTreeMap<Sku, Sums> = BTreeMap::new();
-    let mut held: BTreeMap<(UserId, Sku), u64> = BTreeMap::new();
+    let mut held: BTreeMap<(UserId, Sku), u64> = image
+        .retired
+        .held
+        .iter()
+        .map(|&(user, sku, units)| ((user, sku), u64::from(units)))
+        .collect();
+    for &(sku, units) in &image.retired.sold {
+        sums.entry(sku).or_default().sold += units;
+    }
     let limits: BTreeMap<Sku, Option<u32>> = image
         .skus
         .iter()

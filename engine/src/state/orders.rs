@@ -300,6 +300,52 @@ impl State {
         due
     }
 
+    /// Delivered orders whose return window (`window_ms` after delivery) has passed by
+    /// `now_ms`, with their delivery time; taken out of the index (an order that moved on
+    /// meanwhile is refused when it is closed, and so leaves it).
+    pub fn returns_due(&self, now_ms: Millis, window_ms: Millis) -> Vec<(Millis, OrderId)> {
+        let mut due = Vec::new();
+        let mut windows = self.return_windows.lock();
+        while let Some(&(delivered, id)) = windows.first() {
+            // A return may be asked for up to and including the window's last millisecond.
+            if now_ms <= delivered.saturating_add(window_ms) {
+                break;
+            }
+            windows.pop_first();
+            due.push((delivered, id));
+        }
+        due
+    }
+
+    /// Puts a delivered order back in the index of return windows (its closing was not logged).
+    pub fn recheck_return_later(&self, delivered_ms: Millis, id: OrderId) {
+        self.return_windows.lock().insert((delivered_ms, id));
+    }
+
+    /// Closes a delivered order whose return window has passed: no return can be asked for
+    /// any more, and the order leaves the hot tier once the record is durable.
+    pub fn close_returns(
+        &self,
+        id: OrderId,
+        now_ms: Millis,
+        window_ms: Millis,
+        append: Append<'_>,
+    ) -> Result<Ticket, EngineError> {
+        self.transition(id, append, |order| {
+            let open = order
+                .delivered_ms
+                .is_none_or(|delivered| now_ms <= delivered.saturating_add(window_ms));
+            if open {
+                return Err(EngineError::OrderStateConflict("not due"));
+            }
+            Ok(OrderRecord::ReturnWindowClosed {
+                order: id,
+                at_ms: now_ms,
+            })
+        })
+        .map(|(_, ticket)| ticket)
+    }
+
     /// Puts an order back in the expiry index (its payment was in flight when it fell due).
     pub fn recheck_order_later(&self, id: OrderId, at_ms: Millis) {
         self.order_deadlines.lock().insert((at_ms, id));
@@ -438,10 +484,18 @@ impl State {
             Ok(None) => return EngineError::OrderNotFound(id),
             Err(error) => return error,
         };
-        let refusal = record_for(&order).and_then(|record| check_step(&order, &record));
-        match refusal {
+        let step =
+            record_for(&order).and_then(|record| check_step(&order, &record).map(|()| record));
+        match step {
             Err(refusal) => refusal,
-            Ok(()) => EngineError::LogFailed(format!(
+            // Delivered, and closed when its return window passed: the window's rule answers.
+            Ok(OrderRecord::ReturnRequested { .. }) if order.status == OrderStatus::Delivered => {
+                EngineError::NotReturnable("the return window has passed")
+            }
+            Ok(OrderRecord::ReturnWindowClosed { .. }) => {
+                EngineError::OrderStateConflict(order.status.as_str())
+            }
+            Ok(_) => EngineError::LogFailed(format!(
                 "{id} is closed but its rules allow a step: a defect"
             )),
         }
@@ -505,7 +559,24 @@ impl State {
         };
         for line in &order.lines {
             self.order_owned.remove(&line.reservation);
-            self.reservations.remove(&line.reservation);
+            let Some((_, reservation)) = self.reservations.remove(&line.reservation) else {
+                continue;
+            };
+            // Delivered and kept: its units stay sold, and count against the limit.
+            if reservation.status == ReservationStatus::Committed {
+                *self.retired_sold.entry(reservation.sku).or_default() +=
+                    u64::from(reservation.quantity);
+                let limited = self
+                    .skus
+                    .get(&reservation.sku)
+                    .is_some_and(|sku| sku.per_user_limit.is_some());
+                if limited {
+                    *self
+                        .retired_held
+                        .entry((reservation.user, reservation.sku))
+                        .or_default() += reservation.quantity;
+                }
+            }
         }
         self.idempotency.remove(&order.idempotency);
         self.to_settle.lock().remove(&id);
@@ -568,8 +639,12 @@ impl State {
                 self.order_deadlines.lock().insert((*deadline_ms, id));
                 return Ok(());
             }
+            OrderRecord::OrderDelivered { at_ms, .. } => {
+                self.return_windows.lock().insert((*at_ms, id));
+                return Ok(());
+            }
             // The last step an order takes: it leaves the hot tier.
-            OrderRecord::RefundIssued { .. } => {
+            OrderRecord::RefundIssued { .. } | OrderRecord::ReturnWindowClosed { .. } => {
                 self.evict(id);
                 return Ok(());
             }
@@ -767,6 +842,7 @@ fn check_step(order: &Order, record: &OrderRecord) -> Result<(), EngineError> {
         }
         OrderRecord::ReturnApproved { .. } => status == OrderStatus::ReturnRequested,
         OrderRecord::RefundIssued { .. } => order.refund_due && !order.refunded,
+        OrderRecord::ReturnWindowClosed { .. } => status == OrderStatus::Delivered,
     };
     if ok { Ok(()) } else { Err(conflict()) }
 }
@@ -820,6 +896,8 @@ pub(crate) fn step(order: &mut Order, record: &OrderRecord) {
             order.set_status(OrderStatus::Returned, *at_ms);
         }
         OrderRecord::RefundIssued { .. } => order.refunded = true,
+        // The order stays as it was delivered; the cold tier notes it closed.
+        OrderRecord::ReturnWindowClosed { .. } => {}
     }
 }
 

@@ -38,7 +38,7 @@ struct EventJson {
     seq: u64,
     /// `OrderPlaced`, `PaymentRequested`, `OrderPaid`, `PaymentFailed`, `PaymentTimedOut`,
     /// `OrderExpired`, `OrderCancelled`, `OrderShipped`, `OrderDelivered`, `ReturnRequested`,
-    /// `OrderReturned`, `OrderRefunded`, `ProductCreated`, `ProductUpdated`.
+    /// `OrderReturned`, `OrderRefunded`, `ProductCreated`, `ProductUpdated`, `ReturnWindowClosed`.
     #[serde(rename = "type")]
     kind: &'static str,
     at: String,

@@ -447,7 +447,6 @@ struct ReturnRequest {
         (status = 409, description = "`not_returnable`", body = Problem),
     ))]
 async fn return_order(
-    State(state): State<AppState>,
     Ready(engine): Ready,
     caller: Authenticated,
     Path(id): Path<String>,
@@ -457,8 +456,7 @@ async fn return_order(
     if body.reason.chars().count() > 500 {
         return Err(EngineError::InvalidOrder("the reason is over 500 characters").into());
     }
-    let window = state.shared.config.return_window_ms;
-    let (order, ticket) = engine.request_return(order.id, body.reason, window)?;
+    let (order, ticket) = engine.request_return(order.id, body.reason)?;
     ticket.durable().await?;
     Ok(Json(order_json(&engine, &order)))
 }

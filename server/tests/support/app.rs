@@ -32,6 +32,8 @@ pub struct AppOptions {
     pub payment_resolve_interval_ms: Option<u64>,
     /// How live stock streams pace their events.
     pub stock_feed: StockFeedConfig,
+    /// How long after delivery a return may be asked for; the engine's default when `None`.
+    pub return_window_ms: Option<u64>,
 }
 
 impl AppOptions {
@@ -45,13 +47,20 @@ impl AppOptions {
             reservation_ttl_ms: None,
             payment_resolve_interval_ms: None,
             stock_feed: StockFeedConfig::default(),
+            return_window_ms: None,
         }
     }
 }
 
 impl TestApp {
     pub async fn spawn(data_dir: &Path, options: AppOptions) -> TestApp {
-        let config = EngineConfig::new(data_dir);
+        let defaults = EngineConfig::new(data_dir);
+        let config = EngineConfig {
+            return_window_ms: options
+                .return_window_ms
+                .unwrap_or(defaults.return_window_ms),
+            ..defaults
+        };
         let engine = tokio::task::spawn_blocking(move || {
             Engine::open(config, Arc::new(SystemClock::new())).expect("open the engine")
         })
@@ -74,7 +83,6 @@ impl TestApp {
                     .payment_resolve_interval_ms
                     .unwrap_or(defaults.payment_resolve_interval_ms),
                 stock_feed: options.stock_feed,
-                ..defaults
             },
             mailer.clone(),
         );
