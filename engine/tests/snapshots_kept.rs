@@ -88,13 +88,13 @@ fn a_damaged_snapshot_is_set_aside_and_kept_not_deleted() {
 fn a_snapshot_of_an_unknown_format_stops_the_open_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (_, newer) = prepare(dir.path());
-    // What a newer allot with format 3 would have written.
-    let newer_format = alter_snapshot(dir.path(), newer, |v| v[3] = b'3');
+    // What a newer allot with format 9 would have written.
+    let newer_format = alter_snapshot(dir.path(), newer, |v| v[3] = b'9');
 
     let error = open(dir.path()).err().expect("the open must refuse");
     let message = error.to_string();
     assert!(
-        message.contains("format 3") && message.contains("newer allot"),
+        message.contains("format 9") && message.contains("newer allot"),
         "{message}"
     );
     assert_eq!(stored(dir.path(), "snapshots", newer), Some(newer_format));

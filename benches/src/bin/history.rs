@@ -9,7 +9,11 @@
 //! ```text
 //! cargo run --release -p allot-benches --bin history -- 1000000 100000     # about a minute
 //! cargo run --release -p allot-benches --bin history -- 10000000 1000000   # the full figure
+//! cargo run --release -p allot-benches --bin history -- 300000 30000 --delivered
 //! ```
+//!
+//! `--delivered`: each order is paid, shipped and delivered instead of cancelled, with a return
+//! window of 0, so it closes when the scheduler sees the window passed (`ReturnWindowClosed`).
 //!
 //! Customer 0 has 10,000 orders, customer 1 has 5, the rest share the remainder. The data
 //! directory is a temporary one, removed at the end (set `ALLOT_HISTORY_DIR` to keep one).
@@ -19,7 +23,7 @@ use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use allot_engine::orders::{LineRequest, Placement};
+use allot_engine::orders::{LineRequest, PaymentOutcome, Placement};
 use allot_engine::{
     Engine, EngineConfig, NewProduct, ProductDetails, ProductId, ProductKind, SystemClock, UserId,
 };
@@ -51,6 +55,8 @@ fn main() -> ExitCode {
 fn config(dir: &Path) -> EngineConfig {
     let defaults = EngineConfig::new(dir);
     EngineConfig {
+        // Delivered orders close at once (`--delivered`).
+        return_window_ms: 0,
         // A checkpoint every million records, as a running shop would take them.
         snapshot_every_records: MILLION,
         // `ALLOT_HISTORY_CACHE_MB`: sled's cache, as `allot serve --cache-mb` sets it.
@@ -73,6 +79,11 @@ fn build_and_measure(args: &[String]) -> Result<(), String> {
     if orders < HEAVY_ORDERS + LIGHT_ORDERS {
         return Err(format!("at least {} orders", HEAVY_ORDERS + LIGHT_ORDERS));
     }
+    let journey = match args.get(3).map(String::as_str) {
+        None => Journey::Cancelled,
+        Some("--delivered") => Journey::Delivered,
+        Some(other) => return Err(format!("{other}: expected --delivered or nothing")),
+    };
     let kept = std::env::var_os("ALLOT_HISTORY_DIR").map(PathBuf::from);
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
     let dir = kept.clone().unwrap_or_else(|| scratch.path().to_path_buf());
@@ -80,7 +91,7 @@ fn build_and_measure(args: &[String]) -> Result<(), String> {
         "building {orders} closed orders for {customers} customers in {}",
         dir.display()
     );
-    let rates = build(&dir, orders, customers)?;
+    let rates = build(&dir, orders, customers, journey)?;
     for (million, rate) in &rates {
         println!("orders {million}M: {rate:.0} durable placements+cancellations/s");
     }
@@ -101,9 +112,22 @@ fn build_and_measure(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Places and cancels `orders` orders; answers the rate of each million (or of the whole run,
-/// under a million).
-fn build(dir: &Path, orders: u64, customers: u64) -> Result<Vec<(u64, f64)>, String> {
+/// What becomes of each order.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Journey {
+    Cancelled,
+    /// Paid, shipped, delivered, and closed when its return window passes.
+    Delivered,
+}
+
+/// Places `orders` orders and takes each to its close; answers the rate of each million (or of
+/// the whole run, under a million).
+fn build(
+    dir: &Path,
+    orders: u64,
+    customers: u64,
+    journey: Journey,
+) -> Result<Vec<(u64, f64)>, String> {
     let engine =
         Engine::open(config(dir), Arc::new(SystemClock::new())).map_err(|e| e.to_string())?;
     let (view, ticket) = engine
@@ -150,8 +174,11 @@ fn build(dir: &Path, orders: u64, customers: u64) -> Result<Vec<(u64, f64)>, Str
         let Placement::Placed(order, _) = placed else {
             return Err(format!("order {n} replayed"));
         };
-        let (_, cancelled) = engine.cancel_order(order.id).map_err(|e| e.to_string())?;
-        in_flight.push_back(cancelled);
+        let last = match journey {
+            Journey::Cancelled => engine.cancel_order(order.id).map_err(|e| e.to_string())?.1,
+            Journey::Delivered => deliver(&engine, order.id).map_err(|e| e.to_string())?,
+        };
+        in_flight.push_back(last);
         if in_flight.len() >= PIPELINE
             && let Some(oldest) = in_flight.pop_front()
         {
@@ -174,8 +201,31 @@ fn build(dir: &Path, orders: u64, customers: u64) -> Result<Vec<(u64, f64)>, Str
             started = Instant::now();
         }
     }
+    // Delivered orders close on the scheduler's next ticks.
+    let waited = Instant::now();
+    while engine.stats().live_orders > 0 {
+        if waited.elapsed() > Duration::from_secs(600) {
+            return Err(format!(
+                "{} orders still live after 10 minutes",
+                engine.stats().live_orders
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     engine.close().map_err(|e| e.to_string())?;
     Ok(rates)
+}
+
+/// Pays (the simulator's answer recorded as charged), ships and delivers an order; answers the
+/// ticket of the last step.
+fn deliver(
+    engine: &Engine,
+    order: allot_engine::OrderId,
+) -> Result<allot_engine::Ticket, allot_engine::EngineError> {
+    let (_, attempt, _) = engine.request_payment(order)?;
+    engine.record_payment(order, attempt, PaymentOutcome::Charged)?;
+    engine.ship_order(order, "DHL".into(), format!("T{}", order.0))?;
+    Ok(engine.deliver_order(order)?.1)
 }
 
 /// In a fresh process: open, then RSS, then the newest-five read of a heavy and a light customer.
