@@ -204,12 +204,14 @@ pub fn inspect(data_dir: &Path) -> Result<Inspection, OpenError> {
         );
     }
     let mut events_past_end = 0;
-    for entry in store.events.iter() {
-        let (key, value) = entry?;
-        match crate::events::decode(&key, &value) {
-            Some(event) if event.seq > state.seq() => events_past_end += 1,
-            Some(_) => {}
-            None => problems.push(format!("the events tree holds an unreadable entry {key:?}")),
+    for entry in store.events.entries() {
+        match entry? {
+            (_, Some(events)) => {
+                events_past_end += events.iter().filter(|e| e.seq > state.seq()).count() as u64;
+            }
+            (key, None) => {
+                problems.push(format!("the events tree holds an unreadable entry {key:?}"));
+            }
         }
     }
     let image = state.image();
@@ -266,11 +268,15 @@ impl EventCheck {
     fn compare(&mut self, store: &Store, seq: Seq, record: &Record) -> Result<(), OpenError> {
         self.checked += 1;
         let expected = crate::events::event_of(seq, record);
-        let stored = store.events.get(crate::events::key(seq))?;
+        let stored = match store.events.at(seq) {
+            Ok(stored) => Ok(stored),
+            Err(crate::events::StoredEventsError::Storage(error)) => return Err(error.into()),
+            Err(unreadable) => Err(unreadable.to_string()),
+        };
         let agrees = match (&expected, &stored) {
-            (Some(event), Some(value)) => crate::events::encode(event)[..] == value[..],
-            (None, None) => true,
-            (Some(_), None) if seq > self.rewritten_after => {
+            (Some(event), Ok(Some(found))) => event == found,
+            (None, Ok(None)) => true,
+            (Some(_), Ok(None)) if seq > self.rewritten_after => {
                 self.missing_after_snapshot += 1;
                 true
             }
@@ -279,14 +285,14 @@ impl EventCheck {
         if !agrees {
             self.mismatches += 1;
             if self.first.len() < Self::NAMED_MAX {
-                let found = stored.as_ref().map(|value| {
-                    crate::events::decode(&crate::events::key(seq), value)
-                        .map_or("an unreadable entry".to_string(), |e| format!("{e:?}"))
-                });
+                let found = match &stored {
+                    Ok(Some(event)) => format!("{event:?}"),
+                    Ok(None) => "none".to_string(),
+                    Err(unreadable) => unreadable.clone(),
+                };
                 self.first.push(format!(
-                    "event {seq}: the log makes it {}, the events tree holds {}",
+                    "event {seq}: the log makes it {}, the events tree holds {found}",
                     expected.map_or("none".to_string(), |e| format!("{e:?}")),
-                    found.unwrap_or_else(|| "none".to_string())
                 ));
             }
         }

@@ -141,14 +141,7 @@ pub fn recover(
     }
     if on_defect == OnDefect::Cut {
         // Events written with a batch that never became durable (or was cut) go too.
-        let stale: Vec<_> = store
-            .events
-            .range(crate::events::key(state.seq() + 1)..)
-            .keys()
-            .collect::<Result<_, _>>()?;
-        for key in stale {
-            store.events.remove(key)?;
-        }
+        store.events.truncate_after(state.seq())?;
         // A consumer past the cut would skip the records that take those numbers next.
         for (name, offset) in store.consumer_offsets()? {
             if offset > state.seq() {
@@ -225,9 +218,9 @@ pub fn replay(
                 // Opening for writing: the batch's events are written again, in case a crash
                 // kept the batch but not them (they are keyed by seq, so this is idempotent).
                 if on_defect == OnDefect::Cut
-                    && let Some(events) = crate::events::batch_for(first_seq, &records)
+                    && let Some(events) = crate::events::entry_for(first_seq, &records)
                 {
-                    store.events.apply_batch(events)?;
+                    store.events.replace(events)?;
                 }
                 // And its orders folded again into the cold tier (records it holds are skipped).
                 if on_defect == OnDefect::Cut {

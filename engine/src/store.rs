@@ -48,7 +48,7 @@ pub struct Store {
     pub log: sled::Tree,
     pub snapshots: sled::Tree,
     pub snapshots_refused: sled::Tree,
-    pub events: sled::Tree,
+    pub events: crate::events::StoredEvents,
     pub consumers: sled::Tree,
     pub meta: sled::Tree,
     /// Orders, materialised with the log.
@@ -132,7 +132,7 @@ impl Store {
             log: db.open_tree("log")?,
             snapshots: db.open_tree("snapshots")?,
             snapshots_refused: db.open_tree("snapshots_refused")?,
-            events: db.open_tree("events")?,
+            events: crate::events::StoredEvents(db.open_tree("events")?),
             consumers: db.open_tree("consumers")?,
             cold: Cold::open(&db, meta.clone())?,
             meta,
@@ -331,29 +331,17 @@ impl Store {
     }
 
     /// Retention of events: removes the events of records before `before_seq` that are of a
-    /// record at or before `by_count`, or older than `older_than_ms`. Events are kept in order
-    /// of their records, so it stops at the first event kept. Answers how many went.
+    /// record at or before `by_count`, or older than `older_than_ms`, a stored entry (a log
+    /// batch's events) at a time. Events are kept in order of their records, so it stops at the
+    /// first entry kept. Answers how many events went.
     pub fn prune_events(
         &self,
         before_seq: Seq,
         by_count: Seq,
         older_than_ms: crate::clock::Millis,
     ) -> Result<u64, sled::Error> {
-        let mut pruned = 0;
-        let mut batch = sled::Batch::default();
-        for item in self.events.range(..crate::events::key(before_seq)) {
-            let (key, value) = item?;
-            let Some(event) = crate::events::decode(&key, &value) else {
-                break; // an unreadable entry is `db verify`'s to report, not retention's to drop
-            };
-            if event.seq > by_count && event.at_ms >= older_than_ms {
-                break;
-            }
-            batch.remove(key);
-            pruned += 1;
-        }
+        let pruned = self.events.prune(before_seq, by_count, older_than_ms)?;
         if pruned > 0 {
-            self.events.apply_batch(batch)?;
             self.flush()?;
         }
         Ok(pruned)

@@ -74,7 +74,7 @@ pub type UserLookup = Arc<dyn Fn(OrderId) -> Option<UserId> + Send + Sync>;
 pub struct LogTrees {
     pub log: sled::Tree,
     /// The domain events of each batch.
-    pub events: sled::Tree,
+    pub events: crate::events::StoredEvents,
     /// The cold tier, folded with each batch, and whose order an id is (none in a bare log, as
     /// in benchmarks).
     pub cold: Option<(Cold, UserLookup)>,
@@ -417,10 +417,10 @@ impl Writer {
                 ));
             }
         }
-        if let Some(events) = crate::events::batch_for(first_seq, batch) {
+        if let Some(events) = crate::events::entry_for(first_seq, batch) {
             self.trees
                 .events
-                .apply_batch(events)
+                .insert(events)
                 .map_err(|e| e.to_string())?;
         }
         if self.durability == Durability::Fsync {
@@ -469,7 +469,7 @@ mod tests {
         let files = Arc::new(SledFiles::open(&path).unwrap());
         let trees = LogTrees {
             log: db.open_tree("log").unwrap(),
-            events: db.open_tree("events").unwrap(),
+            events: crate::events::StoredEvents(db.open_tree("events").unwrap()),
             cold: None,
         };
         // The hook of the first batch waits for the test: the writer stalls, the queue fills.

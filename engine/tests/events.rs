@@ -230,10 +230,14 @@ fn verify_compares_the_events_with_the_log_and_leaves_what_a_crash_leaves_to_ope
         db.flush().unwrap();
     };
     let key = |seq: u64| seq.to_be_bytes();
+    // The event of record `last` as a build before packed entries stored it, which still reads:
+    // its 18 bytes alone, keyed by its seq. Its batch's entry is a tag, the seq, then those.
     let placed = {
         let db = open_sled(dir.path());
         let events = db.open_tree("events").unwrap();
-        events.get(key(last)).unwrap().unwrap()
+        let packed = events.get(key(last)).unwrap().unwrap();
+        assert_eq!((packed[0], packed.len()), (b'P', 1 + 8 + 18));
+        sled::IVec::from(&packed[9..])
     };
     stored(&|events| {
         events.insert(key(last + 1), placed.clone()).unwrap();

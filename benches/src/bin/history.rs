@@ -223,8 +223,9 @@ fn deliver(
     order: allot_engine::OrderId,
 ) -> Result<allot_engine::Ticket, allot_engine::EngineError> {
     let (_, attempt, _) = engine.request_payment(order)?;
-    engine.record_payment(order, attempt, PaymentOutcome::Charged)?;
-    engine.ship_order(order, "DHL".into(), format!("T{}", order.0))?;
+    // The last step's ticket covers these: the log is durable in order.
+    let _paid = engine.record_payment(order, attempt, PaymentOutcome::Charged)?;
+    let _shipped = engine.ship_order(order, "DHL".into(), format!("T{}", order.0))?;
     Ok(engine.deliver_order(order)?.1)
 }
 

@@ -11,22 +11,14 @@ impl Engine {
     pub fn events(&self, after: Seq, limit: usize) -> Result<Vec<Event>, EngineError> {
         let durable = self.durable_seq();
         let limit = limit.min(events::PAGE_MAX);
-        let mut found = Vec::with_capacity(limit.min(64));
-        if after >= durable || limit == 0 {
-            return Ok(found);
-        }
-        let range = events::key(after + 1)..=events::key(durable);
-        for item in self.inner.store.events.range(range) {
-            let (key, value) = item.map_err(storage_error)?;
-            let event = events::decode(&key, &value).ok_or_else(|| {
-                OpenError::Corrupt(format!("the event stored under {key:?} cannot be decoded"))
-            })?;
-            found.push(event);
-            if found.len() == limit {
-                break;
-            }
-        }
-        Ok(found)
+        self.inner
+            .store
+            .events
+            .read(after, durable, limit)
+            .map_err(|error| match error {
+                events::StoredEventsError::Storage(error) => storage_error(error),
+                unreadable => OpenError::from(unreadable).into(),
+            })
     }
 
     /// The last event `consumer` has finished with (0 before its first).
