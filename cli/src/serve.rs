@@ -75,6 +75,11 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_EVENTS_KEPT_DAYS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=36_500))]
     events_kept_days: u64,
+    /// How many days a closed order's Idempotency-Key still answers it (a live order's always
+    /// does); then the same key places a new order.
+    #[arg(long, env = "ALLOT_IDEMPOTENCY_KEPT_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=36_500))]
+    idempotency_kept_days: u64,
     /// sled's page cache, in MiB.
     #[arg(long, env = "ALLOT_CACHE_MB", default_value_t = 256,
           value_parser = clap::value_parser!(u64).range(8..=65_536))]
@@ -158,6 +163,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         events_kept_records: args.events_kept_records,
         events_kept_ms: args.events_kept_days * 24 * 60 * 60 * 1_000,
         return_window_ms: args.return_window_days.saturating_mul(24 * 60 * 60 * 1_000),
+        keys_kept_ms: args.idempotency_kept_days * 24 * 60 * 60 * 1_000,
         cache_bytes: args.cache_mb << 20,
         ..EngineConfig::new(&args.data.data_dir)
     };

@@ -9,8 +9,12 @@
 //!   hot tier's dense order → user map (4 bytes an order).
 //! - `order_keys`: the keyed hash of (user, Idempotency-Key) → order id, for CLOSED orders: a
 //!   live order's key is in memory, and moves here with the record that closes the order, so a
-//!   placement costs one tree write (sled spends about 10 µs of CPU on each) and a key stays
-//!   answerable for as long as its order is readable.
+//!   placement costs one tree write (sled spends about 10 µs of CPU on each).
+//! - `order_keys_by_close`: (when the order closed, 8 bytes big-endian; the key's hash) → order
+//!   id: the retention index. A closed order's key answers it for `keys_kept_ms` after the close
+//!   ([`Cold::prune_keys`], after each checkpoint); then the same key places a new order. sled
+//!   keeps about 45 bytes of memory for every entry it stores, so keys kept for ever would cost
+//!   memory for every order ever closed.
 //!
 //! The trees are a fold of the log and nothing else: each record is applied with the saga's one
 //! mutation (`step`) to the stored order. The writer inserts a batch into the log BEFORE its
@@ -24,18 +28,23 @@ use std::collections::HashMap;
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 
+use crate::clock::Millis;
 use crate::ids::{OrderId, UserId};
 use crate::orders::Order;
 use crate::record::{Digest, OrderRecord, Record, Seq};
 
 /// Where the cold tier keeps how far it has folded the log.
 const MATERIALISED_KEY: &[u8] = b"cold_materialised_through";
+/// Where it keeps the cut-off of the last pruning of keys: orders closed before it may have no
+/// key entry any more.
+const KEYS_PRUNED_KEY: &[u8] = b"cold_keys_pruned_before_ms";
 
 /// Handles to the cold trees; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Cold {
     orders: sled::Tree,
     order_keys: sled::Tree,
+    keys_by_close: sled::Tree,
     meta: sled::Tree,
 }
 
@@ -87,6 +96,7 @@ impl Cold {
         Ok(Self {
             orders: db.open_tree("orders")?,
             order_keys: db.open_tree("order_keys")?,
+            keys_by_close: db.open_tree("order_keys_by_close")?,
             meta,
         })
     }
@@ -150,15 +160,62 @@ impl Cold {
             .map_or(0, Seq::from_be_bytes))
     }
 
-    /// Whether a closed order's key entry is present (a live order's key is in memory).
+    /// Whether a closed order's key entry is as it should be: present, or pruned by retention
+    /// (the order's last change of status is before the last pruning's cut-off). A live order's
+    /// key is in memory.
     pub fn indexed(&self, stored: &StoredOrder) -> Result<bool, ColdError> {
         if !stored.closed() {
             return Ok(true);
         }
-        Ok(self.order_of_key(&stored.order.idempotency)? == Some(stored.order.id))
+        match self.order_of_key(&stored.order.idempotency)? {
+            Some(id) => Ok(id == stored.order.id),
+            None => {
+                let last_change = stored.order.history.last().map_or(0, |&(_, at)| at);
+                Ok(last_change < self.keys_pruned_before()?)
+            }
+        }
     }
 
-    /// How many key entries there are (one per closed order).
+    /// The cut-off of the last pruning of keys (0 before the first).
+    pub fn keys_pruned_before(&self) -> Result<Millis, sled::Error> {
+        Ok(self
+            .meta
+            .get(KEYS_PRUNED_KEY)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map_or(0, Millis::from_be_bytes))
+    }
+
+    /// Retention of keys: every closed order's key whose order closed before `closed_before_ms`
+    /// goes, so the same Idempotency-Key places a new order. Not flushed (the caller's next
+    /// flush, or a later pruning again, completes it). Answers how many went.
+    pub fn prune_keys(&self, closed_before_ms: Millis) -> Result<u64, ColdError> {
+        let mut pruned = 0;
+        let due: Vec<(sled::IVec, sled::IVec)> = self
+            .keys_by_close
+            .range(..closed_before_ms.to_be_bytes())
+            .collect::<Result<_, _>>()?;
+        let mut keys = sled::Batch::default();
+        let mut index = sled::Batch::default();
+        for (entry, order) in &due {
+            let digest = &entry[8..];
+            // Only the entry of the order it names: a key taken back by a repair and closed
+            // again later has an entry of its own, at its own close.
+            if self.order_keys.get(digest)?.as_ref() == Some(order) {
+                keys.remove(digest);
+                pruned += 1;
+            }
+            index.remove(entry);
+        }
+        self.order_keys.apply_batch(keys)?;
+        self.keys_by_close.apply_batch(index)?;
+        if closed_before_ms > self.keys_pruned_before()? {
+            self.meta
+                .insert(KEYS_PRUNED_KEY, &closed_before_ms.to_be_bytes())?;
+        }
+        Ok(pruned)
+    }
+
+    /// How many key entries there are (one per closed order, but for those pruned).
     pub fn key_count(&self) -> usize {
         self.order_keys.len()
     }
@@ -176,6 +233,9 @@ impl Cold {
         // Each order the batch touches, and whether this fold changed it (a redo after a crash
         // meets orders the trees already hold as the batch left them: those are not written).
         let mut touched: HashMap<OrderId, (StoredOrder, bool)> = HashMap::new();
+        // When each order the batch touches took its last step here (the close, for one that
+        // closes: a closed order takes no later step).
+        let mut last_at: HashMap<OrderId, Millis> = HashMap::new();
         let mut folded = Folded::default();
         for (offset, record) in records.iter().enumerate() {
             let Record::Order(record) = record else {
@@ -183,6 +243,7 @@ impl Cold {
             };
             let seq = first_seq + offset as Seq;
             let id = record.order();
+            last_at.insert(id, record.at_ms());
             // An order placed in this very batch is not in the map yet during a redo.
             let user = user_of(id).or(match &**record {
                 OrderRecord::OrderPlaced { user, .. } => Some(*user),
@@ -209,6 +270,7 @@ impl Cold {
         }
         let mut orders = sled::Batch::default();
         let mut keys = sled::Batch::default();
+        let mut index = sled::Batch::default();
         let mut written = 0;
         for (id, (stored, changed)) in &touched {
             if *changed {
@@ -219,10 +281,16 @@ impl Cold {
             // order takes no later record, so this is that record's batch, or its redo).
             if stored.closed() {
                 keys.insert(&stored.order.idempotency, &id.0.to_be_bytes());
+                let closed_ms = last_at.get(id).copied().unwrap_or_default();
+                index.insert(
+                    &by_close_key(closed_ms, &stored.order.idempotency)[..],
+                    &id.0.to_be_bytes(),
+                );
             }
         }
         self.orders.apply_batch(orders)?;
         self.order_keys.apply_batch(keys)?;
+        self.keys_by_close.apply_batch(index)?;
         // How far the trees hold the log's orders: only batches with orders move it, so past the
         // log's end it means orders the log lost.
         let last = first_seq + records.len().saturating_sub(1) as Seq;
@@ -241,6 +309,12 @@ impl Cold {
         if stored.closed() {
             self.order_keys
                 .insert(order.idempotency, &order.id.0.to_be_bytes())?;
+            // Closed as of its last change of status, as far as the order itself tells.
+            let closed_ms = order.history.last().map_or(0, |&(_, at)| at);
+            self.keys_by_close.insert(
+                by_close_key(closed_ms, &order.idempotency),
+                &order.id.0.to_be_bytes(),
+            )?;
         }
         Ok(())
     }
@@ -334,6 +408,13 @@ impl ColdError {
     fn bad(reason: impl Into<String>) -> Self {
         ColdError::Damaged(reason.into())
     }
+}
+
+fn by_close_key(closed_ms: Millis, key: &Digest) -> [u8; 40] {
+    let mut entry = [0; 40];
+    entry[..8].copy_from_slice(&closed_ms.to_be_bytes());
+    entry[8..].copy_from_slice(key);
+    entry
 }
 
 fn order_key(user: UserId, order: OrderId) -> [u8; 16] {

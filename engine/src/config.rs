@@ -44,11 +44,16 @@ pub struct EngineConfig {
     /// …and events younger than this, whatever their number. Older and beyond both: pruned,
     /// but never one a consumer has not finished with, nor one whose record the log still holds.
     pub events_kept_ms: u64,
+    /// How long a closed order's Idempotency-Key still answers it; then the same key places a
+    /// new order. A live order's key always answers it.
+    pub keys_kept_ms: u64,
     /// How long after delivery a return may be asked for. When it has passed, the order is
     /// closed for good (a `ReturnWindowClosed` record) and leaves memory.
     pub return_window_ms: u64,
 }
 
+/// A closed order's Idempotency-Key answers it for 30 days after the close.
+pub const KEYS_KEPT_MS_DEFAULT: u64 = 30 * 24 * 60 * 60 * 1000;
 /// A return may be asked for within 7 days of delivery.
 pub const RETURN_WINDOW_MS_DEFAULT: u64 = 7 * 24 * 60 * 60 * 1000;
 
@@ -74,6 +79,7 @@ impl EngineConfig {
             events_kept_records: EVENTS_KEPT_RECORDS_DEFAULT,
             events_kept_ms: EVENTS_KEPT_MS_DEFAULT,
             return_window_ms: RETURN_WINDOW_MS_DEFAULT,
+            keys_kept_ms: KEYS_KEPT_MS_DEFAULT,
         }
     }
 

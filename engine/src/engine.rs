@@ -589,9 +589,10 @@ fn run_snapshotter(
     }
 }
 
-/// Retention of events after a snapshot: those beyond the newest `events_kept_records` records
-/// and older than `events_kept_ms` go, never one whose record the log still holds (`db verify`
-/// compares those) nor one a consumer has not finished with.
+/// Retention after a snapshot. Events beyond the newest `events_kept_records` records and older
+/// than `events_kept_ms` go, never one whose record the log still holds (`db verify` compares
+/// those) nor one a consumer has not finished with; and the keys of orders closed more than
+/// `keys_kept_ms` ago.
 fn prune_events(
     store: &Store,
     config: &EngineConfig,
@@ -606,6 +607,19 @@ fn prune_events(
     let pruned = store.prune_events(before, by_count, older_than)?;
     if pruned > 0 {
         tracing::info!(pruned, "events pruned");
+    }
+    // And the keys of orders closed longer ago than they are kept.
+    let closed_before = clock.now_ms().saturating_sub(config.keys_kept_ms);
+    let keys = store
+        .cold
+        .prune_keys(closed_before)
+        .map_err(|error| match error {
+            crate::cold::ColdError::Storage(error) => error,
+            damaged => sled::Error::Unsupported(damaged.to_string()),
+        })?;
+    if keys > 0 {
+        store.flush()?;
+        tracing::info!(keys, "idempotency keys of closed orders pruned");
     }
     Ok(pruned)
 }

@@ -277,6 +277,25 @@ impl From<CatalogRecord> for Record {
 }
 
 impl OrderRecord {
+    /// When the step was taken (a placement: when the order was made).
+    pub fn at_ms(&self) -> Millis {
+        match self {
+            OrderRecord::OrderPlaced { created_ms, .. } => *created_ms,
+            OrderRecord::PaymentRequested { at_ms, .. }
+            | OrderRecord::PaymentSucceeded { at_ms, .. }
+            | OrderRecord::PaymentFailed { at_ms, .. }
+            | OrderRecord::PaymentTimedOut { at_ms, .. }
+            | OrderRecord::OrderExpired { at_ms, .. }
+            | OrderRecord::OrderCancelled { at_ms, .. }
+            | OrderRecord::OrderShipped { at_ms, .. }
+            | OrderRecord::OrderDelivered { at_ms, .. }
+            | OrderRecord::ReturnRequested { at_ms, .. }
+            | OrderRecord::ReturnApproved { at_ms, .. }
+            | OrderRecord::RefundIssued { at_ms, .. }
+            | OrderRecord::ReturnWindowClosed { at_ms, .. } => *at_ms,
+        }
+    }
+
     /// The order the record is about.
     pub fn order(&self) -> OrderId {
         match self {

@@ -89,3 +89,85 @@ fn expired_sessions_revocations_and_verifications_are_forgotten_and_replay_alike
     assert_eq!(reopened.image(), live);
     reopened.close().unwrap();
 }
+
+/// A closed order's Idempotency-Key answers it for `keys_kept_ms` after the close; pruned after a
+/// checkpoint past that, the same key places a new order, and `db verify` stays clean.
+#[test]
+fn a_closed_orders_key_answers_it_while_kept_and_then_places_a_new_order() {
+    use allot_engine::orders::{LineRequest, Placement};
+    use allot_engine::{NewProduct, ProductDetails, ProductKind, UserId};
+
+    const KEPT: u64 = 24 * 60 * 60 * 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let config = EngineConfig {
+        snapshot_on_close: false,
+        keys_kept_ms: KEPT,
+        ..EngineConfig::new(dir.path())
+    };
+    let engine = Engine::open(config.clone(), clock.clone()).unwrap();
+    let (view, t) = engine
+        .create_product(NewProduct {
+            kind: ProductKind::General,
+            details: ProductDetails {
+                name: "tee".into(),
+                description: String::new(),
+                price: 1_500,
+                currency: "EUR".into(),
+            },
+            sale_opens_ms: None,
+            sale_closes_ms: None,
+            per_user_limit: None,
+            stock_total: 100,
+        })
+        .unwrap();
+    t.wait().unwrap();
+    let lines = [LineRequest {
+        product: view.product.id,
+        quantity: 1,
+    }];
+    let place = |engine: &Engine, key: &str| {
+        engine
+            .place_order(UserId(1), key, b"body", &lines, "1 Main St", 600_000)
+            .unwrap()
+    };
+    // Two orders, closed half the time kept apart.
+    let mut closed = Vec::new();
+    for key in ["early", "late"] {
+        if key == "late" {
+            clock.advance_ms(KEPT / 2);
+        }
+        let Placement::Placed(order, t) = place(&engine, key) else {
+            panic!("{key} replayed");
+        };
+        t.wait().unwrap();
+        let (cancelled, t) = engine.cancel_order(order.id).unwrap();
+        t.wait().unwrap();
+        closed.push(cancelled);
+    }
+    // Within the time kept, a checkpoint prunes nothing.
+    engine.snapshot_now().unwrap();
+    assert!(matches!(place(&engine, "early"), Placement::Replayed(o) if o == closed[0]));
+    // Past it for the first order only.
+    clock.advance_ms(KEPT / 2 + 1);
+    engine.snapshot_now().unwrap();
+    assert!(matches!(place(&engine, "late"), Placement::Replayed(o) if o == closed[1]));
+    let Placement::Placed(again, t) = place(&engine, "early") else {
+        panic!("a key past its retention answered its old order");
+    };
+    t.wait().unwrap();
+    assert_ne!(again.id, closed[0].id);
+    // The old order itself is still there, and its steps are refused as before.
+    assert_eq!(engine.order(closed[0].id).as_ref(), Some(&closed[0]));
+    assert!(engine.cancel_order(closed[0].id).is_err());
+    engine.close().unwrap();
+    drop(engine);
+    let inspection = allot_engine::inspect(dir.path()).unwrap();
+    assert!(inspection.is_clean(), "{:?}", inspection.problems);
+
+    // After a restart: the new order answers the key, the kept one still answers its order.
+    let engine = Engine::open(config, clock.clone()).unwrap();
+    assert!(matches!(place(&engine, "early"), Placement::Replayed(o) if o.id == again.id));
+    assert!(matches!(place(&engine, "late"), Placement::Replayed(o) if o == closed[1]));
+    engine.close().unwrap();
+}
