@@ -10,10 +10,14 @@
 //! cargo run --release -p allot-benches --bin history -- 1000000 100000     # about a minute
 //! cargo run --release -p allot-benches --bin history -- 10000000 1000000   # the full figure
 //! cargo run --release -p allot-benches --bin history -- 300000 30000 --delivered
+//! cargo run --release -p allot-benches --bin history -- 10000000 1000000 --over-days 365
 //! ```
 //!
 //! `--delivered`: each order is paid, shipped and delivered instead of cancelled, with a return
 //! window of 0, so it closes when the scheduler sees the window passed (`ReturnWindowClosed`).
+//! `--over-days N`: the orders are spread over N days of simulated time ending now (the engine's
+//! clock is moved on after each order), so retention by age (Idempotency-Keys kept 30 days
+//! after the close, events 30 days) does what it would in a shop that ran that long.
 //!
 //! Customer 0 has 10,000 orders, customer 1 has 5, the rest share the remainder. The data
 //! directory is a temporary one, removed at the end (set `ALLOT_HISTORY_DIR` to keep one).
@@ -25,7 +29,8 @@ use std::time::{Duration, Instant};
 
 use allot_engine::orders::{LineRequest, PaymentOutcome, Placement};
 use allot_engine::{
-    Engine, EngineConfig, NewProduct, ProductDetails, ProductId, ProductKind, SystemClock, UserId,
+    Clock, Engine, EngineConfig, ManualClock, NewProduct, ProductDetails, ProductId, ProductKind,
+    SystemClock, UserId,
 };
 
 const HEAVY_ORDERS: u64 = 10_000;
@@ -79,11 +84,21 @@ fn build_and_measure(args: &[String]) -> Result<(), String> {
     if orders < HEAVY_ORDERS + LIGHT_ORDERS {
         return Err(format!("at least {} orders", HEAVY_ORDERS + LIGHT_ORDERS));
     }
-    let journey = match args.get(3).map(String::as_str) {
-        None => Journey::Cancelled,
-        Some("--delivered") => Journey::Delivered,
-        Some(other) => return Err(format!("{other}: expected --delivered or nothing")),
-    };
+    let mut journey = Journey::Cancelled;
+    let mut over_days = 0;
+    let mut flags = args.iter().skip(3);
+    while let Some(flag) = flags.next() {
+        match flag.as_str() {
+            "--delivered" => journey = Journey::Delivered,
+            "--over-days" => {
+                over_days = flags
+                    .next()
+                    .and_then(|d| d.parse::<u64>().ok())
+                    .ok_or("--over-days N")?;
+            }
+            other => return Err(format!("{other}: expected --delivered or --over-days N")),
+        }
+    }
     let kept = std::env::var_os("ALLOT_HISTORY_DIR").map(PathBuf::from);
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
     let dir = kept.clone().unwrap_or_else(|| scratch.path().to_path_buf());
@@ -91,7 +106,7 @@ fn build_and_measure(args: &[String]) -> Result<(), String> {
         "building {orders} closed orders for {customers} customers in {}",
         dir.display()
     );
-    let rates = build(&dir, orders, customers, journey)?;
+    let rates = build(&dir, orders, customers, journey, over_days)?;
     for (million, rate) in &rates {
         println!("orders {million}M: {rate:.0} durable placements+cancellations/s");
     }
@@ -127,9 +142,13 @@ fn build(
     orders: u64,
     customers: u64,
     journey: Journey,
+    over_days: u64,
 ) -> Result<Vec<(u64, f64)>, String> {
-    let engine =
-        Engine::open(config(dir), Arc::new(SystemClock::new())).map_err(|e| e.to_string())?;
+    const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+    let now = SystemClock::new().now_ms();
+    let clock = Arc::new(ManualClock::new(now - over_days * DAY_MS));
+    let step_ms = over_days * DAY_MS / orders;
+    let engine = Engine::open(config(dir), clock.clone()).map_err(|e| e.to_string())?;
     let (view, ticket) = engine
         .create_product(NewProduct {
             kind: ProductKind::General,
@@ -179,6 +198,7 @@ fn build(
             Journey::Delivered => deliver(&engine, order.id).map_err(|e| e.to_string())?,
         };
         in_flight.push_back(last);
+        clock.advance_ms(step_ms);
         if in_flight.len() >= PIPELINE
             && let Some(oldest) = in_flight.pop_front()
         {
