@@ -91,7 +91,6 @@ fn verify(args: &DbArgs) -> anyhow::Result<ExitCode> {
                 "snapshots_set_aside": inspection.snapshots_set_aside,
                 "cold": {
                     "orders": inspection.cold.orders,
-                    "entries": inspection.cold.entries,
                     "compared": inspection.cold.compared,
                     "behind_after_snapshot": inspection.cold.behind_after_snapshot,
                     "past_end": inspection.cold.past_end,
@@ -140,12 +139,8 @@ fn verify(args: &DbArgs) -> anyhow::Result<ExitCode> {
         }
         let cold = &inspection.cold;
         println!(
-            "cold tier: {} order(s) in {} entries (closed ones packed by {}); {} compared with the \
-             log's fold",
-            cold.orders,
-            cold.entries,
-            allot_engine::cold::PACK_ORDERS,
-            cold.compared
+            "cold tier: {} order(s); {} compared with the log's fold",
+            cold.orders, cold.compared
         );
         if cold.behind_after_snapshot > 0 {
             println!(

@@ -16,15 +16,6 @@
 //!   keeps about 45 bytes of memory for every entry it stores, so keys kept for ever would cost
 //!   memory for every order ever closed.
 //!
-//! Closed orders are packed: after each checkpoint, a customer's oldest closed orders (all of
-//! them before the customer's oldest live one, and covered by the checkpoint) move from their own
-//! entries into packs of [`PACK_ORDERS`], keyed (user, the pack's newest order id, `P`), in the
-//! same tree and in one atomic sled batch ([`Cold::pack_pending`]). sled keeps about 45 bytes of
-//! memory for every entry it stores whatever its size, so a shop's history costs a few bytes an
-//! order instead. A closed order never changes again, so a pack is written once; and a
-//! customer's packs hold older orders than any entry of their own, so the tree stays in the
-//! order of (user, order id) and a list is still one range read, backwards.
-//!
 //! The trees are a fold of the log and nothing else: each record is applied with the saga's one
 //! mutation (`step`) to the stored order. The writer inserts a batch into the log BEFORE its
 //! effects here, and sled keeps writes in order across a crash, so after a crash the cold tier
@@ -32,10 +23,7 @@
 //! ahead of it, except when the log itself loses its tail (a cut, a lost write): then
 //! [`Cold::repair`] puts the orders back as the recovered hot tier says they are.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-
-use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
 
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
@@ -51,13 +39,6 @@ const MATERIALISED_KEY: &[u8] = b"cold_materialised_through";
 /// key entry any more.
 const KEYS_PRUNED_KEY: &[u8] = b"cold_keys_pruned_before_ms";
 
-/// Closed orders in one pack.
-pub const PACK_ORDERS: usize = 8;
-/// The last byte of a pack's key (an order's own key is 16 bytes, a pack's 17).
-const PACK_TAG: u8 = b'P';
-/// Locks striped by user: a read of a customer's orders does not meet a pack half made.
-const USER_LOCKS: usize = 64;
-
 /// Handles to the cold trees; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Cold {
@@ -65,10 +46,6 @@ pub struct Cold {
     order_keys: sled::Tree,
     keys_by_close: sled::Tree,
     meta: sled::Tree,
-    /// Customers with an order closed since the last packing: where packing looks.
-    to_pack: Arc<Mutex<HashSet<UserId>>>,
-    /// Packing a customer's orders takes its stripe for writing, reading them for reading.
-    user_locks: Arc<[RwLock<()>; USER_LOCKS]>,
 }
 
 /// Whose order an id is: the hot tier's map, as of the records folded so far.
@@ -121,49 +98,16 @@ impl Cold {
             order_keys: db.open_tree("order_keys")?,
             keys_by_close: db.open_tree("order_keys_by_close")?,
             meta,
-            to_pack: Arc::default(),
-            user_locks: Arc::new(std::array::from_fn(|_| RwLock::new(()))),
         })
     }
 
     // ----- reads -----------------------------------------------------------------------------
 
     pub fn get(&self, user: UserId, id: OrderId) -> Result<Option<StoredOrder>, ColdError> {
-        let _read = self.user_lock(user).read();
-        self.get_unlocked(user, id)
-    }
-
-    /// [`get`](Self::get) for the writer's fold and the open: they touch only what packing
-    /// never moves (a live order's own entry), or run before it starts.
-    fn get_unlocked(&self, user: UserId, id: OrderId) -> Result<Option<StoredOrder>, ColdError> {
-        if let Some(value) = self.orders.get(order_key(user, id))? {
-            return decode(&value).map(Some);
-        }
-        Ok(self
-            .pack_holding(user, id)?
-            .and_then(|pack| pack.into_iter().find(|s| s.order.id == id)))
-    }
-
-    /// The pack that would hold the customer's order `id`: the first entry at or after it, if
-    /// that is one of the customer's packs (a pack is keyed by its newest order).
-    fn pack_holding(
-        &self,
-        user: UserId,
-        id: OrderId,
-    ) -> Result<Option<Vec<StoredOrder>>, ColdError> {
-        let next = self
-            .orders
-            .range(order_key(user, id)..order_key(user, OrderId(u64::MAX)))
-            .next()
-            .transpose()?;
-        match next {
-            Some((key, value)) if is_pack_key(&key) => decode_pack(&value).map(Some),
-            _ => Ok(None),
-        }
-    }
-
-    fn user_lock(&self, user: UserId) -> &RwLock<()> {
-        &self.user_locks[(user.0 % USER_LOCKS as u64) as usize]
+        self.orders
+            .get(order_key(user, id))?
+            .map(|value| decode(&value))
+            .transpose()
     }
 
     /// The closed order an Idempotency-Key (as its keyed hash) placed.
@@ -183,122 +127,24 @@ impl Cold {
         before: Option<OrderId>,
         limit: usize,
     ) -> Result<Vec<StoredOrder>, ColdError> {
-        let _read = self.user_lock(user).read();
-        let mut found = Vec::with_capacity(limit.min(64));
-        if limit == 0 {
-            return Ok(found);
-        }
-        let end = before.unwrap_or(OrderId(u64::MAX));
-        // The pack holding the cursor's order is keyed at or after it: its older orders first.
-        let mut first = Vec::new();
-        if let Some(before) = before
-            && let Some(pack) = self.pack_holding(user, before)?
-        {
-            first = pack;
-        }
-        let older = first.into_iter().rev().filter(|s| s.order.id < end).map(Ok);
-        let rest = self
-            .orders
-            .range(order_key(user, OrderId(0))..order_key(user, end))
+        let start = order_key(user, OrderId(0));
+        let end = order_key(user, before.unwrap_or(OrderId(u64::MAX)));
+        self.orders
+            .range(start..end)
+            .values()
             .rev()
-            .map(|entry| -> Result<Vec<StoredOrder>, ColdError> {
-                let (key, value) = entry?;
-                if is_pack_key(&key) {
-                    Ok(decode_pack(&value)?.into_iter().rev().collect())
-                } else {
-                    Ok(vec![decode(&value)?])
-                }
-            });
-        for stored in older.chain(rest.flat_map(|entry| match entry {
-            Ok(orders) => orders.into_iter().map(Ok).collect::<Vec<_>>(),
-            Err(error) => vec![Err(error)],
-        })) {
-            found.push(stored?);
-            if found.len() == limit {
-                break;
-            }
-        }
-        Ok(found)
+            .take(limit)
+            .map(|value| decode(&value?))
+            .collect()
     }
 
     /// Every stored order, by user then id (for `db verify`).
     pub fn iter(&self) -> impl Iterator<Item = Result<StoredOrder, ColdError>> + '_ {
-        self.orders.iter().flat_map(|entry| {
-            let orders = entry.map_err(ColdError::from).and_then(|(key, value)| {
-                if is_pack_key(&key) {
-                    decode_pack(&value)
-                } else {
-                    Ok(vec![decode(&value)?])
-                }
-            });
-            match orders {
-                Ok(orders) => orders.into_iter().map(Ok).collect::<Vec<_>>(),
-                Err(error) => vec![Err(error)],
-            }
-        })
+        self.orders.iter().values().map(|value| decode(&value?))
     }
 
-    /// How many orders are stored (a walk of the tree: for stats, not for a hot path).
     pub fn len(&self) -> usize {
-        self.orders
-            .iter()
-            .map(|entry| match entry {
-                Ok((key, value)) if is_pack_key(&key) => pack_len(&value),
-                _ => 1,
-            })
-            .sum()
-    }
-
-    /// How many entries the tree holds: an order's own, or a pack's.
-    pub fn entries(&self) -> usize {
         self.orders.len()
-    }
-
-    /// Packs the oldest closed orders of every customer with an order closed since the last
-    /// time, as far as `covered` (a checkpoint's seq: the orders packed are never touched by a
-    /// repair of a lost tail, which can only reach past it). Not flushed. Answers how many
-    /// orders were packed.
-    pub fn pack_pending(&self, covered: Seq) -> Result<u64, ColdError> {
-        let users: Vec<UserId> = self.to_pack.lock().drain().collect();
-        let mut packed = 0;
-        for user in users {
-            packed += self.pack_user(user, covered)?;
-        }
-        Ok(packed)
-    }
-
-    fn pack_user(&self, user: UserId, covered: Seq) -> Result<u64, ColdError> {
-        let _write = self.user_lock(user).write();
-        // The customer's own entries, oldest first, after their packs, while closed.
-        let mut run: Vec<StoredOrder> = Vec::new();
-        for entry in self
-            .orders
-            .range(order_key(user, OrderId(0))..order_key(user, OrderId(u64::MAX)))
-        {
-            let (key, value) = entry?;
-            if is_pack_key(&key) {
-                continue;
-            }
-            let stored = decode(&value)?;
-            if !stored.closed() || stored.seq > covered {
-                break;
-            }
-            run.push(stored);
-        }
-        let whole = run.len() / PACK_ORDERS * PACK_ORDERS;
-        if whole == 0 {
-            return Ok(0);
-        }
-        let mut batch = sled::Batch::default();
-        for pack in run[..whole].chunks(PACK_ORDERS) {
-            for stored in pack {
-                batch.remove(&order_key(user, stored.order.id)[..]);
-            }
-            let newest = pack[pack.len() - 1].order.id;
-            batch.insert(&pack_key(user, newest)[..], encode_pack(pack)?);
-        }
-        self.orders.apply_batch(batch)?;
-        Ok(whole as u64)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -405,7 +251,7 @@ impl Cold {
             });
             let (known, changed) = match (touched.remove(&id), user) {
                 (Some((known, changed)), _) => (Some(known), changed),
-                (None, Some(user)) => (self.get_unlocked(user, id)?, false),
+                (None, Some(user)) => (self.get(user, id)?, false),
                 (None, None) => (None, false),
             };
             if let Some(stored) = known.as_ref().filter(|s| s.seq >= seq) {
@@ -434,7 +280,6 @@ impl Cold {
             // The key moves out of memory with the record that closes the order (a closed
             // order takes no later record, so this is that record's batch, or its redo).
             if stored.closed() {
-                self.to_pack.lock().insert(stored.order.user);
                 keys.insert(&stored.order.idempotency, &id.0.to_be_bytes());
                 let closed_ms = last_at.get(id).copied().unwrap_or_default();
                 index.insert(
@@ -498,7 +343,6 @@ impl Cold {
         if self.materialised_through()? <= end {
             return Ok(repaired);
         }
-        self.unpack_past(end)?;
         let past: Vec<StoredOrder> = self
             .iter()
             .filter(|s| s.as_ref().map_or(true, |s| s.seq > end))
@@ -523,34 +367,6 @@ impl Cold {
         }
         self.meta.insert(MATERIALISED_KEY, &end.to_be_bytes())?;
         Ok(repaired)
-    }
-}
-
-impl Cold {
-    /// Opens every pack holding an order folded past `end` back into the orders' own entries,
-    /// so a repair treats them one by one (packs hold orders covered by a checkpoint, so this
-    /// happens only when the log lost records a checkpoint had covered).
-    fn unpack_past(&self, end: Seq) -> Result<(), ColdError> {
-        let mut batch = sled::Batch::default();
-        for entry in self.orders.iter() {
-            let (key, value) = entry?;
-            if !is_pack_key(&key) {
-                continue;
-            }
-            let pack = decode_pack(&value)?;
-            if pack.iter().all(|s| s.seq <= end) {
-                continue;
-            }
-            batch.remove(key);
-            for stored in &pack {
-                batch.insert(
-                    &order_key(stored.order.user, stored.order.id)[..],
-                    encode(stored)?,
-                );
-            }
-        }
-        self.orders.apply_batch(batch)?;
-        Ok(())
     }
 }
 
@@ -599,60 +415,6 @@ fn by_close_key(closed_ms: Millis, key: &Digest) -> [u8; 40] {
     entry[..8].copy_from_slice(&closed_ms.to_be_bytes());
     entry[8..].copy_from_slice(key);
     entry
-}
-
-fn pack_key(user: UserId, newest: OrderId) -> [u8; 17] {
-    let mut key = [0; 17];
-    key[..16].copy_from_slice(&order_key(user, newest));
-    key[16] = PACK_TAG;
-    key
-}
-
-fn is_pack_key(key: &[u8]) -> bool {
-    key.len() == 17 && key[16] == PACK_TAG
-}
-
-/// A pack: how many orders (4 bytes, big-endian), then each order's stored value with its
-/// length (4 bytes, big-endian) before it.
-fn encode_pack(orders: &[StoredOrder]) -> Result<Vec<u8>, ColdError> {
-    let mut value = Vec::new();
-    value.extend_from_slice(&(orders.len() as u32).to_be_bytes());
-    for stored in orders {
-        let one = encode(stored)?;
-        value.extend_from_slice(&(one.len() as u32).to_be_bytes());
-        value.extend_from_slice(&one);
-    }
-    Ok(value)
-}
-
-fn decode_pack(value: &[u8]) -> Result<Vec<StoredOrder>, ColdError> {
-    let (count, mut rest) = value
-        .split_first_chunk::<4>()
-        .ok_or_else(|| ColdError::bad("a pack shorter than its header"))?;
-    let count = u32::from_be_bytes(*count) as usize;
-    let mut orders = Vec::with_capacity(count.min(PACK_ORDERS * 4));
-    for _ in 0..count {
-        let (len, tail) = rest
-            .split_first_chunk::<4>()
-            .ok_or_else(|| ColdError::bad("a pack cut short"))?;
-        let len = u32::from_be_bytes(*len) as usize;
-        if tail.len() < len {
-            return Err(ColdError::bad("a pack cut short"));
-        }
-        let (one, tail) = tail.split_at(len);
-        orders.push(decode(one)?);
-        rest = tail;
-    }
-    if !rest.is_empty() {
-        return Err(ColdError::bad("a pack with bytes past its orders"));
-    }
-    Ok(orders)
-}
-
-fn pack_len(value: &[u8]) -> usize {
-    value
-        .first_chunk::<4>()
-        .map_or(0, |count| u32::from_be_bytes(*count) as usize)
 }
 
 fn order_key(user: UserId, order: OrderId) -> [u8; 16] {
@@ -824,94 +586,5 @@ mod tests {
         assert_eq!(cold.order_of_key(&[2; 32]).unwrap(), None);
         assert_eq!((cold.len(), cold.key_count()), (1, 0));
         assert_eq!(cold.materialised_through().unwrap(), 1);
-    }
-
-    #[test]
-    fn closed_orders_pack_oldest_first_and_read_back_alike() {
-        let (_dir, cold) = cold();
-        let user_of = |id: OrderId| Some(UserId(if id.0.is_multiple_of(5) { 8 } else { 7 }));
-        // User 7: orders 1..=24 (but every fifth, user 8's); all closed but order 17.
-        let mut seq = 0;
-        for id in 1..=24_u64 {
-            seq += 1;
-            cold.fold(
-                seq,
-                &[placed(id, user_of(OrderId(id)).unwrap().0)],
-                &user_of,
-            )
-            .unwrap();
-            if id != 17 {
-                seq += 1;
-                let cancel = OrderRecord::OrderCancelled {
-                    order: OrderId(id),
-                    refund: false,
-                    at_ms: 100 + id,
-                };
-                cold.fold(seq, &[cancel.into()], &user_of).unwrap();
-            }
-        }
-        let before: Vec<StoredOrder> = cold.iter().collect::<Result<_, _>>().unwrap();
-        let list = |user: u64, after: Option<OrderId>, limit| {
-            cold.orders_of(UserId(user), after, limit)
-                .unwrap()
-                .iter()
-                .map(|s| s.order.id.0)
-                .collect::<Vec<_>>()
-        };
-        let listed: Vec<Vec<u64>> = (0..4)
-            .map(|page| list(7, Some(OrderId(25 - page * 5)), 4))
-            .collect();
-
-        // Covered only up to order 10's records: its older closed orders are 1..=9 but for 5
-        // (user 8's): eight of them, one pack.
-        assert_eq!(cold.pack_pending(20).unwrap(), PACK_ORDERS as u64);
-        assert_eq!(cold.entries(), 24 - PACK_ORDERS + 1);
-        // Everything: user 7's closed orders before 17 (live) are packed by eights; user 8's
-        // four are too few.
-        assert_eq!(
-            cold.pack_pending(seq).unwrap(),
-            0,
-            "nobody closed an order since"
-        );
-        cold.to_pack.lock().extend([UserId(7), UserId(8)]);
-        assert_eq!(
-            cold.pack_pending(seq).unwrap(),
-            0,
-            "11, 12, 13, 14, 16 and no more"
-        );
-
-        assert_eq!(cold.len(), 24);
-        assert_eq!(cold.iter().collect::<Result<Vec<_>, _>>().unwrap(), before);
-        for stored in &before {
-            assert_eq!(
-                cold.get(stored.order.user, stored.order.id)
-                    .unwrap()
-                    .as_ref(),
-                Some(stored)
-            );
-        }
-        assert_eq!(
-            (0..4)
-                .map(|page| list(7, Some(OrderId(25 - page * 5)), 4))
-                .collect::<Vec<_>>(),
-            listed
-        );
-        assert_eq!(
-            list(7, None, 100),
-            (1..=24)
-                .rev()
-                .filter(|i: &u64| !i.is_multiple_of(5))
-                .collect::<Vec<_>>()
-        );
-        // A cursor inside the pack.
-        assert_eq!(list(7, Some(OrderId(4)), 10), [3, 2, 1]);
-        assert!(cold.get(UserId(8), OrderId(4)).unwrap().is_none());
-
-        // A lost tail reaching into the pack opens it again.
-        let live = |id: OrderId| (id == OrderId(17)).then(|| before[15].order.clone());
-        let repaired = cold.repair(3, live).unwrap();
-        assert_eq!(cold.entries(), cold.len());
-        assert!(repaired.removed > 0);
-        assert_eq!(cold.len() as u64, 24 - repaired.removed);
     }
 }

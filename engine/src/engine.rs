@@ -341,13 +341,13 @@ impl Engine {
         )
         .map_err(|e| EngineError::LogFailed(format!("snapshot: {e}")))?;
         // Retention follows a snapshot, as in the background.
-        retain_after_snapshot(
+        prune_events(
             &self.inner.store,
             &self.inner.config,
             self.inner.clock.as_ref(),
             target,
         )
-        .map_err(|e| EngineError::LogFailed(format!("retention: {e}")))?;
+        .map_err(|e| EngineError::LogFailed(format!("pruning events: {e}")))?;
         Ok(target)
     }
 
@@ -575,8 +575,8 @@ fn run_snapshotter(
         match take_snapshot(store, &mut shadow, durable, config.log_tail_kept_records) {
             Ok(()) => {
                 last_seq = durable;
-                if let Err(error) = retain_after_snapshot(store, config, clock, durable) {
-                    tracing::warn!(%error, "retention not done; will retry after the next snapshot");
+                if let Err(error) = prune_events(store, config, clock, durable) {
+                    tracing::warn!(%error, "events not pruned; will retry after the next snapshot");
                 }
             }
             Err(error) => tracing::error!(
@@ -591,9 +591,9 @@ fn run_snapshotter(
 
 /// Retention after a snapshot. Events beyond the newest `events_kept_records` records and older
 /// than `events_kept_ms` go, never one whose record the log still holds (`db verify` compares
-/// those) nor one a consumer has not finished with; the keys of orders closed more than
-/// `keys_kept_ms` ago; and closed orders covered by the checkpoint are packed.
-fn retain_after_snapshot(
+/// those) nor one a consumer has not finished with; and the keys of orders closed more than
+/// `keys_kept_ms` ago.
+fn prune_events(
     store: &Store,
     config: &EngineConfig,
     clock: &dyn Clock,
@@ -617,21 +617,9 @@ fn retain_after_snapshot(
             crate::cold::ColdError::Storage(error) => error,
             damaged => sled::Error::Unsupported(damaged.to_string()),
         })?;
-    // And the closed orders the checkpoint covers, packed.
-    let packed = store
-        .cold
-        .pack_pending(durable)
-        .map_err(|error| match error {
-            crate::cold::ColdError::Storage(error) => error,
-            damaged => sled::Error::Unsupported(damaged.to_string()),
-        })?;
-    if keys > 0 || packed > 0 {
+    if keys > 0 {
         store.flush()?;
-        tracing::debug!(
-            keys,
-            packed,
-            "keys of closed orders pruned, closed orders packed"
-        );
+        tracing::info!(keys, "idempotency keys of closed orders pruned");
     }
     Ok(pruned)
 }

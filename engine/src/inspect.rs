@@ -314,9 +314,6 @@ impl EventCheck {
 pub struct ColdCheck {
     /// Orders stored in the cold tier.
     pub orders: u64,
-    /// The tree's entries: an order's own (live, or closed and not packed yet), or a pack of
-    /// closed ones.
-    pub entries: u64,
     /// Orders the replayed log folded and that were compared with the cold tier.
     pub compared: u64,
     /// Orders whose last records (after the newest snapshot) the cold tier does not hold yet:
@@ -440,7 +437,6 @@ impl ColdFold {
                 );
             }
         }
-        check.entries = store.cold.entries() as u64;
         let keys = store.cold.key_count() as u64;
         if keys != keyed {
             report(
