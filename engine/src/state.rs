@@ -124,6 +124,23 @@ pub struct State {
     cold: std::sync::OnceLock<crate::cold::Cold>,
 }
 
+/// Takes every entry at or before `through` out of a deadline index, soonest first.
+fn pop_through<T: Ord + Copy>(
+    index: &Mutex<BTreeSet<(Millis, T)>>,
+    through: Millis,
+) -> Vec<(Millis, T)> {
+    let mut index = index.lock();
+    let mut due = Vec::new();
+    while let Some(&(at, item)) = index.first() {
+        if at > through {
+            break;
+        }
+        index.pop_first();
+        due.push((at, item));
+    }
+    due
+}
+
 fn apply_error(seq: Seq, reason: impl Into<String>) -> ApplyError {
     ApplyError {
         seq,
@@ -585,17 +602,10 @@ impl State {
 
     /// Pops the reservations whose deadline is at or before `now_ms` and that are still active.
     pub fn pop_expired(&self, now_ms: Millis) -> Vec<ReservationId> {
-        let mut due = Vec::new();
-        {
-            let mut deadlines = self.deadlines.lock();
-            while let Some(&(deadline, id)) = deadlines.first() {
-                if deadline > now_ms {
-                    break;
-                }
-                deadlines.pop_first();
-                due.push(id);
-            }
-        }
+        let mut due: Vec<ReservationId> = pop_through(&self.deadlines, now_ms)
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
         due.retain(|id| {
             self.reservations
                 .get(id)

@@ -288,33 +288,22 @@ impl State {
 
     /// Unpaid orders whose deadline is at or before `now_ms`.
     pub fn due_orders(&self, now_ms: Millis) -> Vec<OrderId> {
-        let mut due = Vec::new();
-        let mut deadlines = self.order_deadlines.lock();
-        while let Some(&(deadline, id)) = deadlines.first() {
-            if deadline > now_ms {
-                break;
-            }
-            deadlines.pop_first();
-            due.push(id);
-        }
-        due
+        super::pop_through(&self.order_deadlines, now_ms)
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect()
     }
 
     /// Delivered orders whose return window (`window_ms` after delivery) has passed by
     /// `now_ms`, with their delivery time; taken out of the index (an order that moved on
     /// meanwhile is refused when it is closed, and so leaves it).
     pub fn returns_due(&self, now_ms: Millis, window_ms: Millis) -> Vec<(Millis, OrderId)> {
-        let mut due = Vec::new();
-        let mut windows = self.return_windows.lock();
-        while let Some(&(delivered, id)) = windows.first() {
-            // A return may be asked for up to and including the window's last millisecond.
-            if now_ms <= delivered.saturating_add(window_ms) {
-                break;
-            }
-            windows.pop_first();
-            due.push((delivered, id));
+        // A return may be asked for up to and including the window's last millisecond: due are
+        // the orders delivered before `now_ms - window_ms`.
+        match now_ms.checked_sub(window_ms.saturating_add(1)) {
+            Some(through) => super::pop_through(&self.return_windows, through),
+            None => Vec::new(),
         }
-        due
     }
 
     /// Puts a delivered order back in the index of return windows (its closing was not logged).
