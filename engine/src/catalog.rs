@@ -1,6 +1,8 @@
 //! The catalog as a view of the log: products, each with every version it ever had, and the
 //! sale window that decides when a limited product can be bought.
 
+mod form;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -12,6 +14,8 @@ use crate::counter::StockCounts;
 use crate::error::EngineError;
 use crate::ids::{ProductId, Sku};
 use crate::record::{ProductDetails, ProductKind};
+
+pub use form::{DEFAULT_CURRENCY, ProductChangeForm, ProductForm};
 
 pub const PRODUCT_NAME_CHARS_MAX: usize = 200;
 pub const PRODUCT_DESCRIPTION_CHARS_MAX: usize = 5_000;

@@ -53,6 +53,9 @@ pub enum EngineError {
     InvalidRefresh,
     #[error("product {0} does not exist")]
     ProductNotFound(ProductId),
+    /// A product id that does not parse: the text as it was sent.
+    #[error("product {0:?} does not exist")]
+    ProductUnknown(String),
     #[error("{0}")]
     InvalidProduct(&'static str),
     #[error("{0}")]
@@ -61,6 +64,13 @@ pub enum EngineError {
     RefundNotConfirmed(OrderId),
     #[error("order {0} does not exist")]
     OrderNotFound(OrderId),
+    /// An order id that does not parse: the text as it was sent.
+    #[error("order {0:?} does not exist")]
+    OrderUnknown(String),
+    #[error(transparent)]
+    InvalidAddress(#[from] crate::orders::InvalidAddress),
+    #[error(transparent)]
+    InvalidOrderInput(#[from] crate::orders::InvalidOrderInput),
     #[error("{0}")]
     InvalidOrder(&'static str),
     #[error("the sale of {0} has not opened yet")]

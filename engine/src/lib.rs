@@ -23,11 +23,16 @@ pub mod record;
 pub mod recovery;
 pub mod state;
 mod store;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testkit;
 pub mod wal;
 pub mod wishlist;
 
 pub use accounts::Email;
-pub use catalog::{NewProduct, Product, ProductChange, ProductStatus, ProductVersion};
+pub use catalog::{
+    NewProduct, Product, ProductChange, ProductChangeForm, ProductForm, ProductStatus,
+    ProductVersion,
+};
 pub use clock::{Clock, ManualClock, Millis, SystemClock};
 pub use config::{Durability, EngineConfig};
 pub use counter::{SKU_UNITS_MAX, SkuCounter, StockCounts};
@@ -39,6 +44,10 @@ pub use engine::{Engine, EngineStats};
 pub use error::{ApplyError, EngineError, OpenError};
 pub use ids::{OrderId, ProductId, ReservationId, Sku, UserId};
 pub use inspect::{ColdCheck, Inspection, SnapshotInfo, inspect};
+pub use orders::{
+    AddressForm, IdempotencyKey, OrderForm, OrderRequest, ReturnReason, Shipment, ShipmentForm,
+    ShippingAddress,
+};
 pub use record::{ProductDetails, ProductKind, Record, ReleaseReason, Role, Seq};
 pub use recovery::{RecoveryReport, TailCut};
 pub use state::{Reservation, ReservationStatus, StateImage};

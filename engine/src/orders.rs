@@ -2,11 +2,20 @@
 //! changes under its own lock while the record is queued, and units move (sold, released,
 //! back on sale) only in the after-durable step, like every give-back in the engine.
 
+mod input;
+
 use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::clock::Millis;
 use crate::ids::{OrderId, ProductId, UserId};
 use crate::record::{Digest, OrderLine, PaymentFailure, Sealed};
+
+pub use input::{
+    ADDRESS_LINE_CHARS_MAX, AddressForm, CITY_CHARS_MAX, IDEMPOTENCY_KEY_BYTES_MAX, IdempotencyKey,
+    InvalidAddress, InvalidIdempotencyKey, InvalidOrderInput, LineForm, OrderForm, OrderRequest,
+    PHONE_CHARS_MAX, POSTAL_CODE_CHARS_MAX, RECIPIENT_CHARS_MAX, RETURN_REASON_CHARS_MAX,
+    ReturnReason, SHIPMENT_FIELD_CHARS_MAX, Shipment, ShipmentForm, ShippingAddress,
+};
 
 /// Most lines in one order.
 pub const ORDER_LINES_MAX: usize = 20;

@@ -294,6 +294,7 @@ mod tests {
     use crate::engine::Engine;
     use crate::orders::{LineRequest, OrderStatus, Placement};
     use crate::store::Store;
+    use crate::testkit::{key_of, request};
     use crate::{ManualClock, NewProduct, ProductDetails, ProductKind, UserId};
 
     /// A store of the format before the cold tier (its snapshot holds every order, and it has no
@@ -331,7 +332,7 @@ mod tests {
         let mut orders = Vec::new();
         for key in ["a", "b", "c"] {
             let Placement::Placed(order, ticket) = engine
-                .place_order(UserId(1), key, b"x", &lines, "1 Main St", 60_000)
+                .place_order(UserId(1), &key_of(key), &request(&lines), 60_000)
                 .unwrap()
             else {
                 panic!("replayed");

@@ -3,6 +3,7 @@
 //! payments, cancellations, returns, refunds, expiries and return windows that pass, checked
 //! against a model.
 
+use allot_engine::testkit::{key_of, reason, request, request_to, shipment};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -152,7 +153,7 @@ fn step(
         }];
         let key = format!("k{}", rng.below(u64::MAX));
         match engine
-            .place_order(user, &key, key.as_bytes(), &lines, "1 Main St", TTL)
+            .place_order(user, &key_of(&key), &request(&lines), TTL)
             .unwrap()
         {
             Placement::Placed(order, ticket) => {
@@ -212,7 +213,7 @@ fn step(
                 engine.cancel_order(id).ok()
             } else {
                 engine
-                    .ship_order(id, "DHL".into(), format!("T{}", id.0))
+                    .ship_order(id, shipment("DHL", &format!("T{}", id.0)))
                     .ok()
             }
         }
@@ -221,14 +222,14 @@ fn step(
             // Closed when its window passed: refused by the window's rule, before and after
             // a restart alike.
             assert!(matches!(
-                engine.request_return(id, "too small".into()),
+                engine.request_return(id, reason("too small")),
                 Err(allot_engine::EngineError::NotReturnable(_))
             ));
             None
         }
         // Most customers keep what they bought: the window passes.
         OrderStatus::Delivered if rng.below(3) > 0 => None,
-        OrderStatus::Delivered => engine.request_return(id, "too small".into()).ok(),
+        OrderStatus::Delivered => engine.request_return(id, reason("too small")).ok(),
         OrderStatus::ReturnRequested => engine.approve_return(id).ok(),
         OrderStatus::Cancelled | OrderStatus::Returned if order.refund_due && !order.refunded => {
             engine.refund_issued(id).unwrap().wait().unwrap();
@@ -304,7 +305,7 @@ fn the_key_of_a_closed_order_answers_it_and_refuses_another_request() {
         quantity: 2,
     }];
     let Placement::Placed(order, ticket) = engine
-        .place_order(UserId(1), "once", b"body", &lines, "1 Main St", TTL)
+        .place_order(UserId(1), &key_of("once"), &request(&lines), TTL)
         .unwrap()
     else {
         panic!("placed twice");
@@ -324,14 +325,19 @@ fn the_key_of_a_closed_order_answers_it_and_refuses_another_request() {
             _ => Engine::open(config(dir.path()), clock.clone()).unwrap(),
         };
         let again = engine
-            .place_order(UserId(1), "once", b"body", &lines, "1 Main St", TTL)
+            .place_order(UserId(1), &key_of("once"), &request(&lines), TTL)
             .unwrap();
         assert!(
             matches!(&again, Placement::Replayed(o) if *o == cancelled),
             "{again:?}"
         );
         assert!(matches!(
-            engine.place_order(UserId(1), "once", b"other", &lines, "1 Main St", TTL),
+            engine.place_order(
+                UserId(1),
+                &key_of("once"),
+                &request_to(&lines, "someone else"),
+                TTL
+            ),
             Err(allot_engine::EngineError::IdempotencyKeyReused)
         ));
         // Its steps are refused as they were while it was live.
@@ -339,7 +345,11 @@ fn the_key_of_a_closed_order_answers_it_and_refuses_another_request() {
             engine.cancel_order(order.id),
             Err(allot_engine::EngineError::NotCancellable("cancelled"))
         ));
-        assert!(engine.certain_refusal(UserId(1), "once", &lines).is_none());
+        assert!(
+            engine
+                .certain_refusal(UserId(1), &key_of("once"), &lines)
+                .is_none()
+        );
         engine.close().unwrap();
     }
 }
@@ -356,7 +366,7 @@ fn a_lost_tail_takes_back_what_the_cold_tier_folded_from_it() {
             quantity: 1,
         }];
         let place = |key: &str| match engine
-            .place_order(UserId(1), key, key.as_bytes(), &lines, "1 Main St", TTL)
+            .place_order(UserId(1), &key_of(key), &request(&lines), TTL)
             .unwrap()
         {
             Placement::Placed(order, ticket) => {

@@ -2,6 +2,7 @@
 //! when the log batches holding it are pruned, the same after a restart, and readable only once
 //! durable; consumers' offsets survive restarts.
 
+use allot_engine::testkit::{key_of, request, shipment};
 use std::sync::Arc;
 
 use allot_engine::events::{Event, EventKind, Subject};
@@ -52,7 +53,7 @@ fn place(engine: &Engine, user: u64, key: &str, product: ProductId) -> OrderId {
         quantity: 1,
     }];
     match engine
-        .place_order(UserId(user), key, key.as_bytes(), &lines, "1 Main St", TTL)
+        .place_order(UserId(user), &key_of(key), &request(&lines), TTL)
         .unwrap()
     {
         Placement::Placed(order, ticket) => {
@@ -85,7 +86,7 @@ fn order_steps_are_events_in_log_order_and_survive_pruning_and_restarts() {
     let first = place(&engine, 1, "a", tote);
     pay(&engine, first);
     let (_, ticket) = engine
-        .ship_order(first, "CJ Logistics".into(), "6543-2109".into())
+        .ship_order(first, shipment("CJ Logistics", "6543-2109"))
         .unwrap();
     ticket.wait().unwrap();
     let second = place(&engine, 2, "b", tote);

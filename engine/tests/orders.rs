@@ -1,6 +1,7 @@
 //! The order saga in the engine: atomic multi-line placement, idempotency, payment attempts,
 //! expiry, cancellation, shipping and returns — and a log that replays to the same state.
 
+use allot_engine::testkit::{key_of, reason, request, request_to, shipment};
 use std::sync::Arc;
 
 use allot_engine::orders::{LineRequest, OrderStatus, PaymentOutcome, Placement};
@@ -69,7 +70,7 @@ fn place(
 ) -> Result<allot_engine::orders::Order, EngineError> {
     match shop
         .engine
-        .place_order(UserId(user), key, key.as_bytes(), lines, "1 Main St", TTL)?
+        .place_order(UserId(user), &key_of(key), &request(lines), TTL)?
     {
         Placement::Placed(order, ticket) => {
             ticket.wait().unwrap();
@@ -153,9 +154,12 @@ fn the_same_idempotency_key_answers_the_same_order() {
     let again = place(&shop, 1, "key", &[line(a, 1)]).unwrap();
     assert_eq!(first.id, again.id);
     assert_eq!(stock(&shop, a), counts(4, 1, 0), "one side effect per key");
-    let other = shop
-        .engine
-        .place_order(UserId(1), "key", b"another body", &[line(a, 2)], "x", TTL);
+    let other = shop.engine.place_order(
+        UserId(1),
+        &key_of("key"),
+        &request_to(&[line(a, 2)], "someone else"),
+        TTL,
+    );
     assert!(matches!(other, Err(EngineError::IdempotencyKeyReused)));
     // Keys are per user.
     let someone_else = place(&shop, 2, "key", &[line(a, 1)]).unwrap();
@@ -289,17 +293,17 @@ fn cancel_ship_deliver_and_return() {
     // Shipped orders cannot be cancelled; delivered ones can be returned within the window.
     let order = place(&shop, 2, "r", &[line(a, 1)]).unwrap();
     assert!(matches!(
-        shop.engine.ship_order(order.id, "CJ".into(), "123".into()),
+        shop.engine.ship_order(order.id, shipment("CJ", "123")),
         Err(EngineError::OrderStateConflict("pending_payment"))
     ));
     pay(&shop, order.id, PaymentOutcome::Charged);
     assert!(matches!(
-        shop.engine.request_return(order.id, "too big".into()),
+        shop.engine.request_return(order.id, reason("too big")),
         Err(EngineError::NotReturnable(_))
     ));
     let (shipped, t) = shop
         .engine
-        .ship_order(order.id, "CJ".into(), "123".into())
+        .ship_order(order.id, shipment("CJ", "123"))
         .unwrap();
     t.wait().unwrap();
     assert_eq!(shipped.tracking, Some(("CJ".into(), "123".into())));
@@ -316,7 +320,7 @@ fn cancel_ship_deliver_and_return() {
     shop.clock.advance_ms(7 * 86_400_000);
     let (requested, t) = shop
         .engine
-        .request_return(order.id, "too big".into())
+        .request_return(order.id, reason("too big"))
         .unwrap();
     t.wait().unwrap();
     assert_eq!(requested.status, OrderStatus::ReturnRequested);
@@ -348,7 +352,7 @@ fn cancel_ship_deliver_and_return() {
     let late = place(&shop, 3, "s", &[line(a, 1)]).unwrap();
     pay(&shop, late.id, PaymentOutcome::Charged);
     shop.engine
-        .ship_order(late.id, "CJ".into(), "9".into())
+        .ship_order(late.id, shipment("CJ", "9"))
         .unwrap()
         .1
         .wait()
@@ -361,7 +365,7 @@ fn cancel_ship_deliver_and_return() {
         .unwrap();
     shop.clock.advance_ms(7 * 86_400_000 + 1);
     assert!(matches!(
-        shop.engine.request_return(late.id, "late".into()),
+        shop.engine.request_return(late.id, reason("late")),
         Err(EngineError::NotReturnable(_))
     ));
 }
@@ -392,7 +396,7 @@ fn a_users_orders_come_newest_first_from_their_index() {
         shop.engine
             .shipping_address(&shop.engine.order(mine[0]).unwrap())
             .unwrap(),
-        "1 Main St"
+        Some(allot_engine::testkit::address())
     );
 }
 
@@ -417,7 +421,7 @@ fn orders_replay_to_the_live_state_with_and_without_a_snapshot() {
         let returned = place(&shop, 3, "r", &[line(b, 2)]).unwrap();
         pay(&shop, returned.id, PaymentOutcome::Charged);
         shop.engine
-            .ship_order(returned.id, "CJ".into(), "1".into())
+            .ship_order(returned.id, shipment("CJ", "1"))
             .unwrap()
             .1
             .wait()
@@ -429,7 +433,7 @@ fn orders_replay_to_the_live_state_with_and_without_a_snapshot() {
             .wait()
             .unwrap();
         shop.engine
-            .request_return(returned.id, "no".into())
+            .request_return(returned.id, reason("no"))
             .unwrap()
             .1
             .wait()
@@ -473,7 +477,7 @@ fn orders_replay_to_the_live_state_with_and_without_a_snapshot() {
         );
         // Idempotency keys and the per-user index survive too.
         let again = reopened
-            .place_order(UserId(2), "p", b"p", &[line(a, 2)], "x", TTL)
+            .place_order(UserId(2), &key_of("p"), &request(&[line(a, 2)]), TTL)
             .unwrap();
         assert!(matches!(again, Placement::Replayed(o) if o.id == paid.id));
         assert_eq!(reopened.orders_of(UserId(2), None, 5)[0].id, paid.id);
@@ -535,7 +539,7 @@ fn a_certain_refusal_is_found_without_placing_and_never_for_a_key_used_before() 
     let tote = product(&shop, "Tote", 1_000, 2, Some(1));
     let refusal = |user: u64, key: &str, quantity: u32| {
         shop.engine
-            .certain_refusal(UserId(user), key, &[line(tote, quantity)])
+            .certain_refusal(UserId(user), &key_of(key), &[line(tote, quantity)])
     };
     assert!(refusal(1, "a", 1).is_none());
     place(&shop, 1, "a", &[line(tote, 1)]).unwrap();
@@ -559,7 +563,7 @@ fn a_certain_refusal_is_found_without_placing_and_never_for_a_key_used_before() 
     ));
     assert!(matches!(
         shop.engine
-            .certain_refusal(UserId(3), "e", &[line(ProductId(99), 1)]),
+            .certain_refusal(UserId(3), &key_of("e"), &[line(ProductId(99), 1)]),
         Some(EngineError::ProductNotFound(ProductId(99)))
     ));
     // Sold out, but a key used before answers its order again: no refusal here.
@@ -586,7 +590,11 @@ fn a_certain_refusal_is_found_without_placing_and_never_for_a_key_used_before() 
         .unwrap();
     ticket.wait().unwrap();
     let both = [line(view.product.id, 1), line(tote, 1)];
-    assert!(shop.engine.certain_refusal(UserId(4), "f", &both).is_none());
+    assert!(
+        shop.engine
+            .certain_refusal(UserId(4), &key_of("f"), &both)
+            .is_none()
+    );
     assert!(matches!(
         place(&shop, 4, "f", &both),
         Err(EngineError::InvalidOrder(_))

@@ -2,6 +2,7 @@
 //! The provider is the one part replaced here: a stand-in that charges like the simulator but
 //! answers refunds as told, as a provider that is down (or whose own record failed) would.
 
+use allot_engine::testkit::{key_of, request};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,7 +83,7 @@ fn paid_and_cancelled(engine: &Engine, payments: &Payments) -> allot_engine::ord
         quantity: 1,
     }];
     let order = match engine
-        .place_order(UserId(1), "k1", b"k1", &lines, "1 Main St", 600_000)
+        .place_order(UserId(1), &key_of("k1"), &request(&lines), 600_000)
         .unwrap()
     {
         Placement::Placed(order, ticket) => {

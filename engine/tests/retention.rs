@@ -1,6 +1,7 @@
 //! Retention: what expired is forgotten, by records of its own, so memory does not grow with
 //! every login, logout and email check ever made — and a replay forgets exactly the same.
 
+use allot_engine::testkit::{key_of, request};
 use std::sync::Arc;
 
 use allot_engine::accounts::EXPIRED_KEPT_MS;
@@ -128,7 +129,7 @@ fn a_closed_orders_key_answers_it_while_kept_and_then_places_a_new_order() {
     }];
     let place = |engine: &Engine, key: &str| {
         engine
-            .place_order(UserId(1), key, b"body", &lines, "1 Main St", 600_000)
+            .place_order(UserId(1), &key_of(key), &request(&lines), 600_000)
             .unwrap()
     };
     // Two orders, closed half the time kept apart.

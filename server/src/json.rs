@@ -6,7 +6,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemType};
 
 pub struct ApiJson<T>(pub T);
 
@@ -27,41 +27,18 @@ where
 
 fn problem_of(rejection: &JsonRejection) -> Problem {
     match rejection {
-        JsonRejection::MissingJsonContentType(_) => Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "Unsupported media type",
-            "send the body as application/json",
-        ),
-        JsonRejection::JsonDataError(e) => Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request",
-            "Invalid request",
-            e.body_text(),
-        ),
-        JsonRejection::JsonSyntaxError(e) => Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            "Malformed JSON",
-            e.body_text(),
-        ),
-        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "Payload too large",
-                format!(
-                    "bodies are limited to {} bytes",
-                    crate::REQUEST_BODY_BYTES_MAX
-                ),
-            )
+        JsonRejection::MissingJsonContentType(_) => {
+            ProblemType::UNSUPPORTED_MEDIA_TYPE.with("send the body as application/json")
         }
-        other => Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Invalid request",
-            other.body_text(),
-        ),
+        JsonRejection::JsonDataError(e) => ProblemType::INVALID_REQUEST.with(e.body_text()),
+        JsonRejection::JsonSyntaxError(e) => ProblemType::INVALID_JSON.with(e.body_text()),
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ProblemType::PAYLOAD_TOO_LARGE.with(format!(
+                "bodies are limited to {} bytes",
+                crate::REQUEST_BODY_BYTES_MAX
+            ))
+        }
+        other => Problem::of_status(other.status(), other.body_text()),
     }
 }
 

@@ -2,6 +2,7 @@
 //! rule lives here; a handler parses, calls one engine method, and maps the answer.
 
 pub mod auth;
+mod extract;
 mod json;
 pub mod mail;
 pub mod notifier;
@@ -277,17 +278,6 @@ async fn problem_for_bare_errors(response: axum::response::Response) -> axum::re
     if is_problem || !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let (kind, title) = match status {
-        StatusCode::BAD_REQUEST => ("invalid_request", "Invalid request"),
-        StatusCode::NOT_FOUND => ("not_found", "Not found"),
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "Method not allowed"),
-        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "Request timeout"),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "Payload too large"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "Unsupported media type"),
-        StatusCode::UNPROCESSABLE_ENTITY => ("invalid_request", "Invalid request"),
-        s if s.is_server_error() => ("internal", "Internal error"),
-        _ => ("http_error", "HTTP error"),
-    };
     let (parts, body) = response.into_parts();
     let detail = axum::body::to_bytes(body, BARE_ERROR_DETAIL_BYTES_MAX)
         .await
@@ -298,7 +288,7 @@ async fn problem_for_bare_errors(response: axum::response::Response) -> axum::re
     } else {
         detail
     };
-    let mut problem = Problem::new(status, kind, title, detail).into_response();
+    let mut problem = Problem::of_status(status, detail).into_response();
     for name in [header::ALLOW, header::RETRY_AFTER] {
         if let Some(value) = parts.headers.get(&name) {
             problem.headers_mut().insert(name, value.clone());

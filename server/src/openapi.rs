@@ -39,3 +39,186 @@ impl utoipa::Modify for Security {
         );
     }
 }
+
+/// The answers every route shares, added to the document from what each route is: the
+/// extractors it runs decide them, so they are declared here once and not on each handler.
+/// Also declares the login of the routes that need one, and the registry of problem types.
+pub struct SharedAnswers;
+
+/// Routes under these paths need a login (the `Authenticated` or `Admin` extractor); the API
+/// test holds every documented route to it, anonymous and logged in.
+const LOGIN_REQUIRED: [&str; 4] = [
+    "/api/v1/me",
+    "/api/v1/orders",
+    "/api/v1/admin/",
+    "/api/v1/auth/logout",
+];
+
+/// Routes under this path need an admin (the `Admin` extractor).
+const ADMIN_ONLY: &str = "/api/v1/admin/";
+
+/// Whether a documented path needs a login.
+pub fn needs_login(path: &str) -> bool {
+    LOGIN_REQUIRED.iter().any(|prefix| path.starts_with(prefix))
+}
+
+/// Whether a documented path needs an admin.
+pub fn needs_admin(path: &str) -> bool {
+    path.starts_with(ADMIN_ONLY)
+}
+
+const PROBLEM_JSON: &str = "application/problem+json";
+
+impl utoipa::Modify for SharedAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::HttpMethod;
+        use utoipa::openapi::path::ParameterIn;
+        use utoipa::openapi::security::SecurityRequirement;
+
+        use crate::problem::ProblemType as T;
+
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                (HttpMethod::Get, item.get.as_mut()),
+                (HttpMethod::Put, item.put.as_mut()),
+                (HttpMethod::Post, item.post.as_mut()),
+                (HttpMethod::Delete, item.delete.as_mut()),
+                (HttpMethod::Patch, item.patch.as_mut()),
+            ];
+            for (method, operation) in operations {
+                let Some(operation) = operation else { continue };
+                let write = method != HttpMethod::Get;
+                let mut shared = vec![T::NOT_READY];
+                if write {
+                    shared.push(T::SHUTTING_DOWN);
+                }
+                if needs_login(path) {
+                    operation.security = Some(vec![
+                        SecurityRequirement::new("bearer", Vec::<String>::new()),
+                        SecurityRequirement::new("cookie", Vec::<String>::new()),
+                    ]);
+                    shared.push(T::UNAUTHENTICATED);
+                    if write {
+                        shared.push(T::CSRF_FAILED);
+                    }
+                    if needs_admin(path) {
+                        shared.push(T::FORBIDDEN);
+                    }
+                }
+                if operation.request_body.is_some() {
+                    shared.extend([
+                        T::INVALID_JSON,
+                        T::PAYLOAD_TOO_LARGE,
+                        T::UNSUPPORTED_MEDIA_TYPE,
+                        T::INVALID_REQUEST,
+                    ]);
+                }
+                let has_query = operation
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| p.parameter_in == ParameterIn::Query);
+                if has_query {
+                    shared.push(T::INVALID_QUERY);
+                }
+                for kind in shared {
+                    add_problem(&mut operation.responses, kind);
+                }
+                problems_as_problem_json(&mut operation.responses);
+            }
+        }
+        list_problem_types(openapi);
+    }
+}
+
+fn problem_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::Ref::from_schema_name("Problem").into()
+}
+
+/// Adds `kind` to the answers of its status: a new answer, or its code named in the one there.
+fn add_problem(responses: &mut utoipa::openapi::Responses, kind: crate::problem::ProblemType) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::content::Content;
+    use utoipa::openapi::response::Response;
+
+    let code = format!("`{}`", kind.code);
+    let status = kind.status.as_u16().to_string();
+    match responses.responses.get_mut(&status) {
+        Some(RefOr::T(response)) => {
+            if !response.description.contains(&code) {
+                response.description = if response.description.is_empty() {
+                    code
+                } else {
+                    format!("{}, {code}", response.description)
+                };
+            }
+            response
+                .content
+                .entry(PROBLEM_JSON.to_string())
+                .or_insert_with(|| Content::new(Some(problem_schema())));
+        }
+        Some(RefOr::Ref(_)) => {}
+        None => {
+            let mut response = Response::new(code);
+            response.content.insert(
+                PROBLEM_JSON.to_string(),
+                Content::new(Some(problem_schema())),
+            );
+            responses.responses.insert(status, RefOr::T(response));
+        }
+    }
+}
+
+/// A problem is sent as `application/problem+json`, never as `application/json`.
+fn problems_as_problem_json(responses: &mut utoipa::openapi::Responses) {
+    use utoipa::openapi::RefOr;
+
+    for response in responses.responses.values_mut() {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        let is_problem = |content: &utoipa::openapi::content::Content| matches!(&content.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/Problem"));
+        if let Some(content) = response.content.get("application/json")
+            && is_problem(content)
+        {
+            let content = response.content.shift_remove("application/json");
+            if let Some(content) = content {
+                response.content.insert(PROBLEM_JSON.to_string(), content);
+            }
+        }
+    }
+}
+
+/// The registry in the document: the `type` of a Problem is one of its codes, and
+/// `x-problem-types` gives each code's status and title.
+fn list_problem_types(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::extensions::Extensions;
+    use utoipa::openapi::schema::Schema;
+
+    use crate::problem::PROBLEM_TYPES;
+
+    let codes: Vec<serde_json::Value> = PROBLEM_TYPES.iter().map(|k| k.code.into()).collect();
+    if let Some(components) = openapi.components.as_mut()
+        && let Some(RefOr::T(Schema::Object(problem))) = components.schemas.get_mut("Problem")
+        && let Some(RefOr::T(Schema::Object(kind))) = problem.properties.get_mut("type")
+    {
+        kind.enum_values = Some(codes);
+    }
+    let registry: Vec<serde_json::Value> = PROBLEM_TYPES
+        .iter()
+        .map(|k| {
+            serde_json::json!({
+                "type": k.code,
+                "status": k.status.as_u16(),
+                "title": k.title,
+            })
+        })
+        .collect();
+    let extensions = openapi.extensions.get_or_insert_with(Default::default);
+    extensions.merge(
+        Extensions::builder()
+            .add("x-problem-types", registry)
+            .build(),
+    );
+}

@@ -60,6 +60,8 @@ pub fn router(state: AppState) -> Router {
                 .merge(events::routes()),
         )
         .split_for_parts();
+    let mut doc = doc;
+    utoipa::Modify::modify(&crate::openapi::SharedAnswers, &mut doc);
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -29,6 +29,9 @@ use std::time::{Duration, Instant};
 
 use allot_engine::orders::{LineRequest, PaymentOutcome, Placement};
 use allot_engine::{
+    AddressForm, IdempotencyKey, OrderRequest, Shipment, ShipmentForm, ShippingAddress,
+};
+use allot_engine::{
     Clock, Engine, EngineConfig, ManualClock, NewProduct, ProductDetails, ProductId, ProductKind,
     SystemClock, UserId,
 };
@@ -168,10 +171,22 @@ fn build(
         .map_err(|e| e.to_string())?;
     ticket.wait().map_err(|e| e.to_string())?;
     let product: ProductId = view.product.id;
-    let lines = [LineRequest {
-        product,
-        quantity: 1,
-    }];
+    let request = OrderRequest::new(
+        vec![LineRequest {
+            product,
+            quantity: 1,
+        }],
+        ShippingAddress::try_from(AddressForm {
+            recipient: "Pat Doe".into(),
+            phone: "555-0100".into(),
+            line1: "1 Long Road".into(),
+            line2: None,
+            city: "Springfield".into(),
+            postal_code: "12345".into(),
+            country: "US".into(),
+        })
+        .map_err(|e| e.to_string())?,
+    );
     let mut in_flight = std::collections::VecDeque::with_capacity(PIPELINE);
     let mut rates = Vec::new();
     let mut started = Instant::now();
@@ -181,16 +196,9 @@ fn build(
             n if n < HEAVY_ORDERS + LIGHT_ORDERS => UserId(1),
             n => UserId(2 + n % (customers - 2)),
         };
-        let key = format!("order-{n}");
+        let key: IdempotencyKey = format!("order-{n}").parse().map_err(|e| format!("{e}"))?;
         let placed = engine
-            .place_order(
-                user,
-                &key,
-                key.as_bytes(),
-                &lines,
-                "1 Long Road, Springfield",
-                86_400_000,
-            )
+            .place_order(user, &key, &request, 86_400_000)
             .map_err(|e| format!("order {n}: {e}"))?;
         let Placement::Placed(order, _) = placed else {
             return Err(format!("order {n} replayed"));
@@ -247,7 +255,12 @@ fn deliver(
     let (_, attempt, _) = engine.request_payment(order)?;
     // The last step's ticket covers these: the log is durable in order.
     let _paid = engine.record_payment(order, attempt, PaymentOutcome::Charged)?;
-    let _shipped = engine.ship_order(order, "DHL".into(), format!("T{}", order.0))?;
+    let shipment = ShipmentForm {
+        carrier: "DHL".into(),
+        tracking_number: format!("T{}", order.0),
+    };
+    let shipment = Shipment::try_from(shipment).map_err(allot_engine::EngineError::from)?;
+    let _shipped = engine.ship_order(order, shipment)?;
     Ok(engine.deliver_order(order)?.1)
 }
 

@@ -5,7 +5,10 @@ use crate::clock::Millis;
 use crate::cold::StoredOrder;
 use crate::error::EngineError;
 use crate::ids::{OrderId, UserId};
-use crate::orders::{LineRequest, Order, PaymentOutcome, Placement};
+use crate::orders::{
+    IdempotencyKey, LineRequest, Order, OrderRequest, PaymentOutcome, Placement, ReturnReason,
+    Shipment, ShippingAddress,
+};
 use crate::state::NewOrder;
 use crate::wal::Ticket;
 
@@ -13,37 +16,31 @@ use super::Engine;
 
 const IDEMPOTENCY_PURPOSE: &str = "idempotency-key";
 const REQUEST_PURPOSE: &str = "order-request";
-/// Longest Idempotency-Key accepted.
-pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 128;
 /// How long an order whose payment was in flight at its deadline (or an expiry the log
 /// refused) waits before it is looked at again.
 pub(super) const EXPIRY_RECHECK_MS: Millis = 1_000;
 
 impl Engine {
     /// Places an order: every line's units are taken at once or none is. The same
-    /// `idempotency_key` with the same `request` (the caller's canonical form of the body)
-    /// answers the same order again; with another request it is refused.
+    /// `idempotency_key` with the same request (in its canonical form) answers the same order
+    /// again; with another request it is refused.
     pub fn place_order(
         &self,
         user: UserId,
-        idempotency_key: &str,
-        request: &[u8],
-        lines: &[LineRequest],
-        shipping_address: &str,
+        idempotency_key: &IdempotencyKey,
+        request: &OrderRequest,
         ttl_ms: Millis,
     ) -> Result<Placement, EngineError> {
-        if idempotency_key.is_empty() || idempotency_key.len() > IDEMPOTENCY_KEY_BYTES_MAX {
-            return Err(EngineError::InvalidOrder(
-                "Idempotency-Key must be 1 to 128 bytes",
-            ));
-        }
         let keys = self.keys();
         let idempotency = self.idempotency_hash(user, idempotency_key);
-        let request = keys.secret_hash(REQUEST_PURPOSE, request);
+        let lines = request.lines();
         let id = self.inner.state.allocate_order_id();
-        let shipping_address =
-            keys.cipher()
-                .encrypt(&id.to_string(), "shipping_address", shipping_address);
+        let shipping_address = keys.cipher().encrypt(
+            &id.to_string(),
+            "shipping_address",
+            &request.shipping_address().to_text(),
+        );
+        let request = keys.secret_hash(REQUEST_PURPOSE, &request.fingerprint());
         let wal = self.ready_wal()?;
         self.inner.state.place_order(
             id,
@@ -67,12 +64,9 @@ impl Engine {
     pub fn certain_refusal(
         &self,
         user: UserId,
-        idempotency_key: &str,
+        idempotency_key: &IdempotencyKey,
         lines: &[LineRequest],
     ) -> Option<EngineError> {
-        if idempotency_key.is_empty() || idempotency_key.len() > IDEMPOTENCY_KEY_BYTES_MAX {
-            return None;
-        }
         let state = &self.inner.state;
         // The refusal first (memory only), the key only then: a placement that goes on pays
         // for no look-up of the cold tier here.
@@ -83,10 +77,14 @@ impl Engine {
         Some(refusal)
     }
 
-    fn idempotency_hash(&self, user: UserId, idempotency_key: &str) -> crate::record::Digest {
+    fn idempotency_hash(
+        &self,
+        user: UserId,
+        idempotency_key: &IdempotencyKey,
+    ) -> crate::record::Digest {
         let mut scoped = user.to_string().into_bytes();
         scoped.push(0);
-        scoped.extend_from_slice(idempotency_key.as_bytes());
+        scoped.extend_from_slice(idempotency_key.as_str().as_bytes());
         self.keys().secret_hash(IDEMPOTENCY_PURPOSE, &scoped)
     }
 
@@ -121,10 +119,13 @@ impl Engine {
     pub fn ship_order(
         &self,
         id: OrderId,
-        carrier: String,
-        tracking_number: String,
+        shipment: Shipment,
     ) -> Result<(Order, Ticket), EngineError> {
         let wal = self.ready_wal()?;
+        let Shipment {
+            carrier,
+            tracking_number,
+        } = shipment;
         self.inner
             .state
             .ship_order(id, carrier, tracking_number, self.now_ms(), &|r| {
@@ -144,10 +145,11 @@ impl Engine {
     pub fn request_return(
         &self,
         id: OrderId,
-        reason: String,
+        reason: ReturnReason,
     ) -> Result<(Order, Ticket), EngineError> {
         let wal = self.ready_wal()?;
         let window_ms = self.inner.config.return_window_ms;
+        let reason = reason.into_inner();
         self.inner
             .state
             .request_return(id, reason, self.now_ms(), window_ms, &|r| wal.append(r))
@@ -307,9 +309,11 @@ impl Engine {
         Ok(stored.into_iter().map(|s| s.order).collect())
     }
 
-    /// The shipping address, decrypted for the order's owner.
-    pub fn shipping_address(&self, order: &Order) -> Result<String, EngineError> {
-        self.keys()
+    /// The shipping address, decrypted for the order's owner; `None` for an order a tool wrote
+    /// with text that is no address.
+    pub fn shipping_address(&self, order: &Order) -> Result<Option<ShippingAddress>, EngineError> {
+        let text = self
+            .keys()
             .cipher()
             .decrypt(
                 &order.id.to_string(),
@@ -318,7 +322,8 @@ impl Engine {
             )
             .map_err(|e| {
                 EngineError::LogFailed(format!("{}: the address does not decrypt: {e}", order.id))
-            })
+            })?;
+        Ok(ShippingAddress::from_text(&text))
     }
 
     /// Expires every unpaid order past its deadline; answers how many it queued. The

@@ -21,6 +21,7 @@ use super::Authenticated;
 use crate::auth::{self, REFRESH_COOKIE, REFRESH_TOKEN_TTL_MS};
 use crate::json::{ApiJson, double_option};
 use crate::mail::OutgoingMail;
+use crate::problem::ProblemType;
 use crate::{AppState, Problem, Ready};
 
 pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
@@ -174,14 +175,7 @@ async fn signup(
     if !engine.signup_token_is_live(&body.verification_token) {
         return Err(EngineError::InvalidVerificationToken.into());
     }
-    check_policy(&body.password).map_err(|weak| {
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "weak_password",
-            "Weak password",
-            weak.reason,
-        )
-    })?;
+    check_policy(&body.password).map_err(|weak| ProblemType::WEAK_PASSWORD.with(weak.reason))?;
     let password = body.password;
     let password_hash = state
         .shared
@@ -269,12 +263,7 @@ async fn login(
             Problem::busy()
         })?;
     let Some((user, role, _)) = account.filter(|_| verified) else {
-        return Err(Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "Invalid credentials",
-            "the email or the password is wrong",
-        ));
+        return Err(ProblemType::INVALID_CREDENTIALS.with("the email or the password is wrong"));
     };
     throttle.clear(&throttle_key);
     let (refresh_token, ticket) = engine.start_session(user, REFRESH_TOKEN_TTL_MS)?;
@@ -342,12 +331,9 @@ async fn refresh(
 /// Ends the session: the access token is refused from now on, the refresh token deleted and
 /// the cookies cleared.
 #[utoipa::path(post, path = "/auth/logout", tag = "accounts",
-    security(("bearer" = []), ("cookie" = [])),
     request_body(content = Option<RefreshRequest>, description = "Only without the refresh_token cookie"),
     responses(
         (status = 204),
-        (status = 401, description = "`unauthenticated`", body = Problem),
-        (status = 403, description = "`csrf_failed`", body = Problem),
     ))]
 async fn logout(
     State(state): State<AppState>,
@@ -380,14 +366,8 @@ fn refresh_token_of(headers: &HeaderMap, body: &Bytes) -> Result<Option<(String,
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let request: RefreshRequest = serde_json::from_slice(body).map_err(|e| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            "Malformed JSON",
-            e.to_string(),
-        )
-    })?;
+    let request: RefreshRequest =
+        serde_json::from_slice(body).map_err(|e| ProblemType::INVALID_JSON.with(e.to_string()))?;
     Ok(Some((request.refresh_token, false)))
 }
 
@@ -454,10 +434,8 @@ impl From<Profile> for ProfileResponse {
 
 /// The caller's profile, decrypted for them alone.
 #[utoipa::path(get, path = "/me", tag = "accounts",
-    security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, body = ProfileResponse),
-        (status = 401, description = "`unauthenticated`", body = Problem),
     ))]
 async fn get_me(
     Ready(engine): Ready,
@@ -482,12 +460,9 @@ struct ProfilePatchRequest {
 
 /// Changes the caller's name, phone or address.
 #[utoipa::path(patch, path = "/me", tag = "accounts",
-    security(("bearer" = []), ("cookie" = [])),
     request_body = ProfilePatchRequest,
     responses(
         (status = 200, body = ProfileResponse),
-        (status = 401, description = "`unauthenticated`", body = Problem),
-        (status = 403, description = "`csrf_failed`", body = Problem),
         (status = 422, description = "`invalid_profile`", body = Problem),
     ))]
 async fn patch_me(

@@ -4,7 +4,7 @@ use std::convert::Infallible;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
@@ -13,14 +13,16 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use allot_engine::clock::{parse_rfc3339, rfc3339};
+use allot_engine::clock::rfc3339;
 use allot_engine::{
-    EngineError, NewProduct, ProductChange, ProductDetails, ProductId, ProductKind, ProductStatus,
-    ProductVersion, ProductView,
+    EngineError, NewProduct, ProductChange, ProductChangeForm, ProductForm, ProductId, ProductKind,
+    ProductStatus, ProductVersion, ProductView,
 };
 
 use super::{Admin, Authenticated};
+use crate::extract::{MaybeProductPath, ProductPath, ProductVersionPath};
 use crate::json::{ApiJson, ApiQuery};
+use crate::problem::ProblemType;
 use crate::stock_feed::{KEEP_ALIVE_FRAME, StockEvent, StockJson};
 use crate::{AppState, Problem, Ready};
 
@@ -98,12 +100,6 @@ impl StockJson {
     }
 }
 
-fn product_id(text: &str) -> Result<ProductId, Problem> {
-    // A malformed id names no product: the same answer as an unknown one.
-    text.parse::<ProductId>()
-        .map_err(|_| Problem::from(EngineError::ProductNotFound(ProductId(0))))
-}
-
 // ----- reads -----------------------------------------------------------------------------
 
 /// Unknown parameters (a tracking tag, say) are ignored; known ones must parse.
@@ -155,9 +151,8 @@ async fn list_products(
     responses((status = 200, body = ProductJson), (status = 404, description = "`product_not_found`", body = Problem)))]
 async fn get_product(
     Ready(engine): Ready,
-    Path(id): Path<String>,
+    ProductPath(id): ProductPath,
 ) -> Result<Json<ProductJson>, Problem> {
-    let id = product_id(&id)?;
     let view = engine.product(id).ok_or(EngineError::ProductNotFound(id))?;
     Ok(Json(ProductJson::of(&view)))
 }
@@ -168,21 +163,17 @@ async fn get_product(
     responses((status = 200, body = ProductJson), (status = 404, description = "`product_not_found`, `version_not_found`", body = Problem)))]
 async fn get_product_version(
     Ready(engine): Ready,
-    Path((id, version)): Path<(String, String)>,
+    ProductVersionPath(id, version): ProductVersionPath,
 ) -> Result<Json<ProductJson>, Problem> {
-    let id = product_id(&id)?;
     let view = engine.product(id).ok_or(EngineError::ProductNotFound(id))?;
     let version = version
-        .parse::<u32>()
         .ok()
         .and_then(|v| view.product.version(v).cloned())
         .ok_or_else(|| {
-            Problem::new(
-                StatusCode::NOT_FOUND,
-                "version_not_found",
-                "Version not found",
-                format!("{id} has versions 1 to {}", view.product.versions.len()),
-            )
+            ProblemType::VERSION_NOT_FOUND.with(format!(
+                "{id} has versions 1 to {}",
+                view.product.versions.len()
+            ))
         })?;
     Ok(Json(ProductJson::at(&view, &version)))
 }
@@ -193,9 +184,8 @@ async fn get_product_version(
     responses((status = 200, body = StockJson), (status = 404, description = "`product_not_found`", body = Problem)))]
 async fn get_stock(
     Ready(engine): Ready,
-    Path(id): Path<String>,
+    ProductPath(id): ProductPath,
 ) -> Result<Json<StockJson>, Problem> {
-    let id = product_id(&id)?;
     let view = engine.product(id).ok_or(EngineError::ProductNotFound(id))?;
     Ok(Json(StockJson::of(&view)))
 }
@@ -213,9 +203,8 @@ async fn get_stock(
 async fn stream_stock(
     State(state): State<AppState>,
     Ready(engine): Ready,
-    Path(id): Path<String>,
+    ProductPath(id): ProductPath,
 ) -> Result<Response, Problem> {
-    let id = product_id(&id)?;
     let mut updates = state
         .shared
         .stock_feed
@@ -272,133 +261,41 @@ fn stream_frames(last: Option<&StockEvent>, now: &StockEvent) -> Vec<Bytes> {
 
 // ----- administration ----------------------------------------------------------------------
 
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct CreateProductRequest {
-    name: String,
-    #[serde(default)]
-    description: String,
-    /// Minor units; not negative.
-    price: i64,
-    /// ISO 4217; default `KRW`.
-    currency: Option<String>,
-    /// `general` or `limited`.
-    kind: String,
-    sale_opens_at: Option<String>,
-    sale_closes_at: Option<String>,
-    per_user_limit: Option<u32>,
-    /// Not negative.
-    stock_total: i64,
-}
-
-fn invalid_product(detail: &'static str) -> Problem {
-    EngineError::InvalidProduct(detail).into()
-}
-
-fn instant(field: Option<&str>, name: &'static str) -> Result<Option<u64>, Problem> {
-    field
-        .map(|text| parse_rfc3339(text).ok_or_else(|| invalid_product(name)))
-        .transpose()
-}
-
 /// Creates a product (version 1) and its stock.
 #[utoipa::path(post, path = "/admin/products", tag = "catalog",
-    security(("bearer" = []), ("cookie" = [])),
-    request_body = CreateProductRequest,
+    request_body = ProductForm,
     responses(
         (status = 201, body = ProductJson),
-        (status = 401, description = "`unauthenticated`", body = Problem),
-        (status = 403, description = "`forbidden`, `csrf_failed`", body = Problem),
         (status = 422, description = "`invalid_product`, `stock_limit_exceeded`", body = Problem),
     ))]
 async fn create_product(
     Ready(engine): Ready,
     _admin: Admin,
-    ApiJson(body): ApiJson<CreateProductRequest>,
+    ApiJson(body): ApiJson<ProductForm>,
 ) -> Result<(StatusCode, Json<ProductJson>), Problem> {
-    let kind = match body.kind.as_str() {
-        "general" => ProductKind::General,
-        "limited" => ProductKind::Limited,
-        _ => return Err(invalid_product("kind must be general or limited")),
-    };
-    let price =
-        u64::try_from(body.price).map_err(|_| invalid_product("price must not be negative"))?;
-    // One record carries up to u32::MAX units; restocks add more (a SKU's lifetime bound is
-    // 2^42 − 1, `stock_limit_exceeded`).
-    let stock_total = u32::try_from(body.stock_total)
-        .map_err(|_| invalid_product("stock_total must be 0 to 4,294,967,295"))?;
-    let new = NewProduct {
-        kind,
-        details: ProductDetails {
-            name: body.name.trim().to_string(),
-            description: body.description,
-            price,
-            currency: body.currency.unwrap_or_else(|| "KRW".into()),
-        },
-        sale_opens_ms: instant(
-            body.sale_opens_at.as_deref(),
-            "sale_opens_at must be RFC 3339",
-        )?,
-        sale_closes_ms: instant(
-            body.sale_closes_at.as_deref(),
-            "sale_closes_at must be RFC 3339",
-        )?,
-        per_user_limit: body.per_user_limit,
-        stock_total,
-    };
+    let new = NewProduct::try_from(body)?;
     let (view, ticket) = engine.create_product(new)?;
     ticket.durable().await?;
     Ok((StatusCode::CREATED, Json(ProductJson::of(&view))))
 }
 
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct UpdateProductRequest {
-    name: Option<String>,
-    description: Option<String>,
-    price: Option<i64>,
-    currency: Option<String>,
-    sale_opens_at: Option<String>,
-    sale_closes_at: Option<String>,
-}
-
 /// Changes a product's details or sale window as a new version; earlier versions stay
 /// readable and orders keep the version they were placed with.
 #[utoipa::path(patch, path = "/admin/products/{id}", tag = "catalog",
-    security(("bearer" = []), ("cookie" = [])),
     params(("id" = String, Path)),
-    request_body = UpdateProductRequest,
+    request_body = ProductChangeForm,
     responses(
         (status = 200, body = ProductJson),
-        (status = 403, description = "`forbidden`, `csrf_failed`", body = Problem),
         (status = 404, description = "`product_not_found`", body = Problem),
         (status = 422, description = "`invalid_product`", body = Problem),
     ))]
 async fn update_product(
     Ready(engine): Ready,
     _admin: Admin,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<UpdateProductRequest>,
+    ProductPath(id): ProductPath,
+    ApiJson(body): ApiJson<ProductChangeForm>,
 ) -> Result<Json<ProductJson>, Problem> {
-    let id = product_id(&id)?;
-    let price = body
-        .price
-        .map(|p| u64::try_from(p).map_err(|_| invalid_product("price must not be negative")))
-        .transpose()?;
-    let change = ProductChange {
-        name: body.name.map(|n| n.trim().to_string()),
-        description: body.description,
-        price,
-        currency: body.currency,
-        sale_opens_ms: instant(
-            body.sale_opens_at.as_deref(),
-            "sale_opens_at must be RFC 3339",
-        )?,
-        sale_closes_ms: instant(
-            body.sale_closes_at.as_deref(),
-            "sale_closes_at must be RFC 3339",
-        )?,
-    };
+    let change = ProductChange::try_from(body)?;
     if let Some(ticket) = engine.update_product(id, change)? {
         ticket.durable().await?;
     }
@@ -414,22 +311,19 @@ struct RestockRequest {
 
 /// Adds units to a product's stock.
 #[utoipa::path(post, path = "/admin/products/{id}/restock", tag = "catalog",
-    security(("bearer" = []), ("cookie" = [])),
     params(("id" = String, Path)),
     request_body = RestockRequest,
     responses(
         (status = 200, body = StockJson),
-        (status = 403, description = "`forbidden`, `csrf_failed`", body = Problem),
         (status = 404, description = "`product_not_found`", body = Problem),
         (status = 422, description = "`invalid_quantity`, `stock_limit_exceeded`", body = Problem),
     ))]
 async fn restock_product(
     Ready(engine): Ready,
     _admin: Admin,
-    Path(id): Path<String>,
+    ProductPath(id): ProductPath,
     ApiJson(body): ApiJson<RestockRequest>,
 ) -> Result<Json<StockJson>, Problem> {
-    let id = product_id(&id)?;
     let quantity = u32::try_from(body.quantity)
         .map_err(|_| Problem::from(EngineError::InvalidQuantity { max: u32::MAX }))?;
     engine.restock_product(id, quantity)?.durable().await?;
@@ -483,8 +377,7 @@ fn wish_item_json(
 
 /// The caller's wishlist, each product with its live price, stock and status.
 #[utoipa::path(get, path = "/me/wishlist", tag = "wishlist",
-    security(("bearer" = []), ("cookie" = [])),
-    responses((status = 200, body = WishlistPage), (status = 401, description = "`unauthenticated`", body = Problem)))]
+    responses((status = 200, body = WishlistPage)))]
 async fn get_wishlist(Ready(engine): Ready, caller: Authenticated) -> Json<WishlistPage> {
     let items = engine
         .wishlist(caller.user)
@@ -508,7 +401,6 @@ struct WishRequest {
 
 /// Adds a product to the wishlist, or changes its quantity and note.
 #[utoipa::path(put, path = "/me/wishlist/{product_id}", tag = "wishlist",
-    security(("bearer" = []), ("cookie" = [])),
     params(("product_id" = String, Path)),
     request_body = WishRequest,
     responses(
@@ -519,10 +411,9 @@ struct WishRequest {
 async fn put_wishlist_item(
     Ready(engine): Ready,
     caller: Authenticated,
-    Path(product): Path<String>,
+    ProductPath(product): ProductPath,
     ApiJson(body): ApiJson<WishRequest>,
 ) -> Result<Json<WishItemJson>, Problem> {
-    let product = product_id(&product)?;
     let (item, ticket) = engine.put_wishlist_item(
         caller.user,
         product,
@@ -536,15 +427,14 @@ async fn put_wishlist_item(
 
 /// Removes a product from the wishlist (204 also when it was not there).
 #[utoipa::path(delete, path = "/me/wishlist/{product_id}", tag = "wishlist",
-    security(("bearer" = []), ("cookie" = [])),
     params(("product_id" = String, Path)),
-    responses((status = 204), (status = 401, description = "`unauthenticated`", body = Problem)))]
+    responses((status = 204)))]
 async fn delete_wishlist_item(
     Ready(engine): Ready,
     caller: Authenticated,
-    Path(product): Path<String>,
+    MaybeProductPath(product): MaybeProductPath,
 ) -> Result<StatusCode, Problem> {
-    if let Ok(product) = product.parse::<ProductId>()
+    if let Some(product) = product
         && let Some(ticket) = engine.remove_wishlist_item(caller.user, product)?
     {
         ticket.durable().await?;

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use serde_json::json;
 
+use crate::problem::ProblemType;
 use crate::{AppState, Problem};
 
 pub async fn healthz() -> Json<serde_json::Value> {
@@ -13,12 +14,8 @@ pub async fn healthz() -> Json<serde_json::Value> {
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, Problem> {
     let engine = state.engine().ok_or_else(Problem::not_ready)?;
     if engine.is_failed() {
-        return Err(Problem::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "log_failed",
-            "Log failed",
-            "the write-ahead log stopped taking records; restart the server to recover",
-        ));
+        return Err(ProblemType::LOG_FAILED
+            .with("the write-ahead log stopped taking records; restart the server to recover"));
     }
     Ok(Json(json!({
         "status": "ready",

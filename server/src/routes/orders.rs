@@ -2,20 +2,25 @@
 //! reading one's own orders; and their administration (ship, deliver, approve a return).
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use allot_engine::clock::rfc3339;
-use allot_engine::orders::{LineRequest, Order, OrderStatus, Placement};
+use allot_engine::orders::{Order, OrderStatus, Placement};
 use allot_engine::payment::Card;
-use allot_engine::{EngineError, OrderId, Paid, ProductId};
+use allot_engine::{
+    AddressForm, EngineError, OrderForm, OrderId, OrderRequest, Paid, ReturnReason, Shipment,
+    ShipmentForm, ShippingAddress,
+};
 
 use super::{Admin, Authenticated};
+use crate::extract::{IdempotencyKeyHeader, OrderPath};
 use crate::json::{ApiJson, ApiQuery};
+use crate::problem::ProblemType;
 use crate::{AppState, Problem, Ready};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -32,63 +37,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 // ----- shapes ----------------------------------------------------------------------------
-
-/// A shipping address; personal data, stored sealed like the profile.
-#[derive(Serialize, Deserialize, ToSchema, Clone)]
-#[serde(deny_unknown_fields)]
-struct Address {
-    recipient: String,
-    phone: String,
-    line1: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    line2: Option<String>,
-    city: String,
-    postal_code: String,
-    /// ISO 3166-1 alpha-2, e.g. `KR`.
-    country: String,
-}
-
-impl Address {
-    fn validate(&self) -> Result<(), Problem> {
-        let field = |text: &str, max: usize| !text.trim().is_empty() && text.chars().count() <= max;
-        let ok = field(&self.recipient, 100)
-            && field(&self.phone, 32)
-            && field(&self.line1, 200)
-            && self
-                .line2
-                .as_deref()
-                .is_none_or(|l| l.chars().count() <= 200)
-            && field(&self.city, 100)
-            && field(&self.postal_code, 20)
-            && self.country.len() == 2
-            && self.country.bytes().all(|b| b.is_ascii_uppercase());
-        if ok {
-            Ok(())
-        } else {
-            Err(Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_address",
-                "Invalid address",
-                "recipient, phone, line1, city and postal_code are required (at most 100, 32, \
-                 200, 100 and 20 characters) and country is an ISO 3166-1 alpha-2 code such as KR",
-            ))
-        }
-    }
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct OrderItemRequest {
-    product_id: String,
-    quantity: u32,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct PlaceOrderRequest {
-    items: Vec<OrderItemRequest>,
-    shipping_address: Address,
-}
 
 #[derive(Serialize, ToSchema)]
 struct OrderItemJson {
@@ -126,8 +74,9 @@ struct OrderJson {
     items: Vec<OrderItemJson>,
     total: u64,
     currency: String,
-    #[schema(value_type = Object)]
-    shipping_address: serde_json::Value,
+    /// Null only for an order written by a tool without an address.
+    #[schema(value_type = Option<AddressForm>)]
+    shipping_address: Option<ShippingAddress>,
     payment: PaymentJson,
     #[serde(skip_serializing_if = "Option::is_none")]
     reservation_expires_at: Option<String>,
@@ -157,11 +106,7 @@ fn order_json(engine: &allot_engine::Engine, order: &Order) -> OrderJson {
     } else {
         ("none", None)
     };
-    let address = engine
-        .shipping_address(order)
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .unwrap_or(serde_json::Value::Null);
+    let address = engine.shipping_address(order).ok().flatten();
     OrderJson {
         id: order.id.to_string(),
         status: order.status.as_str(),
@@ -203,18 +148,12 @@ fn order_json(engine: &allot_engine::Engine, order: &Order) -> OrderJson {
     }
 }
 
-fn order_id(text: &str) -> Result<OrderId, Problem> {
-    text.parse::<OrderId>()
-        .map_err(|_| Problem::from(EngineError::OrderNotFound(OrderId(0))))
-}
-
 /// The caller's own order as it is durably; anyone else's answers 404 as if it did not exist.
 async fn own_order(
     engine: &allot_engine::Engine,
     caller: &Authenticated,
-    id: &str,
+    id: OrderId,
 ) -> Result<Order, Problem> {
-    let id = order_id(id)?;
     engine
         .read_order(id)
         .await?
@@ -237,9 +176,8 @@ async fn blocking<T: Send + 'static>(
 /// Places an order: every item's units are held at once (or none is) until
 /// `reservation_expires_at`. The same Idempotency-Key with the same body answers the same order.
 #[utoipa::path(post, path = "/orders", tag = "orders",
-    security(("bearer" = []), ("cookie" = [])),
     params(("Idempotency-Key" = String, Header, description = "1 to 128 bytes, unique per intended order")),
-    request_body = PlaceOrderRequest,
+    request_body = OrderForm,
     responses(
         (status = 201, body = OrderJson),
         (status = 400, description = "`idempotency_key_required`", body = Problem),
@@ -251,46 +189,17 @@ async fn place_order(
     State(state): State<AppState>,
     Ready(engine): Ready,
     caller: Authenticated,
-    headers: HeaderMap,
-    ApiJson(body): ApiJson<PlaceOrderRequest>,
+    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
+    ApiJson(body): ApiJson<OrderForm>,
 ) -> Result<(StatusCode, Json<OrderJson>), Problem> {
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .ok_or_else(|| {
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                "idempotency_key_required",
-                "Idempotency-Key required",
-                "send an Idempotency-Key header (unique per intended order) to place an order",
-            )
-        })?
-        .to_string();
-    body.shipping_address.validate()?;
-    let mut lines = Vec::with_capacity(body.items.len());
-    for item in &body.items {
-        let product = item
-            .product_id
-            .parse::<ProductId>()
-            .map_err(|_| Problem::from(EngineError::ProductNotFound(ProductId(0))))?;
-        lines.push(LineRequest {
-            product,
-            quantity: item.quantity,
-        });
-    }
+    let request = OrderRequest::try_from(body)?;
     // Once a drop is sold out nearly every attempt is refused: answer those before the cost
     // of a placement. A key used before always goes on, to answer its order again.
-    if let Some(refusal) = engine.certain_refusal(caller.user, &key, &lines) {
+    if let Some(refusal) = engine.certain_refusal(caller.user, &key, request.lines()) {
         return Err(refusal.into());
     }
-    // The request as parsed, re-serialised: the same body in another spelling is the same.
-    let fingerprint = serde_json::to_vec(&body).unwrap_or_default();
-    let address = serde_json::to_string(&body.shipping_address).unwrap_or_default();
     let ttl = state.shared.config.reservation_ttl_ms;
-    let placement = engine.place_order(caller.user, &key, &fingerprint, &lines, &address, ttl)?;
-    let order = match placement {
+    let order = match engine.place_order(caller.user, &key, &request, ttl)? {
         Placement::Placed(order, ticket) => {
             ticket.durable().await?;
             order
@@ -311,8 +220,8 @@ struct PageQuery {
 
 /// The caller's orders, newest first.
 #[utoipa::path(get, path = "/orders", tag = "orders",
-    security(("bearer" = []), ("cookie" = [])), params(PageQuery),
-    responses((status = 200, body = OrderPage), (status = 401, description = "`unauthenticated`", body = Problem)))]
+    params(PageQuery),
+    responses((status = 200, body = OrderPage)))]
 async fn list_orders(
     Ready(engine): Ready,
     caller: Authenticated,
@@ -331,14 +240,14 @@ async fn list_orders(
 
 /// One of the caller's orders; another user's order is 404.
 #[utoipa::path(get, path = "/orders/{id}", tag = "orders",
-    security(("bearer" = []), ("cookie" = [])), params(("id" = String, Path)),
+    params(("id" = String, Path)),
     responses((status = 200, body = OrderJson), (status = 404, description = "`order_not_found`", body = Problem)))]
 async fn get_order(
     Ready(engine): Ready,
     caller: Authenticated,
-    Path(id): Path<String>,
+    OrderPath(id): OrderPath,
 ) -> Result<Json<OrderJson>, Problem> {
-    let order = own_order(&engine, &caller, &id).await?;
+    let order = own_order(&engine, &caller, id).await?;
     Ok(Json(order_json(&engine, &order)))
 }
 
@@ -353,7 +262,7 @@ struct CardRequest {
 
 /// Pays with the built-in payment simulator (see API.md's card table).
 #[utoipa::path(post, path = "/orders/{id}/payment", tag = "orders",
-    security(("bearer" = []), ("cookie" = [])), params(("id" = String, Path)),
+    params(("id" = String, Path)),
     request_body = CardRequest,
     responses(
         (status = 200, body = OrderJson),
@@ -367,42 +276,29 @@ async fn pay_order(
     State(state): State<AppState>,
     Ready(engine): Ready,
     caller: Authenticated,
-    Path(id): Path<String>,
+    OrderPath(id): OrderPath,
     ApiJson(body): ApiJson<CardRequest>,
 ) -> Result<Json<OrderJson>, Problem> {
-    let order = own_order(&engine, &caller, &id).await?;
-    let card =
-        Card::parse(&body.card_number, &body.expiry, &body.cvc, engine.now_ms()).map_err(|e| {
-            Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_card",
-                "Invalid card",
-                e.reason,
-            )
-        })?;
+    let order = own_order(&engine, &caller, id).await?;
+    let card = Card::parse(&body.card_number, &body.expiry, &body.cvc, engine.now_ms())
+        .map_err(|e| ProblemType::INVALID_CARD.with(e.reason))?;
     let payments = state.payments()?;
     let paying = engine.clone();
     let paid = blocking(move || paying.pay_order(&payments, order.id, &card)).await?;
     match paid {
         Paid::Charged(order) => Ok(Json(order_json(&engine, &order))),
         Paid::Failed(_, reason) => {
-            let (kind, title) = match reason {
+            let kind = match reason {
                 allot_engine::record::PaymentFailure::CardLimitExceeded => {
-                    ("card_limit_exceeded", "Card limit exceeded")
+                    ProblemType::CARD_LIMIT_EXCEEDED
                 }
-                _ => ("payment_declined", "Payment declined"),
+                _ => ProblemType::PAYMENT_DECLINED,
             };
-            Err(Problem::new(
-                StatusCode::PAYMENT_REQUIRED,
-                kind,
-                title,
+            Err(kind.with(
                 "the card was not charged; the order stays payable until reservation_expires_at",
             ))
         }
-        Paid::TimedOut(_) => Err(Problem::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "payment_timeout",
-            "Payment timeout",
+        Paid::TimedOut(_) => Err(ProblemType::PAYMENT_TIMEOUT.with(
             "the payment provider did not answer; the payment is settled in the background and \
              the order stays payable until reservation_expires_at",
         )),
@@ -411,7 +307,7 @@ async fn pay_order(
 
 /// Cancels an order before it ships: its units go back on sale; a paid order is refunded.
 #[utoipa::path(post, path = "/orders/{id}/cancel", tag = "orders",
-    security(("bearer" = []), ("cookie" = [])), params(("id" = String, Path)),
+    params(("id" = String, Path)),
     responses(
         (status = 200, body = OrderJson),
         (status = 404, description = "`order_not_found`", body = Problem),
@@ -421,9 +317,9 @@ async fn cancel_order(
     State(state): State<AppState>,
     Ready(engine): Ready,
     caller: Authenticated,
-    Path(id): Path<String>,
+    OrderPath(id): OrderPath,
 ) -> Result<Json<OrderJson>, Problem> {
-    let order = own_order(&engine, &caller, &id).await?;
+    let order = own_order(&engine, &caller, id).await?;
     let (order, ticket) = engine.cancel_order(order.id)?;
     ticket.durable().await?;
     let order = settle_refund(&state, &engine, order).await?;
@@ -439,7 +335,7 @@ struct ReturnRequest {
 
 /// Asks to return a delivered order within the return window.
 #[utoipa::path(post, path = "/orders/{id}/return", tag = "orders",
-    security(("bearer" = []), ("cookie" = [])), params(("id" = String, Path)),
+    params(("id" = String, Path)),
     request_body = ReturnRequest,
     responses(
         (status = 200, body = OrderJson),
@@ -449,14 +345,12 @@ struct ReturnRequest {
 async fn return_order(
     Ready(engine): Ready,
     caller: Authenticated,
-    Path(id): Path<String>,
+    OrderPath(id): OrderPath,
     ApiJson(body): ApiJson<ReturnRequest>,
 ) -> Result<Json<OrderJson>, Problem> {
-    let order = own_order(&engine, &caller, &id).await?;
-    if body.reason.chars().count() > 500 {
-        return Err(EngineError::InvalidOrder("the reason is over 500 characters").into());
-    }
-    let (order, ticket) = engine.request_return(order.id, body.reason)?;
+    let order = own_order(&engine, &caller, id).await?;
+    let reason = ReturnReason::try_from(body.reason).map_err(EngineError::from)?;
+    let (order, ticket) = engine.request_return(order.id, reason)?;
     ticket.durable().await?;
     Ok(Json(order_json(&engine, &order)))
 }
@@ -483,8 +377,8 @@ async fn settle_refund(
 
 /// All orders, newest first, optionally of one status.
 #[utoipa::path(get, path = "/admin/orders", tag = "orders",
-    security(("bearer" = []), ("cookie" = [])), params(PageQuery),
-    responses((status = 200, body = OrderPage), (status = 403, description = "`forbidden`", body = Problem)))]
+    params(PageQuery),
+    responses((status = 200, body = OrderPage)))]
 async fn admin_orders(
     Ready(engine): Ready,
     _admin: Admin,
@@ -521,17 +415,10 @@ const ALL_STATUSES: [OrderStatus; 9] = [
     OrderStatus::Cancelled,
 ];
 
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct ShipRequest {
-    carrier: String,
-    tracking_number: String,
-}
-
 /// Marks a paid order shipped.
 #[utoipa::path(post, path = "/admin/orders/{id}/ship", tag = "orders",
-    security(("bearer" = []), ("cookie" = [])), params(("id" = String, Path)),
-    request_body = ShipRequest,
+    params(("id" = String, Path)),
+    request_body = ShipmentForm,
     responses(
         (status = 200, body = OrderJson),
         (status = 404, description = "`order_not_found`", body = Problem),
@@ -540,47 +427,40 @@ struct ShipRequest {
 async fn ship_order(
     Ready(engine): Ready,
     _admin: Admin,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<ShipRequest>,
+    OrderPath(id): OrderPath,
+    ApiJson(body): ApiJson<ShipmentForm>,
 ) -> Result<Json<OrderJson>, Problem> {
-    let id = order_id(&id)?;
-    let valid = |t: &str| !t.trim().is_empty() && t.chars().count() <= 100;
-    if !valid(&body.carrier) || !valid(&body.tracking_number) {
-        return Err(EngineError::InvalidOrder(
-            "carrier and tracking_number are 1 to 100 characters",
-        )
-        .into());
-    }
-    let (order, ticket) = engine.ship_order(id, body.carrier, body.tracking_number)?;
+    let shipment = Shipment::try_from(body).map_err(EngineError::from)?;
+    let (order, ticket) = engine.ship_order(id, shipment)?;
     ticket.durable().await?;
     Ok(Json(order_json(&engine, &order)))
 }
 
 /// Marks a shipped order delivered.
 #[utoipa::path(post, path = "/admin/orders/{id}/deliver", tag = "orders",
-    security(("bearer" = []), ("cookie" = [])), params(("id" = String, Path)),
+    params(("id" = String, Path)),
     responses((status = 200, body = OrderJson), (status = 409, description = "`invalid_transition`", body = Problem)))]
 async fn deliver_order(
     Ready(engine): Ready,
     _admin: Admin,
-    Path(id): Path<String>,
+    OrderPath(id): OrderPath,
 ) -> Result<Json<OrderJson>, Problem> {
-    let (order, ticket) = engine.deliver_order(order_id(&id)?)?;
+    let (order, ticket) = engine.deliver_order(id)?;
     ticket.durable().await?;
     Ok(Json(order_json(&engine, &order)))
 }
 
 /// Accepts a return: the units go back on sale and the order is refunded.
 #[utoipa::path(post, path = "/admin/orders/{id}/return/approve", tag = "orders",
-    security(("bearer" = []), ("cookie" = [])), params(("id" = String, Path)),
+    params(("id" = String, Path)),
     responses((status = 200, body = OrderJson), (status = 409, description = "`invalid_transition`", body = Problem)))]
 async fn approve_return(
     State(state): State<AppState>,
     Ready(engine): Ready,
     _admin: Admin,
-    Path(id): Path<String>,
+    OrderPath(id): OrderPath,
 ) -> Result<Json<OrderJson>, Problem> {
-    let (order, ticket) = engine.approve_return(order_id(&id)?)?;
+    let (order, ticket) = engine.approve_return(id)?;
     ticket.durable().await?;
     let order = settle_refund(&state, &engine, order).await?;
     Ok(Json(order_json(&engine, &order)))

@@ -3,7 +3,7 @@
 //! send, drop or tamper with each cookie and header on purpose.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use reqwest::Method;
@@ -17,7 +17,6 @@ use allot_server::{AppState, ServerConfig};
 pub struct TestApp {
     pub base: String,
     pub engine: Engine,
-    pub data_dir: PathBuf,
     mailer: Mailer,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -100,7 +99,6 @@ impl TestApp {
         TestApp {
             base,
             engine,
-            data_dir: data_dir.to_path_buf(),
             mailer,
             stop: Some(stop),
             server: Some(server),

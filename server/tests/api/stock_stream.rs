@@ -2,15 +2,13 @@
 //! decreasing sequence ending at 0, bursts are coalesced, the closing is announced, and a server
 //! stop ends the stream.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::support::app::{AppOptions, TestApp};
 use allot_engine::{NewProduct, ProductDetails, ProductKind, Sku, UserId};
 use allot_server::stock_feed::StockFeedConfig;
-use support::app::{AppOptions, TestApp};
 
 struct SseEvent {
     name: String,

@@ -1,12 +1,10 @@
 //! The mailer against real peers: the file system, and a real SMTP server (aiosmtpd).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::support::smtp::{SmtpServer, body_text, header};
 use allot_server::mail::{MailConfig, MailError, MailTransportConfig, Mailer, OutgoingMail};
-use support::smtp::{SmtpServer, body_text, header};
 
 const FROM: &str = "allot <no-reply@allot.local>";
 const WAIT: Duration = Duration::from_secs(10);

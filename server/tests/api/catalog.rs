@@ -2,21 +2,19 @@
 //! manage products, versions, restocks, reads with live stock, list filters and pages. The sale
 //! window's exact edges need a clock the test moves, so that one test drives the engine directly.
 
-mod support;
-
 use std::sync::Arc;
 
 use reqwest::Method;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+use crate::support::app::{Answer, AppOptions, Client, TestApp, assert_problem};
+use crate::support::shop;
 use allot_engine::clock::rfc3339;
 use allot_engine::{
     Engine, EngineConfig, ManualClock, NewProduct, ProductDetails, ProductId, ProductKind,
     ProductStatus, Seq, Sku, UserId,
 };
-use support::app::{Answer, AppOptions, Client, TestApp, assert_problem};
-use support::shop;
 
 const MINUTE_MS: u64 = 60_000;
 const HOUR_MS: u64 = 3_600_000;
@@ -645,13 +643,18 @@ async fn reads_of_unknown_products_are_404_and_stock_has_its_shape() {
         .await;
     let mut reader = app.client();
     for unknown in [
-        "prd_999", "prd_0", "prd_01", "prd_", "PRD_1", "usr_1", "1", "prd_-1",
+        "prd_999", "prd_0", "prd_01", "prd_", "PRD_1", "usr_1", "1", "prd_-1", "tote",
     ] {
         for path in [
             format!("/products/{unknown}"),
             format!("/products/{unknown}/stock"),
+            format!("/products/{unknown}/versions/1"),
         ] {
-            assert_problem(&reader.get(&path).await, 404, "product_not_found");
+            let refused = reader.get(&path).await;
+            assert_problem(&refused, 404, "product_not_found");
+            // The detail names what was sent, never a stand-in id.
+            let detail = refused.body["detail"].as_str().unwrap();
+            assert!(detail.contains(unknown), "{path}: {detail}");
         }
     }
 

@@ -1,18 +1,16 @@
 //! Accounts through HTTP, like a user: the real server on port 0, a fresh data directory each,
 //! mail through a real local SMTP server (or as .eml files).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::support::app::{AppOptions, Client, TestApp};
+use crate::support::smtp::{SmtpServer, body_text};
 use allot_engine::ProductKind;
 use allot_server::mail::MailTransportConfig;
-use support::app::{AppOptions, Client, TestApp};
-use support::smtp::{SmtpServer, body_text};
 
 const PASSWORD: &str = "Tr0ub4dor&3-horse";
 

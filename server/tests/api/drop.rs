@@ -6,8 +6,6 @@
 //! has passed nothing stays reserved, `sold` is the number of paid orders, every order ended as
 //! its customer's answers promised, and nobody holds two.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -19,12 +17,12 @@ use serde_json::{Value, json};
 use tokio::sync::{Barrier, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use allot_engine::clock::rfc3339;
-use support::app::{Answer, AppOptions, Client, TestApp};
-use support::shop::{
+use crate::support::app::{Answer, AppOptions, Client, TestApp};
+use crate::support::shop::{
     self, CARD_APPROVED, CARD_DECLINED, CARD_LIMIT_EXCEEDED, CARD_TIMEOUT_CHARGED,
     CARD_TIMEOUT_NOT_CHARGED, create_customer, log_in, pay,
 };
+use allot_engine::clock::rfc3339;
 
 const STOCK_TOTAL: u64 = 50;
 const STOCK_UNITS: usize = STOCK_TOTAL as usize;

@@ -3,22 +3,20 @@
 //! the lists, and who may see or move which order. Wherever units move, the test reads
 //! GET /products/{id}/stock.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use allot_engine::ProductKind;
-use allot_engine::clock::{parse_rfc3339, rfc3339};
-use allot_server::mail::MailTransportConfig;
-use support::app::{Answer, AppOptions, Client, TestApp, assert_problem};
-use support::shop::{
+use crate::support::app::{Answer, AppOptions, Client, TestApp, assert_problem};
+use crate::support::shop::{
     self, CARD_APPROVED, CARD_DECLINED, CARD_LIMIT_EXCEEDED, CARD_TIMEOUT_CHARGED,
     CARD_TIMEOUT_NOT_CHARGED, pay, pay_with,
 };
-use support::smtp::{SmtpServer, body_text, header};
+use crate::support::smtp::{SmtpServer, body_text, header};
+use allot_engine::ProductKind;
+use allot_engine::clock::{parse_rfc3339, rfc3339};
+use allot_server::mail::MailTransportConfig;
 
 const MIN_JI_EMAIL: &str = "min-ji.kim@example.com";
 const JI_WOO_EMAIL: &str = "ji-woo.park@example.com";
@@ -1065,6 +1063,13 @@ async fn customers_see_only_their_own_orders_newest_first() {
         404,
         "order_not_found",
     );
+    // A malformed id is unknown too, and the answer names what was sent.
+    for sent in ["nope", "ord_01", "prd_1", "ord_%FF"] {
+        let refused = shop.min_ji.get(&format!("/orders/{sent}")).await;
+        assert_problem(&refused, 404, "order_not_found");
+        let detail = refused.body["detail"].as_str().unwrap();
+        assert!(detail.contains(sent), "{sent}: {detail}");
+    }
     let mut anonymous = shop.app.client();
     assert_problem(&anonymous.get("/orders").await, 401, "unauthenticated");
     assert_problem(

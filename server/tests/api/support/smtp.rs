@@ -26,7 +26,10 @@ const PYTHON: &str = "python3";
 /// Pinned so that every machine runs the same server; the install directory is named after it,
 /// so changing the pin installs afresh.
 const AIOSMTPD_REQUIREMENT: &str = "aiosmtpd==1.4.6";
-const SINK_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_sink.py");
+const SINK_SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/api/support/smtp_sink.py"
+);
 /// Python start-up and the aiosmtpd import take a few hundred ms; this is the bound for a
 /// slow, loaded machine.
 const STARTUP_TIMEOUT_MS: u64 = 15_000;
@@ -114,10 +117,6 @@ impl SmtpServer {
             std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS));
         }
         server
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
     }
 
     /// A URL for `MailTransportConfig::Smtp`: plain SMTP, no authentication.
