@@ -23,16 +23,20 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use allot_engine::payment::PaymentSimulator;
+use allot_engine::testkit::ADMIN_EMAIL;
+use allot_engine::testkit::cards::{
+    APPROVED as CARD_APPROVED, DECLINED as CARD_DECLINED, LIMIT_EXCEEDED as CARD_LIMIT_EXCEEDED,
+    TIMEOUT_CHARGED as CARD_TIMEOUT_CHARGED, TIMEOUT_NOT_CHARGED as CARD_TIMEOUT_NOT_CHARGED,
+};
 use allot_engine::{Engine, EngineConfig, NewProduct, ProductDetails, ProductKind, SystemClock};
 
 mod support;
 
 use support::shop::{
-    self, ADMIN_EMAIL, Answer, CARD_APPROVED, CARD_DECLINED, CARD_LIMIT_EXCEEDED,
-    CARD_TIMEOUT_CHARGED, CARD_TIMEOUT_NOT_CHARGED, call, card_body, log_in, log_in_customers,
-    order_body, request, wait_ready,
+    self, Answer, call, card_body, log_in, log_in_customers, order_body, request, wait_ready,
 };
 use support::{Server, assert_db_verify, next, seeds};
+
 const SEEDS_DEFAULT: u64 = 3;
 
 const CUSTOMERS: usize = 150;

@@ -30,15 +30,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use allot_engine::testkit::ADMIN_EMAIL;
+use allot_engine::testkit::cards::{
+    APPROVED as CARD_APPROVED, DECLINED as CARD_DECLINED, TIMEOUT_CHARGED as CARD_TIMEOUT_CHARGED,
+};
 use allot_engine::{Engine, EngineConfig, NewProduct, ProductDetails, ProductKind, SystemClock};
 
 mod support;
 
 use support::lazyfs::LazyFs;
-use support::shop::{
-    self, ADMIN_EMAIL, CARD_APPROVED, CARD_DECLINED, CARD_TIMEOUT_CHARGED, card_body, log_in,
-    log_in_customers, order_body, request, wait_ready,
-};
+use support::shop::{self, card_body, log_in, log_in_customers, order_body, request, wait_ready};
 use support::{Server, assert_db_verify, next, seeds};
 
 const SEEDS_DEFAULT: u64 = 2;

@@ -465,7 +465,7 @@ impl From<ColdError> for crate::error::OpenError {
 
 impl From<ColdError> for crate::error::EngineError {
     fn from(error: ColdError) -> Self {
-        crate::error::EngineError::LogFailed(format!("the cold tier: {error}"))
+        crate::error::Internal::ColdTier(error.to_string()).into()
     }
 }
 

@@ -17,7 +17,7 @@ use crate::clock::{Clock, Millis};
 use crate::config::EngineConfig;
 use crate::counter::StockCounts;
 use crate::crypto::Keys;
-use crate::error::{EngineError, OpenError};
+use crate::error::{EngineError, Internal, OpenError};
 use crate::ids::{ReservationId, Sku, UserId};
 use crate::record::{ReleaseReason, Seq};
 use crate::recovery::{OnDefect, RecoveryReport, recover, replay};
@@ -339,7 +339,7 @@ impl Engine {
             target,
             self.inner.config.log_tail_kept_records,
         )
-        .map_err(|e| EngineError::LogFailed(format!("snapshot: {e}")))?;
+        .map_err(|e| Internal::Checkpoint(e.to_string()))?;
         // Retention follows a snapshot, as in the background.
         prune_events(
             &self.inner.store,
@@ -347,7 +347,7 @@ impl Engine {
             self.inner.clock.as_ref(),
             target,
         )
-        .map_err(|e| EngineError::LogFailed(format!("pruning events: {e}")))?;
+        .map_err(|e| Internal::Retention(e.to_string()))?;
         Ok(target)
     }
 
@@ -394,11 +394,11 @@ impl Inner {
                 durable,
                 self.config.log_tail_kept_records,
             )
-            .map_err(|e| EngineError::LogFailed(format!("snapshot on close: {e}")))?;
+            .map_err(|e| Internal::Checkpoint(format!("at close: {e}")))?;
         }
         self.store
             .flush()
-            .map_err(|e| EngineError::LogFailed(e.to_string()))?;
+            .map_err(|e| Internal::Flush(e.to_string()))?;
         tracing::info!(last_seq = durable, "engine closed");
         Ok(())
     }

@@ -95,8 +95,40 @@ pub enum EngineError {
     ShuttingDown,
     #[error("the log could not be written, the engine stopped taking writes: {0}")]
     LogFailed(String),
+    /// A failure inside the engine that no caller caused; see [`Internal`].
+    #[error(transparent)]
+    Internal(#[from] Internal),
     #[error(transparent)]
     Open(#[from] OpenError),
+}
+
+/// A failure inside the engine that no caller caused and no caller can mend: each kind says
+/// where it arose, so an operator (and a log search) can tell a full disk from a bug.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Internal {
+    /// A checkpoint (snapshot) could not be written; the log keeps everything meanwhile.
+    #[error("a checkpoint could not be written: {0}")]
+    Checkpoint(String),
+    /// Retention (events, idempotency keys) could not prune; nothing is lost, memory and
+    /// disk grow until it can.
+    #[error("retention could not prune: {0}")]
+    Retention(String),
+    /// The store could not be flushed at close.
+    #[error("the store could not be flushed: {0}")]
+    Flush(String),
+    /// A sealed field (an address, an email, a profile) does not open with the keys.
+    #[error("{0} does not decrypt: wrong key file or damaged data")]
+    Sealed(String),
+    /// The cold tier could not be read or written.
+    #[error("the cold tier: {0}")]
+    ColdTier(String),
+    /// A worker thread ended before it answered.
+    #[error("a worker stopped before it answered")]
+    WorkerStopped,
+    /// The engine's own rules contradict each other: a defect, never a caller's mistake.
+    #[error("a defect: {0}")]
+    Defect(String),
 }
 
 /// Why a data directory could not be opened.

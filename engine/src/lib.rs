@@ -41,7 +41,7 @@ pub use engine::accounts::{Profile, ProfileChange, RefreshOutcome, SignupProfile
 pub use engine::catalog::ProductView;
 pub use engine::payments::{Paid, Payments};
 pub use engine::{Engine, EngineStats};
-pub use error::{ApplyError, EngineError, OpenError};
+pub use error::{ApplyError, EngineError, Internal, OpenError};
 pub use ids::{OrderId, ProductId, ReservationId, Sku, UserId};
 pub use inspect::{ColdCheck, Inspection, SnapshotInfo, inspect};
 pub use orders::{

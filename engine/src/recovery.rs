@@ -292,10 +292,10 @@ mod tests {
 
     use crate::config::EngineConfig;
     use crate::engine::Engine;
-    use crate::orders::{LineRequest, OrderStatus, Placement};
+    use crate::orders::{OrderStatus, Placement};
     use crate::store::Store;
-    use crate::testkit::{key_of, request};
-    use crate::{ManualClock, NewProduct, ProductDetails, ProductKind, UserId};
+    use crate::testkit::{create, general, key_of, line, request};
+    use crate::{ManualClock, UserId};
 
     /// A store of the format before the cold tier (its snapshot holds every order, and it has no
     /// cold trees) opens as the new format: the cold tier is seeded from the snapshot, the hot
@@ -309,26 +309,8 @@ mod tests {
             ..EngineConfig::new(dir.path())
         };
         let engine = Engine::open(config.clone(), clock.clone()).unwrap();
-        let (view, ticket) = engine
-            .create_product(NewProduct {
-                kind: ProductKind::General,
-                details: ProductDetails {
-                    name: "tee".into(),
-                    description: String::new(),
-                    price: 100,
-                    currency: "EUR".into(),
-                },
-                sale_opens_ms: None,
-                sale_closes_ms: None,
-                per_user_limit: None,
-                stock_total: 10,
-            })
-            .unwrap();
-        ticket.wait().unwrap();
-        let lines = [LineRequest {
-            product: view.product.id,
-            quantity: 1,
-        }];
+        let tee = create(&engine, general("tee", 100, 10));
+        let lines = [line(tee, 1)];
         let mut orders = Vec::new();
         for key in ["a", "b", "c"] {
             let Placement::Placed(order, ticket) = engine

@@ -35,7 +35,7 @@ use crate::accounts::Accounts;
 use crate::catalog::{Catalog, NewProduct, Product, ProductChange, ProductVersion, validate_new};
 use crate::clock::Millis;
 use crate::counter::{CounterRefusal, SKU_UNITS_MAX, SkuCounter, StockCounts};
-use crate::error::{ApplyError, EngineError};
+use crate::error::{ApplyError, EngineError, Internal};
 use crate::ids::{OrderId, ProductId, ReservationId, Sku, UserId};
 use crate::orders::Order;
 use crate::record::{CatalogRecord, Digest, Record, ReleaseReason, Seq};
@@ -435,7 +435,7 @@ impl State {
         // (however it was learnt) can only be logged after the reservation itself.
         let dashmap::Entry::Vacant(slot) = self.reservations.entry(id) else {
             self.undo_take(sku, user, quantity);
-            return Err(EngineError::LogFailed(format!("{id} allocated twice")));
+            return Err(Internal::Defect(format!("{id} allocated twice")).into());
         };
         match append(Record::StockReserved {
             reservation: id,

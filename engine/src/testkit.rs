@@ -1,12 +1,20 @@
-//! Fixtures for tests of the engine and of what is built on it (feature `test-support`): one
-//! address, one way to make a key, a request, a shipment, a reason. Defined here once, so no
-//! test file spells them again.
+//! Fixtures for tests of the engine and of what is built on it (feature `test-support`): the
+//! address, keys, requests, products, placements, accounts, the simulator's cards and the
+//! JSON bodies of the API. Defined here once, so no test file spells them again.
 
-use crate::ids::ProductId;
+use crate::accounts::Email;
+use crate::catalog::NewProduct;
+use crate::clock::Millis;
+use crate::config::EngineConfig;
+use crate::engine::Engine;
+use crate::engine::accounts::SignupProfile;
+use crate::error::EngineError;
+use crate::ids::{ProductId, UserId};
 use crate::orders::{
-    AddressForm, IdempotencyKey, LineRequest, OrderRequest, ReturnReason, Shipment, ShipmentForm,
-    ShippingAddress,
+    AddressForm, IdempotencyKey, LineRequest, Order, OrderRequest, Placement, ReturnReason,
+    Shipment, ShipmentForm, ShippingAddress,
 };
+use crate::record::{ProductDetails, ProductKind};
 
 /// The address every test order goes to, as a form (for wire tests).
 pub fn address_form() -> AddressForm {
@@ -68,4 +76,155 @@ pub fn shipment(carrier: &str, tracking_number: &str) -> Shipment {
 /// A return's reason.
 pub fn reason(text: &str) -> ReturnReason {
     ReturnReason::try_from(text.to_string()).expect("a test reason is short")
+}
+
+// ----- products, placements ----------------------------------------------------------------
+
+/// A general product: `stock` units at `price` (KRW), no sale window, no per-customer limit.
+pub fn general(name: &str, price: u64, stock: u32) -> NewProduct {
+    NewProduct {
+        kind: ProductKind::General,
+        details: ProductDetails {
+            name: name.into(),
+            description: String::new(),
+            price,
+            currency: "KRW".into(),
+        },
+        sale_opens_ms: None,
+        sale_closes_ms: None,
+        per_user_limit: None,
+        stock_total: stock,
+    }
+}
+
+/// A limited product on sale from `opens_ms` to `closes_ms`, at most `per_user_limit` units
+/// a customer.
+pub fn limited(
+    name: &str,
+    price: u64,
+    stock: u32,
+    (opens_ms, closes_ms): (Millis, Millis),
+    per_user_limit: u32,
+) -> NewProduct {
+    NewProduct {
+        kind: ProductKind::Limited,
+        sale_opens_ms: Some(opens_ms),
+        sale_closes_ms: Some(closes_ms),
+        per_user_limit: Some(per_user_limit),
+        ..general(name, price, stock)
+    }
+}
+
+/// Creates `product` and waits until it is durable.
+pub fn create(engine: &Engine, product: NewProduct) -> ProductId {
+    let (view, ticket) = engine
+        .create_product(product)
+        .expect("the test product is valid");
+    ticket.wait().expect("the log takes the product");
+    view.product.id
+}
+
+/// Places `lines` for `user` under `key` (to the test address) and waits until it is durable;
+/// a replay answers the order placed before.
+pub fn place(
+    engine: &Engine,
+    user: UserId,
+    key: &str,
+    lines: &[LineRequest],
+    ttl_ms: Millis,
+) -> Result<Order, EngineError> {
+    match engine.place_order(user, &key_of(key), &request(lines), ttl_ms)? {
+        Placement::Placed(order, ticket) => {
+            ticket.wait()?;
+            Ok(order)
+        }
+        Placement::Replayed(order) => Ok(order),
+    }
+}
+
+// ----- accounts ----------------------------------------------------------------------------
+
+/// The password of every test account (it passes the policy).
+pub const PASSWORD: &str = "Tr0ub4dor&3-horse";
+/// The email of the test admin.
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+
+/// A verified customer with the password hash `hash`, made in the engine (signing up over
+/// HTTP costs a mail round trip and an argon2 hash each). Answers when it is durable.
+pub fn create_customer(engine: &Engine, email: &str, name: &str, hash: &str) -> UserId {
+    let email = Email::parse(email).expect("a test email is valid");
+    let (code, _) = engine.request_verification(&email).expect("verification");
+    let (token, _) = engine
+        .confirm_verification(&email, &code)
+        .expect("the code just sent");
+    let profile = SignupProfile {
+        name: name.into(),
+        ..SignupProfile::default()
+    };
+    let (user, ticket) = engine
+        .register(&token, hash.to_string(), profile)
+        .expect("signup");
+    ticket.wait().expect("the log takes the account");
+    user
+}
+
+/// The admin [`ADMIN_EMAIL`] with the password hash `hash`.
+pub fn create_admin(engine: &Engine, hash: &str) -> UserId {
+    let email = Email::parse(ADMIN_EMAIL).expect("the admin email is valid");
+    let (user, ticket) = engine
+        .create_admin(&email, hash.to_string())
+        .expect("the admin");
+    ticket.wait().expect("the log takes the admin");
+    user
+}
+
+// ----- the wire ----------------------------------------------------------------------------
+
+/// The payment simulator's cards as a customer types them (API.md's card table).
+pub mod cards {
+    pub const APPROVED: &str = "4242 4242 4242 4242";
+    pub const DECLINED: &str = "4000 0000 0000 0002";
+    pub const LIMIT_EXCEEDED: &str = "4000 0000 0000 9995";
+    pub const TIMEOUT_NOT_CHARGED: &str = "4000 0000 0000 0119";
+    pub const TIMEOUT_CHARGED: &str = "4000 0000 0000 0259";
+}
+
+/// A shipping address as a customer sends it.
+pub fn address_json() -> serde_json::Value {
+    serde_json::json!({
+        "recipient": "Kim Min-ji",
+        "phone": "+82 10-1234-5678",
+        "line1": "152 Teheran-ro, Gangnam-gu",
+        "line2": "Apt 1203",
+        "city": "Seoul",
+        "postal_code": "06236",
+        "country": "KR",
+    })
+}
+
+/// A `POST /orders` body for `lines` of (product id, quantity), to [`address_json`].
+pub fn order_json<P: AsRef<str>>(lines: &[(P, u64)]) -> serde_json::Value {
+    let items: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|(product, quantity)| {
+            serde_json::json!({ "product_id": product.as_ref(), "quantity": quantity })
+        })
+        .collect();
+    serde_json::json!({ "items": items, "shipping_address": address_json() })
+}
+
+/// A `POST /orders/{id}/payment` body with `card` (valid until 12/39).
+pub fn card_json(card: &str) -> serde_json::Value {
+    serde_json::json!({ "card_number": card, "expiry": "12/39", "cvc": "123" })
+}
+
+// ----- engines -----------------------------------------------------------------------------
+
+/// A test engine's configuration: no snapshot at close, so a reopen replays the log and the
+/// test decides when a checkpoint covers it.
+pub fn config(dir: &std::path::Path) -> EngineConfig {
+    EngineConfig {
+        snapshot_on_close: false,
+        ..EngineConfig::new(dir)
+    }
 }

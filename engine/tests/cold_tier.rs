@@ -3,16 +3,15 @@
 //! payments, cancellations, returns, refunds, expiries and return windows that pass, checked
 //! against a model.
 
-use allot_engine::testkit::{key_of, reason, request, request_to, shipment};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
 use allot_engine::orders::{LineRequest, Order, OrderStatus, PaymentOutcome, Placement};
 use allot_engine::record::PaymentFailure;
+use allot_engine::testkit::{create, general, key_of, reason, request, request_to, shipment};
 use allot_engine::{
-    Clock, Engine, EngineConfig, ManualClock, NewProduct, OrderId, ProductDetails, ProductId,
-    ProductKind, UserId,
+    Clock, Engine, EngineConfig, ManualClock, NewProduct, OrderId, ProductId, UserId,
 };
 
 const T0: u64 = 1_800_000_000_000;
@@ -46,23 +45,11 @@ impl Rng {
 
 /// A general product; `per_user_limit` makes customers' allowances count too.
 fn product(engine: &Engine, name: &str, per_user_limit: Option<u32>) -> ProductId {
-    let (view, ticket) = engine
-        .create_product(NewProduct {
-            kind: ProductKind::General,
-            details: ProductDetails {
-                name: name.into(),
-                description: String::new(),
-                price: 1_500,
-                currency: "EUR".into(),
-            },
-            sale_opens_ms: None,
-            sale_closes_ms: None,
-            per_user_limit,
-            stock_total: 100_000,
-        })
-        .unwrap();
-    ticket.wait().unwrap();
-    view.product.id
+    let product = NewProduct {
+        per_user_limit,
+        ..general(name, 1_500, 100_000)
+    };
+    create(engine, product)
 }
 
 /// What the test expects of every order: the last answer the engine gave for it, durable.

@@ -3,14 +3,8 @@
 
 use std::sync::Arc;
 
+use allot_engine::testkit::config;
 use allot_engine::{Engine, EngineConfig, ManualClock, Sku, StateImage, UserId};
-
-fn config(dir: &std::path::Path) -> EngineConfig {
-    EngineConfig {
-        snapshot_on_close: false,
-        ..EngineConfig::new(dir)
-    }
-}
 
 /// Writes some batches, closes, and answers (state before the last batch, last batch's key).
 fn prepare(dir: &std::path::Path) -> (StateImage, u64) {

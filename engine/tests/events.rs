@@ -2,49 +2,22 @@
 //! when the log batches holding it are pruned, the same after a restart, and readable only once
 //! durable; consumers' offsets survive restarts.
 
-use allot_engine::testkit::{key_of, request, shipment};
 use std::sync::Arc;
 
 use allot_engine::events::{Event, EventKind, Subject};
 use allot_engine::orders::{LineRequest, PaymentOutcome, Placement};
-use allot_engine::{
-    Engine, EngineConfig, ManualClock, NewProduct, OrderId, ProductDetails, ProductId, ProductKind,
-    UserId,
-};
+use allot_engine::testkit::{config, create, general, key_of, request, shipment};
+use allot_engine::{Engine, EngineConfig, ManualClock, OrderId, ProductId, UserId};
 
 const T0: u64 = 1_800_000_000_000;
 const TTL: u64 = 600_000;
-
-/// No snapshot on close: the tests decide when the log is covered by one.
-fn config(dir: &std::path::Path) -> EngineConfig {
-    EngineConfig {
-        snapshot_on_close: false,
-        ..EngineConfig::new(dir)
-    }
-}
 
 fn open(config: &EngineConfig) -> Engine {
     Engine::open(config.clone(), Arc::new(ManualClock::new(T0))).unwrap()
 }
 
 fn product(engine: &Engine) -> ProductId {
-    let (view, ticket) = engine
-        .create_product(NewProduct {
-            kind: ProductKind::General,
-            details: ProductDetails {
-                name: "Canvas Tote".into(),
-                description: String::new(),
-                price: 39_000,
-                currency: "KRW".into(),
-            },
-            sale_opens_ms: None,
-            sale_closes_ms: None,
-            per_user_limit: None,
-            stock_total: 100,
-        })
-        .unwrap();
-    ticket.wait().unwrap();
-    view.product.id
+    create(engine, general("Canvas Tote", 39_000, 100))
 }
 
 fn place(engine: &Engine, user: u64, key: &str, product: ProductId) -> OrderId {

@@ -5,14 +5,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use allot_engine::{Engine, EngineConfig, ManualClock, Sku, UserId};
-
-fn config(dir: &Path) -> EngineConfig {
-    EngineConfig {
-        snapshot_on_close: false,
-        ..EngineConfig::new(dir)
-    }
-}
+use allot_engine::testkit::config;
+use allot_engine::{Engine, ManualClock, Sku, UserId};
 
 fn open(dir: &Path) -> Engine {
     Engine::open(config(dir), Arc::new(ManualClock::new(1_000_000))).unwrap()

@@ -1,11 +1,11 @@
 //! The order saga in the engine: atomic multi-line placement, idempotency, payment attempts,
 //! expiry, cancellation, shipping and returns — and a log that replays to the same state.
 
-use allot_engine::testkit::{key_of, reason, request, request_to, shipment};
 use std::sync::Arc;
 
 use allot_engine::orders::{LineRequest, OrderStatus, PaymentOutcome, Placement};
 use allot_engine::record::PaymentFailure;
+use allot_engine::testkit::{self, create, general, key_of, reason, request, request_to, shipment};
 use allot_engine::{
     Engine, EngineConfig, EngineError, ManualClock, NewProduct, ProductDetails, ProductId,
     ProductKind, Sku, StockCounts, UserId,
@@ -24,10 +24,7 @@ struct Shop {
 fn shop() -> Shop {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
-    let config = EngineConfig {
-        snapshot_on_close: false,
-        ..EngineConfig::new(dir.path())
-    };
+    let config = testkit::config(dir.path());
     let engine = Engine::open(config.clone(), clock.clone()).unwrap();
     Shop {
         engine,
@@ -38,24 +35,11 @@ fn shop() -> Shop {
 }
 
 fn product(shop: &Shop, name: &str, price: u64, stock: u32, limit: Option<u32>) -> ProductId {
-    let (view, t) = shop
-        .engine
-        .create_product(NewProduct {
-            kind: ProductKind::General,
-            details: ProductDetails {
-                name: name.into(),
-                description: String::new(),
-                price,
-                currency: "KRW".into(),
-            },
-            sale_opens_ms: None,
-            sale_closes_ms: None,
-            per_user_limit: limit,
-            stock_total: stock,
-        })
-        .unwrap();
-    t.wait().unwrap();
-    view.product.id
+    let product = NewProduct {
+        per_user_limit: limit,
+        ..general(name, price, stock)
+    };
+    create(&shop.engine, product)
 }
 
 fn line(product: ProductId, quantity: u32) -> LineRequest {
@@ -68,16 +52,7 @@ fn place(
     key: &str,
     lines: &[LineRequest],
 ) -> Result<allot_engine::orders::Order, EngineError> {
-    match shop
-        .engine
-        .place_order(UserId(user), &key_of(key), &request(lines), TTL)?
-    {
-        Placement::Placed(order, ticket) => {
-            ticket.wait().unwrap();
-            Ok(order)
-        }
-        Placement::Replayed(order) => Ok(order),
-    }
+    testkit::place(&shop.engine, UserId(user), key, lines, TTL)
 }
 
 fn stock(shop: &Shop, product: ProductId) -> StockCounts {

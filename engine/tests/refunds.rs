@@ -2,19 +2,15 @@
 //! The provider is the one part replaced here: a stand-in that charges like the simulator but
 //! answers refunds as told, as a provider that is down (or whose own record failed) would.
 
-use allot_engine::testkit::{key_of, request};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
-use allot_engine::orders::{LineRequest, Placement};
 use allot_engine::payment::{Card, ChargeOutcome, ChargeStatus, PaymentProvider, ProviderTimeout};
-use allot_engine::{
-    Engine, EngineConfig, EngineError, ManualClock, NewProduct, Paid, Payments, ProductDetails,
-    ProductKind, UserId,
-};
+use allot_engine::testkit::{self, create, general, line};
+use allot_engine::{Engine, EngineConfig, EngineError, ManualClock, Paid, Payments, UserId};
 
 const T0: u64 = 1_800_000_000_000;
 
@@ -62,36 +58,8 @@ impl PaymentProvider for Provider {
 
 /// A paid order, cancelled: its refund is due. Answers the order.
 fn paid_and_cancelled(engine: &Engine, payments: &Payments) -> allot_engine::orders::Order {
-    let (view, ticket) = engine
-        .create_product(NewProduct {
-            kind: ProductKind::General,
-            details: ProductDetails {
-                name: "Tote".into(),
-                description: String::new(),
-                price: 19_000,
-                currency: "KRW".into(),
-            },
-            sale_opens_ms: None,
-            sale_closes_ms: None,
-            per_user_limit: None,
-            stock_total: 10,
-        })
-        .unwrap();
-    ticket.wait().unwrap();
-    let lines = [LineRequest {
-        product: view.product.id,
-        quantity: 1,
-    }];
-    let order = match engine
-        .place_order(UserId(1), &key_of("k1"), &request(&lines), 600_000)
-        .unwrap()
-    {
-        Placement::Placed(order, ticket) => {
-            ticket.wait().unwrap();
-            order
-        }
-        Placement::Replayed(order) => order,
-    };
+    let tote = create(engine, general("Tote", 19_000, 10));
+    let order = testkit::place(engine, UserId(1), "k1", &[line(tote, 1)], 600_000).unwrap();
     let card = Card::parse("4242 4242 4242 4242", "12/39", "123", T0).unwrap();
     assert!(matches!(
         engine.pay_order(payments, order.id, &card).unwrap(),

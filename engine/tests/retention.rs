@@ -1,10 +1,10 @@
 //! Retention: what expired is forgotten, by records of its own, so memory does not grow with
 //! every login, logout and email check ever made — and a replay forgets exactly the same.
 
-use allot_engine::testkit::{key_of, request};
 use std::sync::Arc;
 
 use allot_engine::accounts::EXPIRED_KEPT_MS;
+use allot_engine::testkit::{self, key_of, request};
 use allot_engine::{Email, Engine, EngineConfig, EngineError, ManualClock};
 
 const T0: u64 = 1_800_000_000_000;
@@ -14,10 +14,7 @@ const SESSION_TTL: u64 = 60_000;
 fn expired_sessions_revocations_and_verifications_are_forgotten_and_replay_alike() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
-    let config = EngineConfig {
-        snapshot_on_close: false,
-        ..EngineConfig::new(dir.path())
-    };
+    let config = testkit::config(dir.path());
     let engine = Engine::open(config.clone(), clock.clone()).unwrap();
     let mut refresh_tokens = Vec::new();
     // A precomputed hash stands in for a password: argon2 is slow in a debug build.
@@ -102,9 +99,8 @@ fn a_closed_orders_key_answers_it_while_kept_and_then_places_a_new_order() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let config = EngineConfig {
-        snapshot_on_close: false,
         keys_kept_ms: KEPT,
-        ..EngineConfig::new(dir.path())
+        ..testkit::config(dir.path())
     };
     let engine = Engine::open(config.clone(), clock.clone()).unwrap();
     let (view, t) = engine

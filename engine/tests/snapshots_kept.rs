@@ -5,14 +5,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use allot_engine::{Engine, EngineConfig, ManualClock, OpenError, Sku, UserId};
-
-fn config(dir: &Path) -> EngineConfig {
-    EngineConfig {
-        snapshot_on_close: false,
-        ..EngineConfig::new(dir)
-    }
-}
+use allot_engine::testkit::config;
+use allot_engine::{Engine, ManualClock, OpenError, Sku, UserId};
 
 fn open(dir: &Path) -> Result<Engine, OpenError> {
     Engine::open(config(dir), Arc::new(ManualClock::new(1_000_000)))

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use allot_engine::events::{Event, EventKind, Subject};
 use allot_engine::orders::Order;
-use allot_engine::{Engine, EngineError, Seq};
+use allot_engine::{Engine, EngineError, Internal, Seq};
 use tokio::sync::watch;
 
 use crate::mail::{MailError, Mailer, OutgoingMail};
@@ -239,5 +239,5 @@ async fn blocking<T: Send + 'static>(
     let engine = engine.clone();
     tokio::task::spawn_blocking(move || work(&engine))
         .await
-        .map_err(|_| EngineError::LogFailed("a worker stopped".into()))?
+        .map_err(|_| EngineError::from(Internal::WorkerStopped))?
 }

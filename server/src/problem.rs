@@ -288,7 +288,7 @@ impl From<EngineError> for Problem {
             EngineError::NotCancellable(_) => T::NOT_CANCELLABLE,
             EngineError::NotReturnable(_) => T::NOT_RETURNABLE,
             EngineError::ShuttingDown => T::SHUTTING_DOWN,
-            EngineError::LogFailed(_) | EngineError::Open(_) => {
+            EngineError::LogFailed(_) | EngineError::Internal(_) | EngineError::Open(_) => {
                 tracing::error!(%error, "engine failure answered as 500");
                 return T::INTERNAL.with(
                     "the server could not record this; its outcome is unknown until the server restarts",

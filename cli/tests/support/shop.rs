@@ -7,16 +7,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use allot_engine::password::hash_password;
-use allot_engine::{Email, Engine, SignupProfile};
+use allot_engine::{Engine, testkit};
 
-pub const PASSWORD: &str = "Tr0ub4dor&3-horse";
-pub const ADMIN_EMAIL: &str = "admin@example.com";
-
-pub const CARD_APPROVED: &str = "4242 4242 4242 4242";
-pub const CARD_DECLINED: &str = "4000 0000 0000 0002";
-pub const CARD_LIMIT_EXCEEDED: &str = "4000 0000 0000 9995";
-pub const CARD_TIMEOUT_NOT_CHARGED: &str = "4000 0000 0000 0119";
-pub const CARD_TIMEOUT_CHARGED: &str = "4000 0000 0000 0259";
+use allot_engine::testkit::PASSWORD;
 
 /// How long a server may take to become ready before a test gives up (not a claim of speed).
 const READY_WAIT_MAX: Duration = Duration::from_secs(60);
@@ -32,20 +25,9 @@ pub fn customer_email(n: usize) -> String {
 pub fn create_customers_and_admin(engine: &Engine, customers: usize) {
     let hash = hash_password(PASSWORD);
     for n in 0..customers {
-        let email = Email::parse(&customer_email(n)).unwrap();
-        let (code, _) = engine.request_verification(&email).unwrap();
-        let (token, _) = engine.confirm_verification(&email, &code).unwrap();
-        let profile = SignupProfile {
-            name: format!("Customer {n}"),
-            ..SignupProfile::default()
-        };
-        let (_, ticket) = engine.register(&token, hash.clone(), profile).unwrap();
-        ticket.wait().unwrap();
+        testkit::create_customer(engine, &customer_email(n), &format!("Customer {n}"), &hash);
     }
-    let (_, ticket) = engine
-        .create_admin(&Email::parse(ADMIN_EMAIL).unwrap(), hash)
-        .unwrap();
-    ticket.wait().unwrap();
+    testkit::create_admin(engine, &hash);
 }
 
 #[derive(Debug)]
@@ -153,21 +135,11 @@ pub async fn log_in_customers(http: &reqwest::Client, base: &str, count: usize) 
 
 /// A `POST /orders` body: `quantity` units of `product`, shipped to one address.
 pub fn order_body(product: &str, quantity: u64) -> Value {
-    json!({
-        "items": [{ "product_id": product, "quantity": quantity }],
-        "shipping_address": {
-            "recipient": "Kim Min-ji",
-            "phone": "+82 10-1234-5678",
-            "line1": "152 Teheran-ro, Gangnam-gu",
-            "city": "Seoul",
-            "postal_code": "06236",
-            "country": "KR",
-        },
-    })
+    allot_engine::testkit::order_json(&[(product, quantity)])
 }
 
 pub fn card_body(card: &str) -> Value {
-    json!({ "card_number": card, "expiry": "12/39", "cvc": "123" })
+    testkit::card_json(card)
 }
 
 /// Every order, through the admin list and its cursor.

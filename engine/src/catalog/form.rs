@@ -96,6 +96,17 @@ fn instant(text: Option<&str>, refusal: &'static str) -> Result<Option<Millis>, 
         .transpose()
 }
 
+/// The sale window's two instants, each absent or RFC 3339.
+fn window(
+    opens: Option<&str>,
+    closes: Option<&str>,
+) -> Result<(Option<Millis>, Option<Millis>), EngineError> {
+    Ok((
+        instant(opens, "sale_opens_at must be RFC 3339")?,
+        instant(closes, "sale_closes_at must be RFC 3339")?,
+    ))
+}
+
 impl TryFrom<ProductForm> for NewProduct {
     type Error = EngineError;
 
@@ -104,6 +115,10 @@ impl TryFrom<ProductForm> for NewProduct {
         // is `SKU_UNITS_MAX`, `stock_limit_exceeded`).
         let stock_total = u32::try_from(form.stock_total)
             .map_err(|_| EngineError::InvalidProduct("stock_total must be 0 to 4,294,967,295"))?;
+        let (sale_opens_ms, sale_closes_ms) = window(
+            form.sale_opens_at.as_deref(),
+            form.sale_closes_at.as_deref(),
+        )?;
         Ok(NewProduct {
             kind: kind(&form.kind)?,
             details: ProductDetails {
@@ -112,14 +127,8 @@ impl TryFrom<ProductForm> for NewProduct {
                 price: price(form.price)?,
                 currency: form.currency.unwrap_or_else(|| DEFAULT_CURRENCY.into()),
             },
-            sale_opens_ms: instant(
-                form.sale_opens_at.as_deref(),
-                "sale_opens_at must be RFC 3339",
-            )?,
-            sale_closes_ms: instant(
-                form.sale_closes_at.as_deref(),
-                "sale_closes_at must be RFC 3339",
-            )?,
+            sale_opens_ms,
+            sale_closes_ms,
             per_user_limit: form.per_user_limit,
             stock_total,
         })
@@ -130,19 +139,17 @@ impl TryFrom<ProductChangeForm> for ProductChange {
     type Error = EngineError;
 
     fn try_from(form: ProductChangeForm) -> Result<Self, Self::Error> {
+        let (sale_opens_ms, sale_closes_ms) = window(
+            form.sale_opens_at.as_deref(),
+            form.sale_closes_at.as_deref(),
+        )?;
         Ok(ProductChange {
             name: form.name.map(|name| name.trim().to_string()),
             description: form.description,
             price: form.price.map(price).transpose()?,
             currency: form.currency,
-            sale_opens_ms: instant(
-                form.sale_opens_at.as_deref(),
-                "sale_opens_at must be RFC 3339",
-            )?,
-            sale_closes_ms: instant(
-                form.sale_closes_at.as_deref(),
-                "sale_closes_at must be RFC 3339",
-            )?,
+            sale_opens_ms,
+            sale_closes_ms,
         })
     }
 }

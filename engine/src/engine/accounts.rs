@@ -5,7 +5,7 @@
 use crate::accounts::{Email, NewUser, ProfilePatch, Refresh, User};
 use crate::clock::Millis;
 use crate::crypto::{random_code, random_token};
-use crate::error::EngineError;
+use crate::error::{EngineError, Internal};
 use crate::ids::UserId;
 use crate::record::{Digest, Role};
 use crate::wal::Ticket;
@@ -142,7 +142,7 @@ impl Engine {
                 "email",
                 &pending.sealed_email,
             )
-            .map_err(|e| EngineError::LogFailed(format!("a sealed email does not open: {e}")))?;
+            .map_err(|e| Internal::Sealed(format!("a sealed email ({e})")))?;
         let user = self.new_user(&email, password_hash, profile, Role::Customer)?;
         let id = user.id;
         let wal = self.ready_wal()?;
@@ -376,7 +376,7 @@ impl Engine {
         let open = |field: &str, sealed: &[u8]| {
             cipher
                 .decrypt(&row, field, sealed)
-                .map_err(|e| EngineError::LogFailed(format!("{row}.{field} does not decrypt: {e}")))
+                .map_err(|e| EngineError::from(Internal::Sealed(format!("{row}.{field} ({e})"))))
         };
         Ok(Profile {
             user_id: user.id,

@@ -3,7 +3,7 @@
 
 use crate::clock::Millis;
 use crate::cold::StoredOrder;
-use crate::error::EngineError;
+use crate::error::{EngineError, Internal};
 use crate::ids::{OrderId, UserId};
 use crate::orders::{
     IdempotencyKey, LineRequest, Order, OrderRequest, PaymentOutcome, Placement, ReturnReason,
@@ -321,7 +321,10 @@ impl Engine {
                 &order.shipping_address,
             )
             .map_err(|e| {
-                EngineError::LogFailed(format!("{}: the address does not decrypt: {e}", order.id))
+                EngineError::from(Internal::Sealed(format!(
+                    "the address of {} ({e})",
+                    order.id
+                )))
             })?;
         Ok(ShippingAddress::from_text(&text))
     }

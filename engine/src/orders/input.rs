@@ -354,15 +354,7 @@ mod tests {
     use super::*;
 
     fn form() -> AddressForm {
-        AddressForm {
-            recipient: "Kim Minji".into(),
-            phone: "010-1234-5678".into(),
-            line1: "1 Main St".into(),
-            line2: None,
-            city: "Seoul".into(),
-            postal_code: "04524".into(),
-            country: "KR".into(),
-        }
+        crate::testkit::address_form()
     }
 
     #[test]

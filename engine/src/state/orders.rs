@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use super::{Reservation, ReservationStatus, State, apply_error};
 use crate::clock::Millis;
-use crate::error::{ApplyError, EngineError};
+use crate::error::{ApplyError, EngineError, Internal};
 use crate::ids::{OrderId, ReservationId, Sku, UserId};
 use crate::orders::{LineRequest, ORDER_LINES_MAX, Order, OrderStatus, PaymentOutcome, Placement};
 use crate::record::{Digest, OrderLine, OrderRecord, Record, ReleaseReason, Sealed, Seq};
@@ -202,7 +202,9 @@ impl State {
             return Ok(None);
         };
         self.closed_order(id)?.map(Some).ok_or_else(|| {
-            EngineError::LogFailed(format!("the cold tier indexes a key of {id} but not {id}"))
+            EngineError::from(Internal::ColdTier(format!(
+                "it indexes a key of {id} but not {id}"
+            )))
         })
     }
 
@@ -484,9 +486,7 @@ impl State {
             Ok(OrderRecord::ReturnWindowClosed { .. }) => {
                 EngineError::OrderStateConflict(order.status.as_str())
             }
-            Ok(_) => EngineError::LogFailed(format!(
-                "{id} is closed but its rules allow a step: a defect"
-            )),
+            Ok(_) => Internal::Defect(format!("{id} is closed but its rules allow a step")).into(),
         }
     }
 

@@ -13,8 +13,8 @@ use allot_engine::clock::rfc3339;
 use allot_engine::orders::{Order, OrderStatus, Placement};
 use allot_engine::payment::Card;
 use allot_engine::{
-    AddressForm, EngineError, OrderForm, OrderId, OrderRequest, Paid, ReturnReason, Shipment,
-    ShipmentForm, ShippingAddress,
+    AddressForm, EngineError, Internal, OrderForm, OrderId, OrderRequest, Paid, ReturnReason,
+    Shipment, ShipmentForm, ShippingAddress,
 };
 
 use super::{Admin, Authenticated};
@@ -167,7 +167,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, Problem> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|_| Problem::from(EngineError::LogFailed("a worker stopped".into())))?
+        .map_err(|_| Problem::from(EngineError::from(Internal::WorkerStopped)))?
         .map_err(Problem::from)
 }
 

@@ -745,17 +745,7 @@ async fn sign_up_customers(app: &TestApp, hash: &str) -> Vec<Client> {
 
 /// One unit of `product`, shipped to Seoul.
 async fn place(client: &mut Client, key: &str, product: &str) -> Answer {
-    let body = json!({
-        "items": [{ "product_id": product, "quantity": 1 }],
-        "shipping_address": {
-            "recipient": "Kim Min-ji",
-            "phone": "+82 10-1234-5678",
-            "line1": "152 Teheran-ro, Gangnam-gu",
-            "city": "Seoul",
-            "postal_code": "06236",
-            "country": "KR",
-        },
-    });
+    let body = allot_engine::testkit::order_json(&[(product, 1)]);
     client
         .post_with("/orders", &[("Idempotency-Key", key)], body)
         .await

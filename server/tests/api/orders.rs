@@ -124,15 +124,7 @@ async fn customer(app: &TestApp, email: &str, name: &str, hash: &str) -> Client 
 // ----- requests ----------------------------------------------------------------------------
 
 fn address() -> Value {
-    json!({
-        "recipient": "Kim Min-ji",
-        "phone": "+82 10-1234-5678",
-        "line1": "152 Teheran-ro, Gangnam-gu",
-        "line2": "Apt 1203",
-        "city": "Seoul",
-        "postal_code": "06236",
-        "country": "KR",
-    })
+    allot_engine::testkit::address_json()
 }
 
 /// An order body for `lines` of (product id, quantity), shipped to [`address`].

@@ -4,19 +4,15 @@
 
 use serde_json::json;
 
+use allot_engine::Engine;
 use allot_engine::password::hash_password;
-use allot_engine::{Email, Engine, SignupProfile};
+pub use allot_engine::testkit::cards::{
+    APPROVED as CARD_APPROVED, DECLINED as CARD_DECLINED, LIMIT_EXCEEDED as CARD_LIMIT_EXCEEDED,
+    TIMEOUT_CHARGED as CARD_TIMEOUT_CHARGED, TIMEOUT_NOT_CHARGED as CARD_TIMEOUT_NOT_CHARGED,
+};
+pub use allot_engine::testkit::{ADMIN_EMAIL, PASSWORD};
 
 use super::app::{Answer, Client, TestApp};
-
-pub const PASSWORD: &str = "Tr0ub4dor&3-horse";
-pub const ADMIN_EMAIL: &str = "admin@example.com";
-
-pub const CARD_APPROVED: &str = "4242 4242 4242 4242";
-pub const CARD_DECLINED: &str = "4000 0000 0000 0002";
-pub const CARD_LIMIT_EXCEEDED: &str = "4000 0000 0000 9995";
-pub const CARD_TIMEOUT_NOT_CHARGED: &str = "4000 0000 0000 0119";
-pub const CARD_TIMEOUT_CHARGED: &str = "4000 0000 0000 0259";
 
 /// [`PASSWORD`], hashed off the async workers (argon2 is slow on purpose: hash it once per
 /// test and share it).
@@ -28,28 +24,14 @@ pub async fn password_hash() -> String {
 
 /// The admin [`ADMIN_EMAIL`] with the password hash `hash`, logged in.
 pub async fn admin(app: &TestApp, hash: &str) -> Client {
-    let (_, ticket) = app
-        .engine
-        .create_admin(&Email::parse(ADMIN_EMAIL).unwrap(), hash.to_string())
-        .unwrap();
-    ticket.durable().await.unwrap();
+    allot_engine::testkit::create_admin(&app.engine, hash);
     log_in(app.client(), ADMIN_EMAIL).await
 }
 
 /// A verified customer with the password hash `hash` (hash [`PASSWORD`] once and share it:
 /// argon2 is slow on purpose).
 pub async fn create_customer(engine: &Engine, email: &str, name: &str, hash: &str) {
-    let parsed = Email::parse(email).unwrap();
-    let (code, ticket) = engine.request_verification(&parsed).unwrap();
-    ticket.durable().await.unwrap();
-    let (token, ticket) = engine.confirm_verification(&parsed, &code).unwrap();
-    ticket.durable().await.unwrap();
-    let profile = SignupProfile {
-        name: name.into(),
-        ..SignupProfile::default()
-    };
-    let (_, ticket) = engine.register(&token, hash.to_string(), profile).unwrap();
-    ticket.durable().await.unwrap();
+    allot_engine::testkit::create_customer(engine, email, name, hash);
 }
 
 /// Logs `client` in as `email` with [`PASSWORD`].
