@@ -13,6 +13,8 @@ use portable_atomic::{AtomicU128, Ordering};
 
 const FIELD_BITS: u32 = 42;
 const FIELD_MASK: u128 = (1 << FIELD_BITS) - 1;
+// Three fields share one 128-bit word, and the floor of 2^40 units holds.
+const _: () = assert!(3 * FIELD_BITS <= u128::BITS && FIELD_BITS >= 40);
 
 /// Most units one SKU can ever hold (available + reserved + sold): 2^42 − 1, 4,398,046,511,103.
 pub const SKU_UNITS_MAX: u64 = FIELD_MASK as u64;
@@ -31,7 +33,11 @@ impl StockCounts {
     }
 
     fn pack(self) -> u128 {
-        debug_assert!(self.total() <= SKU_UNITS_MAX);
+        // A field past its bits would spill into the next one: counts that lie.
+        assert!(
+            self.total() <= SKU_UNITS_MAX,
+            "{self:?} is past the bound of a SKU"
+        );
         u128::from(self.available)
             | (u128::from(self.reserved) << FIELD_BITS)
             | (u128::from(self.sold) << (2 * FIELD_BITS))
@@ -160,7 +166,8 @@ impl SkuCounter {
             let Some(next) = step(counts) else {
                 return Err(CounterRefusal::Short(counts));
             };
-            debug_assert_eq!(next.total(), counts.total());
+            // Conservation: a move between fields never makes or loses a unit.
+            assert_eq!(next.total(), counts.total(), "a counter move changed the total");
             match self.word.compare_exchange_weak(
                 current,
                 next.pack(),

@@ -117,18 +117,19 @@ impl Engine {
         let hook_background = background.clone();
         let every = config.snapshot_every_records.max(1);
         let hook = Box::new(move |first_seq: Seq, batch: &[crate::record::Record]| {
-            for (offset, record) in batch.iter().enumerate() {
-                let seq = first_seq + offset as Seq;
-                if let Err(error) = hook_state.complete(seq, record) {
-                    // The decision step checked this very transition under the entity's lock.
-                    tracing::error!(%error, "a durable record could not be completed");
-                    debug_assert!(false, "{error}");
-                }
-            }
             let last_seq = first_seq + batch.len() as Seq - 1;
             if (first_seq - 1) / every != last_seq / every {
                 hook_background.wake.notify_all();
             }
+            for (offset, record) in batch.iter().enumerate() {
+                let seq = first_seq + offset as Seq;
+                // The decision step checked this very transition under the entity's lock: a
+                // refusal now is a defect, and the log stops taking records.
+                hook_state
+                    .complete(seq, record)
+                    .map_err(|error| error.to_string())?;
+            }
+            Ok(())
         });
         let wal = Arc::new(Wal::start(
             store.db.clone(),

@@ -701,7 +701,8 @@ impl State {
     fn undo_take(&self, sku: Sku, user: UserId, quantity: u32) {
         if let Some(entry) = self.skus.get(&sku) {
             let undone = entry.counter.give_back(quantity);
-            debug_assert!(undone.is_ok(), "undoing a take that was made");
+            // The units were taken a moment ago under the same lock: they must go back.
+            assert!(undone.is_ok(), "undoing a take of {quantity} on {sku} failed");
             if entry.per_user_limit.is_some() {
                 self.return_allowance(user, sku, quantity);
             }
@@ -733,7 +734,11 @@ impl State {
             let returned = held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
                 h.checked_sub(quantity)
             });
-            debug_assert!(returned.is_ok(), "allowance returned twice");
+            // Returning more than is held means a release counted twice: corrupt state.
+            assert!(
+                returned.is_ok(),
+                "the allowance of {user} on {sku} was returned twice"
+            );
         }
     }
 

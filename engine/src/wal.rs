@@ -26,7 +26,9 @@ use crate::record::{Record, Seq};
 pub const ROOM_HEADROOM: usize = 1_024;
 
 /// Called by the writer, in log order, once a batch is durable and before its callers wake.
-pub type DurableHook = Box<dyn FnMut(Seq, &[Record]) + Send>;
+/// An error means memory no longer follows the log: the log then takes no more records (a
+/// restart rebuilds memory from the log, which holds the truth).
+pub type DurableHook = Box<dyn FnMut(Seq, &[Record]) -> Result<(), String> + Send>;
 
 pub struct Wal {
     shared: Arc<Shared>,
@@ -387,7 +389,7 @@ impl Writer {
                 self.shared.fail(error.to_string());
                 return;
             }
-            (self.hook)(first_seq, &batch);
+            let completed = (self.hook)(first_seq, &batch);
             let last_seq = first_seq + batch.len() as Seq - 1;
             self.shared
                 .records_written
@@ -395,6 +397,14 @@ impl Writer {
             self.shared.batches_written.fetch_add(1, Ordering::Relaxed);
             self.shared.durable_seq.store(last_seq, Ordering::Release);
             self.shared.wake_waiters();
+            if let Err(reason) = completed {
+                // The batch is durable (its callers are answered truly); what memory made of it
+                // is not. Stop loudly rather than decide on state that differs from the log.
+                tracing::error!(%reason, first_seq, "a durable batch could not be completed; refusing further writes");
+                self.shared
+                    .fail(format!("batch {first_seq} could not be completed: {reason}"));
+                return;
+            }
         }
     }
 
@@ -477,6 +487,7 @@ mod tests {
         let released = Mutex::new(released);
         let hook: DurableHook = Box::new(move |_, _| {
             let _ = released.lock().recv_timeout(Duration::from_secs(30));
+            Ok(())
         });
         let options = WalOptions {
             durability: Durability::NoneBenchmarkOnly,
@@ -514,6 +525,46 @@ mod tests {
         for _ in 0..8 {
             let _ = release.send(());
         }
+        wal.close();
+    }
+
+    /// A batch whose completion fails is durable, and its caller is answered so; then the log
+    /// refuses every further record, and says why.
+    #[test]
+    fn a_batch_that_cannot_complete_stops_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let db = sled::Config::new().path(&path).open().unwrap();
+        let files = Arc::new(SledFiles::open(&path).unwrap());
+        let trees = LogTrees {
+            log: db.open_tree("log").unwrap(),
+            events: crate::events::StoredEvents(db.open_tree("events").unwrap()),
+            cold: None,
+        };
+        let hook: DurableHook = Box::new(|first_seq, _| match first_seq {
+            2 => Err("record 2 contradicts the state".into()),
+            _ => Ok(()),
+        });
+        let options = WalOptions {
+            durability: Durability::NoneBenchmarkOnly,
+            batch_records_max: 1,
+            queue_records_max: 16,
+        };
+        let wal = Wal::start(db, files, trees, 0, options, hook).unwrap();
+        wal.append(record(1)).unwrap().wait().unwrap();
+        assert!(!wal.is_failed());
+        wal.append(record(2)).unwrap().wait().unwrap();
+        assert_eq!(wal.durable_seq(), 2);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !wal.is_failed() {
+            assert!(std::time::Instant::now() < deadline, "the log goes on");
+            std::thread::yield_now();
+        }
+        let refused = wal.append(record(3)).map(drop);
+        assert!(
+            matches!(&refused, Err(EngineError::LogFailed(reason)) if reason.contains("record 2 contradicts")),
+            "{refused:?}"
+        );
         wal.close();
     }
 }
