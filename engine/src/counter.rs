@@ -167,7 +167,11 @@ impl SkuCounter {
                 return Err(CounterRefusal::Short(counts));
             };
             // Conservation: a move between fields never makes or loses a unit.
-            assert_eq!(next.total(), counts.total(), "a counter move changed the total");
+            assert_eq!(
+                next.total(),
+                counts.total(),
+                "a counter move changed the total"
+            );
             match self.word.compare_exchange_weak(
                 current,
                 next.pack(),

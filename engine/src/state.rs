@@ -702,7 +702,10 @@ impl State {
         if let Some(entry) = self.skus.get(&sku) {
             let undone = entry.counter.give_back(quantity);
             // The units were taken a moment ago under the same lock: they must go back.
-            assert!(undone.is_ok(), "undoing a take of {quantity} on {sku} failed");
+            assert!(
+                undone.is_ok(),
+                "undoing a take of {quantity} on {sku} failed"
+            );
             if entry.per_user_limit.is_some() {
                 self.return_allowance(user, sku, quantity);
             }

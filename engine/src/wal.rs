@@ -401,8 +401,9 @@ impl Writer {
                 // The batch is durable (its callers are answered truly); what memory made of it
                 // is not. Stop loudly rather than decide on state that differs from the log.
                 tracing::error!(%reason, first_seq, "a durable batch could not be completed; refusing further writes");
-                self.shared
-                    .fail(format!("batch {first_seq} could not be completed: {reason}"));
+                self.shared.fail(format!(
+                    "batch {first_seq} could not be completed: {reason}"
+                ));
                 return;
             }
         }

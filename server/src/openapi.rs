@@ -105,6 +105,14 @@ impl utoipa::Modify for SharedAnswers {
                         shared.push(T::FORBIDDEN);
                     }
                 }
+                // The path extractors: an id that names nothing answers its *_not_found.
+                if path.contains("/orders/{id}") {
+                    shared.push(T::ORDER_NOT_FOUND);
+                } else if path.contains("/products/{id}")
+                    || (path.contains("/wishlist/{product_id}") && method == HttpMethod::Put)
+                {
+                    shared.push(T::PRODUCT_NOT_FOUND);
+                }
                 if operation.request_body.is_some() {
                     shared.extend([
                         T::INVALID_JSON,

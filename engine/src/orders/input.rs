@@ -181,7 +181,7 @@ impl ShippingAddress {
 pub struct LineForm {
     /// `prd_…`
     pub product_id: String,
-    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4_294_967_295_i64))]
     pub quantity: u32,
 }
 

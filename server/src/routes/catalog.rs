@@ -104,12 +104,14 @@ impl StockJson {
 
 /// Unknown parameters (a tracking tag, say) are ignored; known ones must parse.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     /// `general` or `limited`.
     kind: Option<String>,
     /// `upcoming`, `on_sale`, `sold_out` or `closed`, as of the moment of the answer.
     status: Option<String>,
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -306,6 +308,7 @@ async fn update_product(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RestockRequest {
+    #[schema(minimum = 1, maximum = 4_294_967_295_i64)]
     quantity: i64,
 }
 
@@ -332,6 +335,12 @@ async fn restock_product(
 }
 
 // ----- wishlist --------------------------------------------------------------------------
+
+// The schema of `WishRequest` repeats the engine's limits as literals.
+const _: () = assert!(
+    allot_engine::wishlist::WISHLIST_QUANTITY_MAX == 99
+        && allot_engine::wishlist::WISHLIST_NOTE_CHARS_MAX == 500
+);
 
 #[derive(Serialize, ToSchema)]
 struct WishProductJson {
@@ -394,8 +403,10 @@ async fn get_wishlist(Ready(engine): Ready, caller: Authenticated) -> Json<Wishl
 #[serde(deny_unknown_fields)]
 struct WishRequest {
     /// 1 to 99; default 1.
+    #[schema(minimum = 1, maximum = 99)]
     quantity: Option<u32>,
     /// At most 500 characters.
+    #[schema(max_length = 500)]
     note: Option<String>,
 }
 

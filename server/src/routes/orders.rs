@@ -176,7 +176,7 @@ async fn blocking<T: Send + 'static>(
 /// Places an order: every item's units are held at once (or none is) until
 /// `reservation_expires_at`. The same Idempotency-Key with the same body answers the same order.
 #[utoipa::path(post, path = "/orders", tag = "orders",
-    params(("Idempotency-Key" = String, Header, description = "1 to 128 bytes, unique per intended order")),
+    params(("Idempotency-Key" = String, Header, description = "1 to 128 bytes, unique per intended order", min_length = 1, max_length = 128, pattern = "\\S")),
     request_body = OrderForm,
     responses(
         (status = 201, body = OrderJson),
@@ -210,8 +210,10 @@ async fn place_order(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
     cursor: Option<String>,
     /// Admin lists only: an order status.
