@@ -4,23 +4,23 @@
 
 pub mod accounts;
 pub mod backup;
-pub mod catalog;
+pub(crate) mod catalog;
 pub mod clock;
-pub mod cold;
+pub(crate) mod cold;
 pub mod config;
-pub mod counter;
+pub(crate) mod counter;
 pub mod crypto;
 pub mod durable;
 mod engine;
-pub mod error;
+pub(crate) mod error;
 pub mod events;
-pub mod ids;
+pub(crate) mod ids;
 mod inspect;
 pub mod orders;
 pub mod password;
 pub mod payment;
 pub mod record;
-pub mod recovery;
+pub(crate) mod recovery;
 pub mod state;
 mod store;
 #[cfg(any(test, feature = "test-support"))]
@@ -30,8 +30,8 @@ pub mod wishlist;
 
 pub use accounts::Email;
 pub use catalog::{
-    NewProduct, Product, ProductChange, ProductChangeForm, ProductForm, ProductStatus,
-    ProductVersion,
+    DEFAULT_CURRENCY, NewProduct, Product, ProductChange, ProductChangeForm, ProductForm,
+    ProductStatus, ProductVersion,
 };
 pub use clock::{Clock, ManualClock, Millis, SystemClock};
 pub use config::{Durability, EngineConfig};

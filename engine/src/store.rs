@@ -7,7 +7,7 @@
 //! `orders`, `orders_by_user` and `order_keys` ([`Cold`]).
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use rkyv::rancor;
@@ -53,7 +53,6 @@ pub struct Store {
     pub meta: sled::Tree,
     /// Orders, materialised with the log.
     pub cold: Cold,
-    pub dir: PathBuf,
     /// What makes a flush durable by fsync semantics ([`Store::flush`]).
     pub files: Arc<SledFiles>,
 }
@@ -137,7 +136,6 @@ impl Store {
             cold: Cold::open(&db, meta.clone())?,
             meta,
             db,
-            dir: config.data_dir.clone(),
             files,
         })
     }
