@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::app::{AppOptions, Client, TestApp};
+use crate::support::app::{AppOptions, Client, TestApp, assert_problem};
 use crate::support::smtp::{SmtpServer, body_text};
 use allot_engine::ProductKind;
 use allot_server::mail::MailTransportConfig;
@@ -272,6 +272,17 @@ async fn the_journey_with_codes_from_eml_files() {
     let inbox = Inbox::Files(dir.path().join("mail"));
     let (mut client, _) = sign_up(&app, &inbox, "min@example.org", "Min", "010 1234 5678").await;
     assert_eq!(client.get("/me").await.body["email"], "min@example.org");
+    // A body is an object: serde alone would read `[null, null]` as the fields in order (and
+    // remove the phone).
+    for body in [json!([null, null]), json!(["Max"]), json!(null)] {
+        let refused = client.send(Method::PATCH, "/me", Some(body.clone())).await;
+        assert_problem(&refused, 422, "invalid_request");
+    }
+    let me = client.get("/me").await;
+    assert_eq!(
+        (me.body["name"].as_str(), me.body["phone"].as_str()),
+        (Some("Min"), Some("010 1234 5678"))
+    );
     app.stop().await;
 }
 
