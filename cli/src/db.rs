@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Subcommand;
 
-use allot_engine::backup::CopyReport;
+use allot_engine::CopyReport;
 use allot_engine::{Engine, EngineConfig, SystemClock, inspect};
 
 use crate::DataDirArg;
@@ -235,7 +235,7 @@ fn snapshot(args: &DbArgs) -> anyhow::Result<ExitCode> {
 
 fn backup(args: &BackupArgs) -> anyhow::Result<ExitCode> {
     let dir = &args.data.data_dir;
-    let report = allot_engine::backup::backup(dir, &args.to)
+    let report = allot_engine::backup(dir, &args.to)
         .with_context(|| format!("backing up {}", dir.display()))?;
     println!(
         "backed up {} to {}: {}",
@@ -248,7 +248,7 @@ fn backup(args: &BackupArgs) -> anyhow::Result<ExitCode> {
 
 fn restore(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
     let dir = &args.data.data_dir;
-    let report = allot_engine::backup::restore(&args.from, dir, args.force)
+    let report = allot_engine::restore(&args.from, dir, args.force)
         .with_context(|| format!("restoring {} into {}", args.from.display(), dir.display()))?;
     println!(
         "restored {} into {}: {}",

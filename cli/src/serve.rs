@@ -68,7 +68,7 @@ pub struct ServeArgs {
     log_tail_kept_records: u64,
     /// Events of the newest this many records are kept, whatever their age…
     #[arg(long, env = "ALLOT_EVENTS_KEPT_RECORDS",
-          default_value_t = allot_engine::config::EVENTS_KEPT_RECORDS_DEFAULT)]
+          default_value_t = allot_engine::EVENTS_KEPT_RECORDS_DEFAULT)]
     events_kept_records: u64,
     /// …and events younger than this many days, whatever their number (never one a consumer
     /// has not finished with).

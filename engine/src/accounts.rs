@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use dashmap::DashMap;
 
 pub use email::Email;
-pub use image::{AccountsImage, SessionImage, VerificationImage};
+pub use image::AccountsImage;
 
 use crate::clock::Millis;
 use crate::crypto::constant_time_eq;

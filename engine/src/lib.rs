@@ -1,13 +1,56 @@
 //! allot's engine: lock-free per-SKU counters decide who gets a unit, a group-committed
 //! write-ahead log on sled makes every decision durable, and snapshots plus replay rebuild the
-//! state after a restart. See DESIGN.md, "The engine".
+//! state after a restart. ARCHITECTURE.md in the repository is the map: the layers, where each
+//! kind of rule lives, the write path, the two tiers.
+//!
+//! A drop in a few lines: units are taken at once (exactly, whoever races), an answer waits
+//! for its record to be durable, and a reopened engine has the same counts.
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use allot_engine::{
+//!     Engine, EngineConfig, NewProduct, ProductDetails, ProductKind, Sku, SystemClock, UserId,
+//! };
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let config = EngineConfig::new(dir.path());
+//! let engine = Engine::open(config.clone(), Arc::new(SystemClock::new()))?;
+//! let (view, created) = engine.create_product(NewProduct {
+//!     kind: ProductKind::General,
+//!     details: ProductDetails {
+//!         name: "Canvas Tote".into(),
+//!         description: String::new(),
+//!         price: 39_000,
+//!         currency: "KRW".into(),
+//!     },
+//!     sale_opens_ms: None,
+//!     sale_closes_ms: None,
+//!     per_user_limit: None,
+//!     stock_total: 2,
+//! })?;
+//! created.wait()?;
+//! let sku = Sku(view.product.id.0);
+//! let (held, ticket) = engine.reserve(UserId(1), sku, 2, 60_000)?;
+//! ticket.wait()?; // durable: only now may the customer be told
+//! assert!(engine.reserve(UserId(2), sku, 1, 60_000).is_err()); // sold out, exactly
+//! engine.commit(held)?.wait()?;
+//! engine.close()?;
+//! drop(engine); // the data directory is locked while a handle lives
+//!
+//! let reopened = Engine::open(config, Arc::new(SystemClock::new()))?;
+//! assert_eq!(reopened.stock(sku).map(|counts| counts.sold), Some(2));
+//! # Ok(())
+//! # }
+//! ```
 
-pub mod accounts;
-pub mod backup;
+pub(crate) mod accounts;
+pub(crate) mod backup;
 pub(crate) mod catalog;
 pub mod clock;
 pub(crate) mod cold;
-pub mod config;
+pub(crate) mod config;
 pub(crate) mod counter;
 pub mod crypto;
 pub mod durable;
@@ -19,22 +62,23 @@ mod inspect;
 pub mod orders;
 pub mod password;
 pub mod payment;
-pub mod record;
+pub(crate) mod record;
 pub(crate) mod recovery;
 pub mod state;
 mod store;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testkit;
 pub mod wal;
-pub mod wishlist;
+pub(crate) mod wishlist;
 
-pub use accounts::Email;
+pub use accounts::{EXPIRED_KEPT_MS, Email, VERIFICATION_CODE_TTL_MS};
+pub use backup::{CopyReport, backup, restore};
 pub use catalog::{
     DEFAULT_CURRENCY, NewProduct, Product, ProductChange, ProductChangeForm, ProductForm,
     ProductStatus, ProductVersion,
 };
 pub use clock::{Clock, ManualClock, Millis, SystemClock};
-pub use config::{Durability, EngineConfig};
+pub use config::{Durability, EVENTS_KEPT_RECORDS_DEFAULT, EngineConfig};
 pub use counter::{SKU_UNITS_MAX, SkuCounter, StockCounts};
 pub use crypto::Keys;
 pub use engine::accounts::{Profile, ProfileChange, RefreshOutcome, SignupProfile};
@@ -48,7 +92,8 @@ pub use orders::{
     AddressForm, IdempotencyKey, OrderForm, OrderRequest, ReturnReason, Shipment, ShipmentForm,
     ShippingAddress,
 };
-pub use record::{ProductDetails, ProductKind, Record, ReleaseReason, Role, Seq};
+pub use record::{PaymentFailure, ProductDetails, ProductKind, Record, ReleaseReason, Role, Seq};
 pub use recovery::{RecoveryReport, TailCut};
 pub use state::{Reservation, ReservationStatus, StateImage};
 pub use wal::Ticket;
+pub use wishlist::{WISHLIST_NOTE_CHARS_MAX, WISHLIST_QUANTITY_MAX, WishItem};

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
+use allot_engine::PaymentFailure;
 use allot_engine::orders::{LineRequest, Order, OrderStatus, PaymentOutcome, Placement};
-use allot_engine::record::PaymentFailure;
 use allot_engine::testkit::{create, general, key_of, reason, request, request_to, shipment};
 use allot_engine::{
     Clock, Engine, EngineConfig, ManualClock, NewProduct, OrderId, ProductId, UserId,

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use allot_engine::PaymentFailure;
 use allot_engine::orders::{LineRequest, OrderStatus, PaymentOutcome, Placement};
-use allot_engine::record::PaymentFailure;
 use allot_engine::testkit::{self, create, general, key_of, reason, request, request_to, shipment};
 use allot_engine::{
     Engine, EngineConfig, EngineError, ManualClock, NewProduct, ProductDetails, ProductId,

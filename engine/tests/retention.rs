@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use allot_engine::accounts::EXPIRED_KEPT_MS;
+use allot_engine::EXPIRED_KEPT_MS;
 use allot_engine::testkit::{self, key_of, request};
 use allot_engine::{Email, Engine, EngineConfig, EngineError, ManualClock};
 
@@ -65,7 +65,7 @@ fn expired_sessions_revocations_and_verifications_are_forgotten_and_replay_alike
     };
     ticket.wait().unwrap();
     // Past every expiry (the codes' is the latest) and the margin.
-    clock.set_ms(T0 + allot_engine::accounts::VERIFICATION_CODE_TTL_MS + EXPIRED_KEPT_MS + 1);
+    clock.set_ms(T0 + allot_engine::VERIFICATION_CODE_TTL_MS + EXPIRED_KEPT_MS + 1);
     // The scheduler sweeps too (every minute of the clock): between them, each entry once.
     assert!(engine.forget_expired_accounts().unwrap() <= 19 + 20 + 5);
     engine.barrier().wait().unwrap();

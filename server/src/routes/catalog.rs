@@ -338,8 +338,7 @@ async fn restock_product(
 
 // The schema of `WishRequest` repeats the engine's limits as literals.
 const _: () = assert!(
-    allot_engine::wishlist::WISHLIST_QUANTITY_MAX == 99
-        && allot_engine::wishlist::WISHLIST_NOTE_CHARS_MAX == 500
+    allot_engine::WISHLIST_QUANTITY_MAX == 99 && allot_engine::WISHLIST_NOTE_CHARS_MAX == 500
 );
 
 #[derive(Serialize, ToSchema)]
@@ -366,10 +365,7 @@ struct WishlistPage {
     next_cursor: Option<String>,
 }
 
-fn wish_item_json(
-    item: &allot_engine::wishlist::WishItem,
-    view: Option<&ProductView>,
-) -> WishItemJson {
+fn wish_item_json(item: &allot_engine::WishItem, view: Option<&ProductView>) -> WishItemJson {
     WishItemJson {
         product_id: item.product.to_string(),
         quantity: item.quantity,

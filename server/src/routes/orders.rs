@@ -291,9 +291,7 @@ async fn pay_order(
         Paid::Charged(order) => Ok(Json(order_json(&engine, &order))),
         Paid::Failed(_, reason) => {
             let kind = match reason {
-                allot_engine::record::PaymentFailure::CardLimitExceeded => {
-                    ProblemType::CARD_LIMIT_EXCEEDED
-                }
+                allot_engine::PaymentFailure::CardLimitExceeded => ProblemType::CARD_LIMIT_EXCEEDED,
                 _ => ProblemType::PAYMENT_DECLINED,
             };
             Err(kind.with(
