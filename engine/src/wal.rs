@@ -460,6 +460,19 @@ mod tests {
     use super::*;
     use crate::ids::{ReservationId, Sku, UserId};
 
+    /// A store under `dir` and the log's trees in it, without a cold tier.
+    fn open_store(dir: &std::path::Path) -> (sled::Db, Arc<SledFiles>, LogTrees) {
+        let path = dir.join("store");
+        let db = sled::Config::new().path(&path).open().unwrap();
+        let files = Arc::new(SledFiles::open(&path).unwrap());
+        let trees = LogTrees {
+            log: db.open_tree("log").unwrap(),
+            events: crate::events::StoredEvents(db.open_tree("events").unwrap()),
+            cold: None,
+        };
+        (db, files, trees)
+    }
+
     fn record(n: u64) -> Record {
         Record::StockReserved {
             reservation: ReservationId(n),
@@ -475,14 +488,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn waiting_for_room_holds_no_thread() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store");
-        let db = sled::Config::new().path(&path).open().unwrap();
-        let files = Arc::new(SledFiles::open(&path).unwrap());
-        let trees = LogTrees {
-            log: db.open_tree("log").unwrap(),
-            events: crate::events::StoredEvents(db.open_tree("events").unwrap()),
-            cold: None,
-        };
+        let (db, files, trees) = open_store(dir.path());
         // The hook of the first batch waits for the test: the writer stalls, the queue fills.
         let (release, released) = mpsc::channel::<()>();
         let released = Mutex::new(released);
@@ -534,14 +540,7 @@ mod tests {
     #[test]
     fn a_batch_that_cannot_complete_stops_the_log() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store");
-        let db = sled::Config::new().path(&path).open().unwrap();
-        let files = Arc::new(SledFiles::open(&path).unwrap());
-        let trees = LogTrees {
-            log: db.open_tree("log").unwrap(),
-            events: crate::events::StoredEvents(db.open_tree("events").unwrap()),
-            cold: None,
-        };
+        let (db, files, trees) = open_store(dir.path());
         let hook: DurableHook = Box::new(|first_seq, _| match first_seq {
             2 => Err("record 2 contradicts the state".into()),
             _ => Ok(()),

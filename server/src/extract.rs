@@ -2,7 +2,7 @@
 //! Idempotency-Key header. What does not parse answers its problem here, naming what was
 //! sent, so a handler only ever sees well-formed values.
 
-use axum::extract::{FromRequestParts, Path};
+use axum::extract::{FromRequestParts, MatchedPath, Path};
 use axum::http::request::Parts;
 
 use allot_engine::orders::InvalidIdempotencyKey;
@@ -10,19 +10,24 @@ use allot_engine::{EngineError, IdempotencyKey, OrderId, ProductId};
 
 use crate::problem::{Problem, ProblemType};
 
-/// The path's one segment, as text. A segment that does not decode (bad percent-encoding)
-/// is kept as sent, so the answer still names it.
+/// The path's one parameter, as text. A parameter that does not decode (bad percent-encoding)
+/// is kept as sent, found at its place in the route's template, so the answer still names it.
 async fn segment<S: Send + Sync>(parts: &mut Parts, state: &S) -> String {
-    match Path::<String>::from_request_parts(parts, state).await {
-        Ok(Path(text)) => text,
-        Err(_) => parts
-            .uri
-            .path()
-            .rsplit('/')
-            .find(|s| !s.is_empty())
-            .unwrap_or_default()
-            .to_string(),
+    if let Ok(Path(text)) = Path::<String>::from_request_parts(parts, state).await {
+        return text;
     }
+    let Some(template) = parts.extensions.get::<MatchedPath>() else {
+        return String::new();
+    };
+    // Counted from the end: a nested router sees its URI without the nest's prefix.
+    let from_end = template
+        .as_str()
+        .rsplit('/')
+        .position(|s| s.starts_with('{'));
+    from_end
+        .and_then(|place| parts.uri.path().rsplit('/').nth(place))
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn product(text: String) -> Result<ProductId, Problem> {

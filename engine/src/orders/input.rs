@@ -254,7 +254,13 @@ impl OrderRequest {
     /// wire shape, as it has been since the first store format, so keys taken before stay
     /// bound to their requests.
     pub fn fingerprint(&self) -> Vec<u8> {
-        let canonical = OrderForm {
+        /// `OrderForm`'s shape, borrowing the address (serde writes `&T` as `T`).
+        #[derive(Serialize)]
+        struct Canonical<'a> {
+            items: Vec<LineForm>,
+            shipping_address: &'a AddressForm,
+        }
+        let canonical = Canonical {
             items: self
                 .lines
                 .iter()
@@ -263,7 +269,7 @@ impl OrderRequest {
                     quantity: line.quantity,
                 })
                 .collect(),
-            shipping_address: self.shipping_address.0.clone(),
+            shipping_address: &self.shipping_address.0,
         };
         serde_json::to_vec(&canonical).unwrap_or_default()
     }

@@ -1061,6 +1061,14 @@ async fn customers_see_only_their_own_orders_newest_first() {
         assert_problem(&refused, 404, "order_not_found");
         let detail = refused.body["detail"].as_str().unwrap();
         assert!(detail.contains(sent), "{sent}: {detail}");
+        // Also where the id is not the path's last segment.
+        let refused = shop
+            .min_ji
+            .post(&format!("/orders/{sent}/cancel"), json!({}))
+            .await;
+        assert_problem(&refused, 404, "order_not_found");
+        let detail = refused.body["detail"].as_str().unwrap();
+        assert!(detail.contains(sent), "{sent}/cancel: {detail}");
     }
     let mut anonymous = shop.app.client();
     assert_problem(&anonymous.get("/orders").await, 401, "unauthenticated");
