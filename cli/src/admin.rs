@@ -38,7 +38,10 @@ pub fn run(command: AdminCommand) -> anyhow::Result<ExitCode> {
         bail!("weak password: {weak}");
     }
     let engine = Engine::open(
-        EngineConfig::new(&args.data.data_dir),
+        EngineConfig {
+            run_expiry: false,
+            ..EngineConfig::new(&args.data.data_dir)
+        },
         Arc::new(SystemClock::new()),
     )
     .with_context(|| {

@@ -224,7 +224,10 @@ fn stats(args: &DbArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn snapshot(args: &DbArgs) -> anyhow::Result<ExitCode> {
-    let config = EngineConfig::new(&args.data.data_dir);
+    let config = EngineConfig {
+        run_expiry: false,
+        ..EngineConfig::new(&args.data.data_dir)
+    };
     let engine = Engine::open(config, Arc::new(SystemClock::new()))
         .with_context(|| format!("opening {}", args.data.data_dir.display()))?;
     let seq = engine.snapshot_now()?;

@@ -66,12 +66,13 @@ pub struct ServeArgs {
     /// snapshot covers is pruned).
     #[arg(long, env = "ALLOT_LOG_TAIL_KEPT_RECORDS", default_value_t = 0)]
     log_tail_kept_records: u64,
-    /// Events of the newest this many records are kept, whatever their age…
+    /// At most the events of the newest this many records are kept: older ones are pruned
+    /// after a snapshot, whatever their age…
     #[arg(long, env = "ALLOT_EVENTS_KEPT_RECORDS",
           default_value_t = allot_engine::EVENTS_KEPT_RECORDS_DEFAULT)]
     events_kept_records: u64,
-    /// …and events younger than this many days, whatever their number (never one a consumer
-    /// has not finished with).
+    /// …and none older than this many days, whatever their number (never one a consumer has
+    /// not finished with, nor one whose record the log still holds).
     #[arg(long, env = "ALLOT_EVENTS_KEPT_DAYS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=36_500))]
     events_kept_days: u64,

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
 
-pub use email::Email;
+pub use email::{EMAIL_BYTES_MAX, EMAIL_PATTERN, Email};
 pub use image::AccountsImage;
 
 use crate::clock::Millis;

@@ -1,7 +1,7 @@
 //! The cold tier: orders as sled trees, materialised by the log writer in the same flush as the
 //! batch whose records made them, so a tree entry is durable exactly when its record is.
 //!
-//! Two trees:
+//! Three trees:
 //! - `orders`: (user, order id), both 8 bytes big-endian → the sequence number of the last
 //!   record folded into it (8 bytes, big-endian), then the order as rkyv. The composite key is
 //!   the index a SQL design would add: a customer's orders are one range, read backwards for

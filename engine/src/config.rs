@@ -32,6 +32,10 @@ pub struct EngineConfig {
     pub snapshot_on_close: bool,
     /// Longest sleep of the expiry scheduler; bounds how late an expiry can be.
     pub expiry_tick_ms: u64,
+    /// Whether the expiry scheduler runs. Offline maintenance (`allot db snapshot`, `admin
+    /// create-admin`) opens without it: it must not expire a shop's reservations and orders
+    /// while the shop is stopped, which the server would do at its next start anyway.
+    pub run_expiry: bool,
     /// sled's page cache.
     pub cache_bytes: u64,
     /// The key file (JWT, personal-data and index keys); `<data_dir>/keys` unless set.
@@ -39,10 +43,12 @@ pub struct EngineConfig {
     /// Log records kept before the oldest kept snapshot when the log is pruned (0: prune all
     /// that a snapshot covers).
     pub log_tail_kept_records: u64,
-    /// Events of the newest this many records are kept whatever their age…
+    /// At most the events of the newest this many records are kept: an event beyond them is
+    /// pruned after a snapshot, whatever its age…
     pub events_kept_records: u64,
-    /// …and events younger than this, whatever their number. Older and beyond both: pruned,
-    /// but never one a consumer has not finished with, nor one whose record the log still holds.
+    /// …and so is one older than this, whatever their number. Either limit is a cap; neither
+    /// protects. Never pruned: an event a consumer has not finished with, or whose record the
+    /// log still holds.
     pub events_kept_ms: u64,
     /// How long a closed order's Idempotency-Key still answers it; then the same key places a
     /// new order. A live order's key always answers it.
@@ -73,6 +79,7 @@ impl EngineConfig {
             snapshot_every_ms: 60_000,
             snapshot_on_close: true,
             expiry_tick_ms: 50,
+            run_expiry: true,
             cache_bytes: 256 * 1024 * 1024,
             keys_file: None,
             log_tail_kept_records: 0,

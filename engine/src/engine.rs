@@ -151,7 +151,9 @@ impl Engine {
             hook,
         )?);
 
-        let scheduler = {
+        let scheduler = if !config.run_expiry {
+            None
+        } else {
             let (state, wal, clock, background) = (
                 state.clone(),
                 wal.clone(),
@@ -164,7 +166,8 @@ impl Engine {
             };
             std::thread::Builder::new()
                 .name("allot-expiry".into())
-                .spawn(move || run_scheduler(&state, &wal, clock.as_ref(), &background, timing))?
+                .spawn(move || run_scheduler(&state, &wal, clock.as_ref(), &background, timing))
+                .map(Some)?
         };
         let snapshotter = {
             let (store, wal, background, config, clock) = (
@@ -193,7 +196,7 @@ impl Engine {
                 keys,
                 background,
                 threads: Mutex::new(Threads {
-                    scheduler: Some(scheduler),
+                    scheduler,
                     snapshotter: Some(snapshotter),
                 }),
                 closed: Mutex::new(false),
@@ -332,6 +335,7 @@ impl Engine {
     /// events past their retention).
     pub fn snapshot_now(&self) -> Result<Seq, EngineError> {
         self.inner.wal.barrier().wait()?;
+        let _one_at_a_time = self.inner.store.checkpointing.lock();
         let target = self.inner.wal.durable_seq();
         let mut shadow = None;
         take_snapshot(
@@ -389,6 +393,7 @@ impl Inner {
             .ok()
             .and_then(|s| s.first().copied());
         if self.config.snapshot_on_close && durable > newest.unwrap_or(0) {
+            let _one_at_a_time = self.store.checkpointing.lock();
             take_snapshot(
                 &self.store,
                 &mut shadow,
@@ -573,6 +578,7 @@ fn run_snapshotter(
         if !due {
             continue;
         }
+        let _one_at_a_time = store.checkpointing.lock();
         match take_snapshot(store, &mut shadow, durable, config.log_tail_kept_records) {
             Ok(()) => {
                 last_seq = durable;
@@ -590,8 +596,8 @@ fn run_snapshotter(
     }
 }
 
-/// Retention after a snapshot. Events beyond the newest `events_kept_records` records and older
-/// than `events_kept_ms` go, never one whose record the log still holds (`db verify` compares
+/// Retention after a snapshot. Events beyond the newest `events_kept_records` records, and events
+/// older than `events_kept_ms`, go (either limit is a cap), never one whose record the log still holds (`db verify` compares
 /// those) nor one a consumer has not finished with; and the keys of orders closed more than
 /// `keys_kept_ms` ago.
 fn prune_events(

@@ -43,6 +43,23 @@ macro_rules! id_type {
                     .ok_or(InvalidId { expected: $prefix })
             }
         }
+
+        impl $name {
+            /// Reads a position in a list of these ids (a page cursor): the id's text, where
+            /// canonical digits past `u64::MAX` read as `u64::MAX`, a place past every id.
+            pub fn parse_position(s: &str) -> Result<Self, InvalidId> {
+                s.parse().or_else(|error: InvalidId| {
+                    let digits = s
+                        .strip_prefix($prefix)
+                        .and_then(|rest| rest.strip_prefix('_'))
+                        .ok_or(error.clone())?;
+                    let canonical = !digits.starts_with('0')
+                        && !digits.is_empty()
+                        && digits.bytes().all(|b| b.is_ascii_digit());
+                    if canonical { Ok($name(u64::MAX)) } else { Err(error) }
+                })
+            }
+        }
     };
 }
 
@@ -82,6 +99,25 @@ id_type!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_position_past_every_id_reads_as_the_last() {
+        assert_eq!(OrderId::parse_position("ord_7"), Ok(OrderId(7)));
+        assert_eq!(
+            OrderId::parse_position("ord_99999999999999999999999"),
+            Ok(OrderId(u64::MAX))
+        );
+        for bad in [
+            "ord_",
+            "ord_01",
+            "ord_-1",
+            "ord_1x",
+            "prd_1",
+            "ord_099999999999999999999",
+        ] {
+            assert!(OrderId::parse_position(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn ids_round_trip_through_their_text() {

@@ -69,9 +69,12 @@ mod store;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testkit;
 pub mod wal;
+pub mod wire;
 pub(crate) mod wishlist;
 
-pub use accounts::{EXPIRED_KEPT_MS, Email, VERIFICATION_CODE_TTL_MS};
+pub use accounts::{
+    EMAIL_BYTES_MAX, EMAIL_PATTERN, EXPIRED_KEPT_MS, Email, VERIFICATION_CODE_TTL_MS,
+};
 pub use backup::{CopyReport, backup, restore};
 pub use catalog::{
     DEFAULT_CURRENCY, NewProduct, Product, ProductChange, ProductChangeForm, ProductForm,
@@ -81,12 +84,15 @@ pub use clock::{Clock, ManualClock, Millis, SystemClock};
 pub use config::{Durability, EVENTS_KEPT_RECORDS_DEFAULT, EngineConfig};
 pub use counter::{SKU_UNITS_MAX, SkuCounter, StockCounts};
 pub use crypto::Keys;
-pub use engine::accounts::{Profile, ProfileChange, RefreshOutcome, SignupProfile};
+pub use engine::accounts::{
+    ADDRESS_CHARS_MAX, ADDRESS_PATTERN, NAME_CHARS_MAX, NAME_PATTERN, PHONE_CHARS_MAX,
+    PHONE_PATTERN, Profile, ProfileChange, RefreshOutcome, SignupProfile,
+};
 pub use engine::catalog::ProductView;
 pub use engine::payments::{Paid, Payments};
 pub use engine::{Engine, EngineStats};
 pub use error::{ApplyError, EngineError, Internal, OpenError};
-pub use ids::{OrderId, ProductId, ReservationId, Sku, UserId};
+pub use ids::{InvalidId, OrderId, ProductId, ReservationId, Sku, UserId};
 pub use inspect::{ColdCheck, Inspection, SnapshotInfo, inspect};
 pub use orders::{
     AddressForm, IdempotencyKey, OrderForm, OrderRequest, ReturnReason, Shipment, ShipmentForm,

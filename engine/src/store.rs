@@ -1,10 +1,10 @@
-//! The data directory on disk: a lock file and one sled database with six trees:
+//! The data directory on disk: a lock file and one sled database with nine trees:
 //! `log` (record batches keyed by first sequence number), `snapshots` (state images keyed by the
 //! last sequence number they cover), `snapshots_refused` (snapshots a recovery could not use,
 //! set aside, never deleted by allot), `events` (domain events keyed by their record's sequence
 //! number, kept when the log is pruned), `consumers` (durable offsets of event consumers),
 //! `meta` (the format version, how far the cold tier has folded the log) and the cold tier's
-//! `orders`, `orders_by_user` and `order_keys` ([`Cold`]).
+//! `orders` (keyed by user and order), `order_keys` and `order_keys_by_close` ([`Cold`]).
 
 use std::fs::File;
 use std::path::Path;
@@ -55,6 +55,9 @@ pub struct Store {
     pub cold: Cold,
     /// What makes a flush durable by fsync semantics ([`Store::flush`]).
     pub files: Arc<SledFiles>,
+    /// Held through a checkpoint (snapshot, log pruning, retention), so that the snapshotter
+    /// and `Engine::snapshot_now` never write and prune at the same moment.
+    pub checkpointing: Arc<parking_lot::Mutex<()>>,
 }
 
 /// Holds the data directory's lock for as long as it lives.
@@ -137,6 +140,7 @@ impl Store {
             meta,
             db,
             files,
+            checkpointing: Arc::new(parking_lot::Mutex::new(())),
         })
     }
 

@@ -69,7 +69,9 @@ pub struct WalStats {
     pub records_written: u64,
 }
 
-/// Whose order an id is, as the hot tier knows (set before an order's first record is queued).
+/// Whose order an id is, as the hot tier knows. Filled just after an order's `OrderPlaced` is
+/// queued (the writer may fold that batch first, so the fold takes a placement's user from the
+/// record itself) and before any later record of the order can be.
 pub type UserLookup = Arc<dyn Fn(OrderId) -> Option<UserId> + Send + Sync>;
 
 /// The trees the writer writes each batch into, all made durable by the batch's one flush.

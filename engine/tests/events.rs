@@ -289,8 +289,8 @@ fn open_sled(dir: &std::path::Path) -> sled::Db {
     }
 }
 
-/// Retention: after a snapshot, events beyond the newest `events_kept_records` records and older
-/// than `events_kept_ms` go, but never one whose record the log still holds nor one a consumer
+/// Retention: after a snapshot, events beyond the newest `events_kept_records` records, and those
+/// older than `events_kept_ms`, go, but never one whose record the log still holds nor one a consumer
 /// has not finished with; the log keeps `log_tail_kept_records` before the older snapshot.
 #[test]
 fn old_events_are_pruned_within_their_retention_and_the_log_keeps_its_tail() {

@@ -25,9 +25,10 @@ pub const PAGE_ITEMS_DEFAULT: usize = 20;
 pub const PAGE_ITEMS_MAX: usize = 100;
 
 /// A list's `limit` (1 to 100, default 20) and `cursor` (the last id of the previous page).
-fn page_bounds<Id: std::str::FromStr>(
+fn page_bounds<Id>(
     limit: Option<usize>,
     cursor: Option<&str>,
+    parse_position: fn(&str) -> Result<Id, allot_engine::InvalidId>,
 ) -> Result<(usize, Option<Id>), Problem> {
     let limit = limit.unwrap_or(PAGE_ITEMS_DEFAULT);
     if !(1..=PAGE_ITEMS_MAX).contains(&limit) {
@@ -35,8 +36,7 @@ fn page_bounds<Id: std::str::FromStr>(
     }
     let cursor = cursor
         .map(|c| {
-            c.parse::<Id>()
-                .map_err(|_| Problem::invalid_query("unknown cursor"))
+            parse_position(c).map_err(|e| Problem::invalid_query(format!("cursor {c:?} is {e}")))
         })
         .transpose()?;
     Ok((limit, cursor))

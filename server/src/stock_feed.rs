@@ -117,6 +117,60 @@ pub struct StockEvent {
 /// An SSE comment: keeps an idle stream open.
 pub const KEEP_ALIVE_FRAME: &[u8] = b":\n\n";
 
+/// One event of the stream as an SSE reader parses it: `event` names it, `data` is a
+/// [`StockJson`] in JSON text. Documented by hand: a derived schema cannot say that a string
+/// holds JSON of a given shape (`contentMediaType` with `contentSchema`).
+pub struct StockFrame;
+
+/// The `event:` names the stream sends, as rendered in [`StockEvent::new`].
+const FRAME_EVENTS: [&str; 3] = ["stock", "sale_opened", "sale_closed"];
+
+impl utoipa::PartialSchema for StockFrame {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::extensions::Extensions;
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+
+        let mut content_schema = Extensions::default();
+        content_schema.insert(
+            "contentSchema".to_string(),
+            serde_json::json!({ "$ref": "#/components/schemas/StockJson" }),
+        );
+        ObjectBuilder::new()
+            .description(Some("One Server-Sent Event of the stock stream."))
+            .property(
+                "event",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(FRAME_EVENTS)),
+            )
+            .required("event")
+            .property(
+                "data",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("A StockJson, as JSON text."))
+                    .content_media_type("application/json")
+                    .extensions(Some(content_schema)),
+            )
+            .required("data")
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for StockFrame {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            "StockJson".to_string(),
+            <StockJson as utoipa::PartialSchema>::schema(),
+        ));
+    }
+}
+
 /// A product's stock as `GET /products/{id}/stock` answers it and every stream event carries it.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct StockJson {
@@ -152,14 +206,15 @@ impl StockEvent {
         let data = serde_json::to_string(&StockJson::new(id, counts, status, as_of_ms))
             .unwrap_or_default();
         let frame = |event: &str| Bytes::from(format!("event: {event}\ndata: {data}\n\n"));
+        let [stock, opened, closed] = FRAME_EVENTS;
         Self {
             counts,
             status,
             as_of_ms,
             change,
-            stock_frame: frame("stock"),
-            opened_frame: frame("sale_opened"),
-            closed_frame: frame("sale_closed"),
+            stock_frame: frame(stock),
+            opened_frame: frame(opened),
+            closed_frame: frame(closed),
         }
     }
 }

@@ -1,33 +1,56 @@
 //! An email address, normalised once at the boundary (trimmed, lower-cased) so one mailbox has
 //! one blind index. Debug output shows only the domain: addresses are personal data.
+//!
+//! Addresses are ASCII (an international domain in its `xn--` form): the mail relay does not
+//! speak SMTPUTF8, and an ASCII rule can be written as the [`EMAIL_PATTERN`] the API documents.
 
 use std::fmt;
 
 use crate::error::EngineError;
 
-/// Longest address SMTP can carry (RFC 5321 path limit).
+/// Longest address SMTP can carry (RFC 5321 path limit), surrounding blanks included.
 pub const EMAIL_BYTES_MAX: usize = 254;
 const LOCAL_BYTES_MAX: usize = 64;
+
+/// What [`Email::parse`] accepts, as an ECMA-262 / JSON Schema pattern (with a `maxLength` of
+/// [`EMAIL_BYTES_MAX`]): blanks around; a local part of 1 to 64 printable ASCII characters
+/// other than `"(),:;<>@[\]`; a domain of two or more dot-separated labels that neither start
+/// nor end with `-`. A test holds the two to agree.
+pub const EMAIL_PATTERN: &str = concat!(
+    r"^[\t\n\f\r ]*",
+    r"[!#-'*+\-./0-9=?A-Z^-~]{1,64}",
+    r"@",
+    r"[!#-'*+/0-9=?A-Z^-~]([!#-'*+\-/0-9=?A-Z^-~]*[!#-'*+/0-9=?A-Z^-~])?",
+    r"(\.[!#-'*+/0-9=?A-Z^-~]([!#-'*+\-/0-9=?A-Z^-~]*[!#-'*+/0-9=?A-Z^-~])?)+",
+    r"[\t\n\f\r ]*$",
+);
+
+/// Blanks a client may leave around an address.
+fn is_blank(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\x0c' | '\r' | ' ')
+}
+
+/// A character of a local part or a domain label.
+fn is_address_char(c: char) -> bool {
+    c.is_ascii_graphic() && !"\"(),:;<>@[\\]".contains(c)
+}
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
 
 impl Email {
     pub fn parse(text: &str) -> Result<Self, EngineError> {
-        let normalised = text.trim().to_lowercase();
-        let valid = normalised.len() <= EMAIL_BYTES_MAX
-            && normalised
-                .chars()
-                .all(|c| !c.is_whitespace() && !c.is_control() && !"<>()[]\\,;:\"".contains(c))
-            && match normalised.rsplit_once('@') {
+        let normalised = text.trim_matches(is_blank).to_ascii_lowercase();
+        let label =
+            |label: &str| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-');
+        let valid = text.len() <= EMAIL_BYTES_MAX
+            && match normalised.split_once('@') {
                 Some((local, domain)) => {
-                    !local.is_empty()
-                        && local.len() <= LOCAL_BYTES_MAX
-                        && !local.contains('@')
+                    (1..=LOCAL_BYTES_MAX).contains(&local.len())
+                        && local.chars().all(is_address_char)
+                        && domain.chars().all(is_address_char)
                         && domain.contains('.')
-                        && domain.split('.').all(|label| {
-                            !label.is_empty() && !label.starts_with('-') && !label.ends_with('-')
-                        })
+                        && domain.split('.').all(label)
                 }
                 None => false,
             };
@@ -78,9 +101,24 @@ mod tests {
             "alice@-example.com",
             "alice@example..com",
             "<a>@example.com",
+            "ali\u{e7}e@example.com",
+            "alice@ex\u{e4}mple.com",
+            "\u{a0}alice@example.com",
             &long,
         ] {
             assert!(Email::parse(text).is_err(), "{text:?} accepted");
+        }
+    }
+
+    proptest::proptest! {
+        /// The documented pattern and the parser accept the same addresses.
+        #[test]
+        fn the_pattern_is_the_rule(
+            text in r"[ \ta-cA@.\-_+!~\x01\u{e9}\u{a0}\(\[]{0,12}(@[a-c\-.]{0,6})?[ \n]?",
+        ) {
+            let pattern = regex::Regex::new(EMAIL_PATTERN).expect("the pattern compiles");
+            let documented = pattern.is_match(&text) && text.chars().count() <= EMAIL_BYTES_MAX;
+            proptest::prop_assert_eq!(Email::parse(&text).is_ok(), documented, "{:?}", text);
         }
     }
 }

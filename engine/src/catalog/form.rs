@@ -31,6 +31,7 @@ pub struct ProductForm {
         feature = "openapi",
         schema(minimum = 1, maximum = 1_000_000_000_000_i64)
     )]
+    #[serde(deserialize_with = "crate::wire::whole")]
     pub price: i64,
     /// ISO 4217; default `KRW`.
     #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Z]{3}$", example = "KRW"))]
@@ -45,9 +46,11 @@ pub struct ProductForm {
     #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub sale_closes_at: Option<String>,
     #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    #[serde(default, deserialize_with = "crate::wire::whole_option")]
     pub per_user_limit: Option<u32>,
     /// Units on sale at the start.
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 4_294_967_295_i64))]
+    #[serde(deserialize_with = "crate::wire::whole")]
     pub stock_total: i64,
 }
 
@@ -67,6 +70,7 @@ pub struct ProductChangeForm {
         feature = "openapi",
         schema(minimum = 1, maximum = 1_000_000_000_000_i64)
     )]
+    #[serde(default, deserialize_with = "crate::wire::whole_option")]
     pub price: Option<i64>,
     #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Z]{3}$"))]
     pub currency: Option<String>,

@@ -12,9 +12,22 @@ use crate::wal::Ticket;
 
 use super::Engine;
 
+/// Lengths of a profile's fields, in characters as sent (blanks around included).
 pub const NAME_CHARS_MAX: usize = 100;
 pub const PHONE_CHARS_MAX: usize = 32;
 pub const ADDRESS_CHARS_MAX: usize = 500;
+
+/// The rules of a profile's fields as the API documents them (JSON Schema patterns, with the
+/// `maxLength`s above); a test holds each to agree with its check here.
+///
+/// A name: no control characters, something besides blanks.
+pub const NAME_PATTERN: &str =
+    r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
+/// A phone number: 5 to 20 digits, with spaces and `+ - ( ) .` around and between them.
+pub const PHONE_PATTERN: &str = r"^[ +().-]*([0-9][ +().-]*){5,20}$";
+/// An address: like a name, and it may span lines.
+pub const ADDRESS_PATTERN: &str =
+    r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x09\x0b-\x1f\x7f-\x9f]*$";
 
 /// What a refresh token bought.
 pub enum RefreshOutcome {
@@ -404,41 +417,91 @@ fn verification_row(email_index: &Digest) -> String {
 }
 
 fn valid_name(name: &str) -> Result<String, EngineError> {
-    let name = name.trim();
-    if name.is_empty()
-        || name.chars().count() > NAME_CHARS_MAX
+    if name.chars().count() > NAME_CHARS_MAX
         || name.chars().any(char::is_control)
+        || name.trim().is_empty()
     {
         return Err(EngineError::InvalidProfile(
-            "name must be 1 to 100 characters",
+            "name must be 1 to 100 characters, none of them control characters",
         ));
     }
-    Ok(name.to_string())
+    Ok(name.trim().to_string())
 }
 
 fn valid_phone(phone: &str) -> Result<String, EngineError> {
-    let phone = phone.trim();
     let digits = phone.chars().filter(char::is_ascii_digit).count();
     let allowed = phone
         .chars()
         .all(|c| c.is_ascii_digit() || " +-().".contains(c));
     if !allowed || !(5..=20).contains(&digits) || phone.chars().count() > PHONE_CHARS_MAX {
         return Err(EngineError::InvalidProfile(
-            "phone must be 5 to 20 digits, optionally with + - ( ) . and spaces",
+            "phone must be 5 to 20 digits, optionally with + - ( ) . and spaces, at most 32 characters",
         ));
     }
-    Ok(phone.to_string())
+    Ok(phone.trim_matches(' ').to_string())
 }
 
 fn valid_address(address: &str) -> Result<String, EngineError> {
-    let address = address.trim();
-    if address.is_empty()
-        || address.chars().count() > ADDRESS_CHARS_MAX
+    if address.chars().count() > ADDRESS_CHARS_MAX
         || address.chars().any(|c| c.is_control() && c != '\n')
+        || address.trim().is_empty()
     {
         return Err(EngineError::InvalidProfile(
-            "address must be 1 to 500 characters",
+            "address must be 1 to 500 characters, no control characters but line breaks",
         ));
     }
-    Ok(address.to_string())
+    Ok(address.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether `text` is what the document says: the pattern, within the length.
+    fn documented(pattern: &str, chars_max: usize, text: &str) -> bool {
+        let pattern = regex::Regex::new(pattern).expect("the pattern compiles");
+        pattern.is_match(text) && text.chars().count() <= chars_max
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_name_pattern_is_the_rule(text in r"[ \ta\u{e9}\u{a0}\u{3000}\x01\x7f\u{85}\n]{0,6}") {
+            proptest::prop_assert_eq!(
+                valid_name(&text).is_ok(),
+                documented(NAME_PATTERN, NAME_CHARS_MAX, &text),
+                "{:?}", text
+            );
+        }
+
+        #[test]
+        fn the_phone_pattern_is_the_rule(text in r"[ 0-9+().\-x\t]{0,34}") {
+            proptest::prop_assert_eq!(
+                valid_phone(&text).is_ok(),
+                documented(PHONE_PATTERN, PHONE_CHARS_MAX, &text),
+                "{:?}", text
+            );
+        }
+
+        #[test]
+        fn the_address_pattern_is_the_rule(text in r"[ \ta\u{e9}\u{a0}\x01\r\n]{0,6}") {
+            proptest::prop_assert_eq!(
+                valid_address(&text).is_ok(),
+                documented(ADDRESS_PATTERN, ADDRESS_CHARS_MAX, &text),
+                "{:?}", text
+            );
+        }
+    }
+
+    #[test]
+    fn lengths_count_what_was_sent() {
+        let padded = format!(" {} ", "a".repeat(NAME_CHARS_MAX - 2));
+        assert_eq!(valid_name(&padded).ok().as_deref(), Some(padded.trim()));
+        let too_long = format!(" {}", "a".repeat(NAME_CHARS_MAX));
+        assert!(valid_name(&too_long).is_err());
+        assert_eq!(
+            valid_phone(" +82 (10) 1234-5678 ").ok().as_deref(),
+            Some("+82 (10) 1234-5678")
+        );
+        assert!(valid_phone("\t0101234567").is_err());
+    }
 }

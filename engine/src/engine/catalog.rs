@@ -77,9 +77,9 @@ impl Engine {
         let mut views = Vec::new();
         let mut cursor = after;
         loop {
-            // Copied out under the catalog lock; their stock is read once it is released. A
-            // status filter that read SKU counters under the catalog lock would deadlock with
-            // `create_product`, which takes them the other way round.
+            // Copied out under the catalog lock; their stock is read once it is released. The
+            // catalog lock and a SKU shard are never nested (ARCHITECTURE.md, "Lock order"):
+            // a status filter must not read SKU counters under it.
             let candidates = self
                 .inner
                 .state

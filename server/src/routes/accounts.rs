@@ -58,6 +58,11 @@ async fn ip_budget(State(state): State<AppState>, request: Request, next: Next) 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct VerificationRequest {
+    /// ASCII (an international domain in its `xn--` form).
+    #[schema(
+        max_length = 254,
+        pattern = r"^[\t\n\f\r ]*[!#-'*+\-./0-9=?A-Z^-~]{1,64}@[!#-'*+/0-9=?A-Z^-~]([!#-'*+\-/0-9=?A-Z^-~]*[!#-'*+/0-9=?A-Z^-~])?(\.[!#-'*+/0-9=?A-Z^-~]([!#-'*+\-/0-9=?A-Z^-~]*[!#-'*+/0-9=?A-Z^-~])?)+[\t\n\f\r ]*$"
+    )]
     email: String,
 }
 
@@ -147,8 +152,19 @@ async fn confirm_verification(
 struct SignupRequest {
     verification_token: String,
     password: String,
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     name: String,
+    #[schema(max_length = 32, pattern = r"^[ +().-]*([0-9][ +().-]*){5,20}$")]
     phone: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x09\x0b-\x1f\x7f-\x9f]*$"
+    )]
     address: Option<String>,
 }
 
@@ -363,7 +379,9 @@ fn refresh_token_of(headers: &HeaderMap, body: &Bytes) -> Result<Option<(String,
     if let Some(token) = auth::cookie(headers, REFRESH_COOKIE) {
         return Ok(Some((token.to_string(), true)));
     }
-    if body.iter().all(u8::is_ascii_whitespace) {
+    // The body is optional: nothing, or JSON `null`, means none was sent.
+    let text = body.trim_ascii();
+    if text.is_empty() || text == b"null" {
         return Ok(None);
     }
     let request: RefreshRequest =
@@ -447,14 +465,25 @@ async fn get_me(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ProfilePatchRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     name: Option<String>,
     /// `null` removes the phone number.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
+    #[schema(max_length = 32, pattern = r"^[ +().-]*([0-9][ +().-]*){5,20}$")]
     phone: Option<Option<String>>,
     /// `null` removes the address.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x09\x0b-\x1f\x7f-\x9f]*$"
+    )]
     address: Option<Option<String>>,
 }
 
@@ -478,4 +507,41 @@ async fn patch_me(
     let (profile, ticket) = engine.update_profile(caller.user, change)?;
     ticket.durable().await?;
     Ok(Json(profile.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use allot_engine as engine;
+
+    /// A property of a request body's documented schema, as JSON.
+    fn documented<T: utoipa::PartialSchema>(field: &str) -> serde_json::Value {
+        let schema = serde_json::to_value(T::schema()).expect("a schema serialises");
+        schema["properties"][field].clone()
+    }
+
+    #[test]
+    fn the_documented_rules_are_the_engines() {
+        let profile_fields = [
+            ("name", engine::NAME_PATTERN, engine::NAME_CHARS_MAX),
+            ("phone", engine::PHONE_PATTERN, engine::PHONE_CHARS_MAX),
+            (
+                "address",
+                engine::ADDRESS_PATTERN,
+                engine::ADDRESS_CHARS_MAX,
+            ),
+        ];
+        for (field, pattern, chars_max) in profile_fields {
+            for schema in [
+                documented::<SignupRequest>(field),
+                documented::<ProfilePatchRequest>(field),
+            ] {
+                assert_eq!(schema["pattern"], pattern, "{field}");
+                assert_eq!(schema["maxLength"], chars_max, "{field}");
+            }
+        }
+        let email = documented::<VerificationRequest>("email");
+        assert_eq!(email["pattern"], engine::EMAIL_PATTERN);
+        assert_eq!(email["maxLength"], engine::EMAIL_BYTES_MAX);
+    }
 }

@@ -23,7 +23,7 @@ use super::{Admin, Authenticated};
 use crate::extract::{MaybeProductPath, ProductPath, ProductVersionPath};
 use crate::json::{ApiJson, ApiQuery};
 use crate::problem::ProblemType;
-use crate::stock_feed::{KEEP_ALIVE_FRAME, StockEvent, StockJson};
+use crate::stock_feed::{KEEP_ALIVE_FRAME, StockEvent, StockFrame, StockJson};
 use crate::{AppState, Problem, Ready};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -107,13 +107,16 @@ impl StockJson {
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// `general` or `limited`.
+    #[param(pattern = "^(general|limited)$")]
     kind: Option<String>,
     /// `upcoming`, `on_sale`, `sold_out` or `closed`, as of the moment of the answer.
+    #[param(pattern = "^(upcoming|on_sale|sold_out|closed)$")]
     status: Option<String>,
     /// 1 to 100, default 20.
     #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page: products after this id.
+    #[param(pattern = "^prd_(0|[1-9][0-9]*)$")]
     cursor: Option<String>,
 }
 
@@ -138,7 +141,11 @@ async fn list_products(
                 .ok_or_else(|| Problem::invalid_query(format!("unknown status {s:?}")))
         })
         .transpose()?;
-    let (limit, after) = super::page_bounds::<ProductId>(query.limit, query.cursor.as_deref())?;
+    let (limit, after) = super::page_bounds(
+        query.limit,
+        query.cursor.as_deref(),
+        ProductId::parse_position,
+    )?;
     let mut views = engine.list_products(after, limit + 1, kind, status);
     let next_cursor = super::next_page(&mut views, limit, |v| v.product.id.to_string());
     Ok(Json(ProductPage {
@@ -199,7 +206,7 @@ async fn get_stock(
 #[utoipa::path(get, path = "/products/{id}/stock/stream", tag = "catalog",
     params(("id" = String, Path)),
     responses(
-        (status = 200, description = "`text/event-stream` of `stock`, `sale_opened` and `sale_closed` events, each with a StockJson", content_type = "text/event-stream", body = StockJson),
+        (status = 200, description = "`text/event-stream` of `stock`, `sale_opened` and `sale_closed` events, each with a StockJson", content_type = "text/event-stream", body = StockFrame),
         (status = 404, description = "`product_not_found`", body = Problem),
     ))]
 async fn stream_stock(
@@ -309,6 +316,7 @@ async fn update_product(
 #[serde(deny_unknown_fields)]
 struct RestockRequest {
     #[schema(minimum = 1, maximum = 4_294_967_295_i64)]
+    #[serde(deserialize_with = "allot_engine::wire::whole")]
     quantity: i64,
 }
 
@@ -400,6 +408,7 @@ async fn get_wishlist(Ready(engine): Ready, caller: Authenticated) -> Json<Wishl
 struct WishRequest {
     /// 1 to 99; default 1.
     #[schema(minimum = 1, maximum = 99)]
+    #[serde(default, deserialize_with = "allot_engine::wire::whole_option")]
     quantity: Option<u32>,
     /// At most 500 characters.
     #[schema(max_length = 500)]

@@ -27,6 +27,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 struct EventsQuery {
     /// The last event seen (its `seq`); 0 or absent: from the oldest.
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     after: Option<u64>,
     /// 1 to 1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
@@ -74,6 +75,13 @@ async fn events(
     ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<Json<EventPage>, Problem> {
     let after = query.after.unwrap_or(0);
+    // The document says int64, as JSON clients read it; no event is numbered past that.
+    if after > i64::MAX as u64 {
+        return Err(Problem::invalid_query(format!(
+            "after must be 0 to {}",
+            i64::MAX
+        )));
+    }
     let limit = query.limit.unwrap_or(EVENTS_DEFAULT);
     if !(1..=EVENTS_MAX).contains(&limit) {
         return Err(Problem::invalid_query("limit must be 1 to 1000"));

@@ -215,8 +215,24 @@ struct PageQuery {
     /// 1 to 100, default 20.
     #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
+    /// `next_cursor` of the previous page: orders older than this id.
+    #[param(pattern = "^ord_(0|[1-9][0-9]*)$")]
     cursor: Option<String>,
-    /// Admin lists only: an order status.
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct AdminPageQuery {
+    /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<usize>,
+    /// `next_cursor` of the previous page: orders older than this id.
+    #[param(pattern = "^ord_(0|[1-9][0-9]*)$")]
+    cursor: Option<String>,
+    /// Only orders in this status (the pattern is tied to [`ALL_STATUSES`] by a test).
+    #[param(
+        pattern = "^(pending_payment|payment_failed|paid|shipped|delivered|return_requested|returned|expired|cancelled)$"
+    )]
     status: Option<String>,
 }
 
@@ -229,7 +245,11 @@ async fn list_orders(
     caller: Authenticated,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<OrderPage>, Problem> {
-    let (limit, before) = super::page_bounds::<OrderId>(query.limit, query.cursor.as_deref())?;
+    let (limit, before) = super::page_bounds(
+        query.limit,
+        query.cursor.as_deref(),
+        OrderId::parse_position,
+    )?;
     let mut orders = engine
         .read_orders_of(caller.user, before, limit + 1)
         .await?;
@@ -377,14 +397,18 @@ async fn settle_refund(
 
 /// All orders, newest first, optionally of one status.
 #[utoipa::path(get, path = "/admin/orders", tag = "orders",
-    params(PageQuery),
+    params(AdminPageQuery),
     responses((status = 200, body = OrderPage)))]
 async fn admin_orders(
     Ready(engine): Ready,
     _admin: Admin,
-    ApiQuery(query): ApiQuery<PageQuery>,
+    ApiQuery(query): ApiQuery<AdminPageQuery>,
 ) -> Result<Json<OrderPage>, Problem> {
-    let (limit, before) = super::page_bounds::<OrderId>(query.limit, query.cursor.as_deref())?;
+    let (limit, before) = super::page_bounds(
+        query.limit,
+        query.cursor.as_deref(),
+        OrderId::parse_position,
+    )?;
     let status = query
         .status
         .as_deref()
@@ -464,4 +488,24 @@ async fn approve_return(
     ticket.durable().await?;
     let order = settle_refund(&state, &engine, order).await?;
     Ok(Json(order_json(&engine, &order)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_statuses_are_the_statuses() {
+        let params = AdminPageQuery::into_params(|| None);
+        let status = params
+            .iter()
+            .find(|p| p.name == "status")
+            .map(|p| serde_json::to_value(p).expect("a parameter serialises"))
+            .expect("the status parameter is documented");
+        let names: Vec<&str> = ALL_STATUSES.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            status["schema"]["pattern"],
+            format!("^({})$", names.join("|")),
+        );
+    }
 }
