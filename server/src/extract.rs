@@ -10,24 +10,31 @@ use allot_engine::{EngineError, IdempotencyKey, OrderId, ProductId};
 
 use crate::problem::{Problem, ProblemType};
 
-/// The path's one parameter, as text. A parameter that does not decode (bad percent-encoding)
-/// is kept as sent, found at its place in the route's template, so the answer still names it.
-async fn segment<S: Send + Sync>(parts: &mut Parts, state: &S) -> String {
-    if let Ok(Path(text)) = Path::<String>::from_request_parts(parts, state).await {
-        return text;
+/// The path's parameters, as text, in the order of the route's template. A parameter that does
+/// not decode (bad percent-encoding) is kept as sent, found at its place in the template, so
+/// the answer still names it.
+async fn segments<S: Send + Sync>(parts: &mut Parts, state: &S) -> Vec<String> {
+    if let Ok(Path(texts)) = Path::<Vec<String>>::from_request_parts(parts, state).await {
+        return texts;
     }
     let Some(template) = parts.extensions.get::<MatchedPath>() else {
-        return String::new();
+        return Vec::new();
     };
-    // Counted from the end: a nested router sees its URI without the nest's prefix.
-    let from_end = template
+    // Paired from the end: a nested router sees its URI without the nest's prefix.
+    let mut texts: Vec<String> = template
         .as_str()
         .rsplit('/')
-        .position(|s| s.starts_with('{'));
-    from_end
-        .and_then(|place| parts.uri.path().rsplit('/').nth(place))
-        .unwrap_or_default()
-        .to_string()
+        .zip(parts.uri.path().rsplit('/'))
+        .filter(|(name, _)| name.starts_with('{'))
+        .map(|(_, text)| text.to_string())
+        .collect();
+    texts.reverse();
+    texts
+}
+
+/// The path's one parameter, as text (see [`segments`]).
+async fn segment<S: Send + Sync>(parts: &mut Parts, state: &S) -> String {
+    segments(parts, state).await.pop().unwrap_or_default()
 }
 
 fn product(text: String) -> Result<ProductId, Problem> {
@@ -66,9 +73,9 @@ impl<S: Send + Sync> FromRequestParts<S> for ProductVersionPath {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path((id, version)) = Path::<(String, String)>::from_request_parts(parts, state)
-            .await
-            .map_err(|rejection| ProblemType::NOT_FOUND.with(rejection.body_text()))?;
+        let Ok([id, version]) = <[String; 2]>::try_from(segments(parts, state).await) else {
+            return Err(ProblemType::NOT_FOUND.with("this route takes a product and a version"));
+        };
         let version = version.parse::<u32>().map_err(|_| version);
         Ok(Self(product(id)?, version))
     }

@@ -8,8 +8,9 @@
 #   bash server/tests/conformance.sh 30 customer      # the same as a customer
 #   bash server/tests/conformance.sh 400 admin        # the long run (about 10,000 cases)
 #
-# A third argument fixes the seed: `... 30 admin 1` replays a run. The virtualenv with
-# schemathesis is kept in target/schemathesis-venv between runs.
+# A third argument fixes the seed and makes the generation deterministic: `... 30 admin 1`
+# replays a run (cli/tests/conformance.rs runs a short one so in `cargo test`). The
+# virtualenv with schemathesis is kept in target/schemathesis-venv between runs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root="$PWD"
@@ -20,26 +21,37 @@ seed="${3:-}"
 case "$role" in admin | customer) ;; *) echo "role must be admin or customer" >&2; exit 2 ;; esac
 work="$(mktemp -d)"
 venv="$root/target/schemathesis-venv"
-port="${ALLOT_CONFORMANCE_PORT:-18181}"
-base="http://127.0.0.1:$port"
 password='Adm1n-pass-phrase'
 trap 'kill "${server:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-if [ ! -x "$venv/bin/schemathesis" ]; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q 'schemathesis>=4.32,<5'
+mkdir -p "$root/target"
+(
+    flock 9 # two runs at once make the virtualenv once
+    if [ ! -x "$venv/bin/schemathesis" ]; then
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q 'schemathesis>=4.32,<5'
+    fi
+) 9>"$root/target/schemathesis-venv.lock"
+# cli/tests/conformance.rs passes the binary cargo built for it.
+allot="${ALLOT_BIN:-}"
+if [ -z "$allot" ]; then
+    cargo build -q -p allot
+    allot="$root/target/debug/allot"
 fi
-cargo build -q -p allot
-allot="$root/target/debug/allot"
 ALLOT_ADMIN_PASSWORD="$password" "$allot" admin create-admin \
     --email admin@example.com --data-dir "$work/db" >/dev/null
-"$allot" serve --data-dir "$work/db" --listen "127.0.0.1:$port" \
-    --ip-rate-limit 0 --insecure-cookies >"$work/serve.log" 2>&1 &
+ALLOT_LOG="${ALLOT_LOG:-warn}" "$allot" serve --data-dir "$work/db" --listen 127.0.0.1:0 \
+    --ip-rate-limit 0 --insecure-cookies >"$work/serve.out" 2>"$work/serve.log" &
 server=$!
-for _ in $(seq 1 150); do
-    curl -sf "$base/readyz" >/dev/null && break
-    sleep 0.2
+base=""
+for _ in $(seq 1 300); do
+    base="$(sed -n 's/^allot listening on //p' "$work/serve.out")"
+    [ -n "$base" ] && curl -sf "$base/readyz" >/dev/null && break
+    kill -0 "$server" 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }
+    sleep 0.1
 done
+[ -n "$base" ] || { echo "allot serve did not start" >&2; exit 1; }
 
 post() { curl -sf -H 'content-type: application/json' -d "$2" "$base/api/v1$1"; }
 
@@ -64,7 +76,7 @@ token="$(curl -s -D - -o /dev/null -H 'content-type: application/json' \
 [ -n "$token" ] || { echo "login as $email failed" >&2; exit 1; }
 
 seed_args=()
-[ -n "$seed" ] && seed_args=(--seed "$seed")
+[ -n "$seed" ] && seed_args=(--seed "$seed" --generation-deterministic)
 # Run from the work directory so that schemathesis keeps its cache out of the repository.
 # Logging out would revoke the token the run uses.
 cd "$work"

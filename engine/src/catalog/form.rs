@@ -45,7 +45,8 @@ pub struct ProductForm {
     /// Limited products only (and required for them), after `sale_opens_at`.
     #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub sale_closes_at: Option<String>,
-    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    /// Units one customer may buy in all (none: no limit).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4_294_967_295_i64, format = Int64))]
     #[serde(default, deserialize_with = "crate::wire::whole_option")]
     pub per_user_limit: Option<u32>,
     /// Units on sale at the start.

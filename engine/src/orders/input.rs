@@ -181,7 +181,7 @@ impl ShippingAddress {
 pub struct LineForm {
     /// `prd_…`
     pub product_id: String,
-    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4_294_967_295_i64))]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4_294_967_295_i64, format = Int64))]
     #[serde(deserialize_with = "crate::wire::whole")]
     pub quantity: u32,
 }

@@ -315,7 +315,7 @@ async fn update_product(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RestockRequest {
-    #[schema(minimum = 1, maximum = 4_294_967_295_i64)]
+    #[schema(minimum = 1, maximum = 4_294_967_295_i64, format = Int64)]
     #[serde(deserialize_with = "allot_engine::wire::whole")]
     quantity: i64,
 }

@@ -644,6 +644,8 @@ async fn reads_of_unknown_products_are_404_and_stock_has_its_shape() {
     let mut reader = app.client();
     for unknown in [
         "prd_999", "prd_0", "prd_01", "prd_", "PRD_1", "usr_1", "1", "prd_-1", "tote",
+        // Not UTF-8 once decoded: named as sent.
+        "prd_%FF",
     ] {
         for path in [
             format!("/products/{unknown}"),
