@@ -7,6 +7,16 @@ use std::str::FromStr;
 
 use rkyv::{Archive, Deserialize, Serialize};
 
+/// The digits of `<prefix>_<digits>` if they are canonical decimal: no sign, no leading zeros,
+/// so one id has one spelling.
+fn canonical_digits<'s>(s: &'s str, prefix: &str) -> Option<&'s str> {
+    let digits = s.strip_prefix(prefix)?.strip_prefix('_')?;
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !(digits.len() > 1 && digits.starts_with('0'));
+    canonical.then_some(digits)
+}
+
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
@@ -30,15 +40,8 @@ macro_rules! id_type {
             type Err = InvalidId;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                s.strip_prefix($prefix)
-                    .and_then(|rest| rest.strip_prefix('_'))
-                    .and_then(|digits| {
-                        // Only canonical decimal: no sign, no leading zeros, so one id has one spelling.
-                        let canonical = !digits.is_empty()
-                            && digits.bytes().all(|b| b.is_ascii_digit())
-                            && !(digits.len() > 1 && digits.starts_with('0'));
-                        canonical.then(|| digits.parse().ok()).flatten()
-                    })
+                canonical_digits(s, $prefix)
+                    .and_then(|digits| digits.parse().ok())
                     .map($name)
                     .ok_or(InvalidId { expected: $prefix })
             }
@@ -48,16 +51,9 @@ macro_rules! id_type {
             /// Reads a position in a list of these ids (a page cursor): the id's text, where
             /// canonical digits past `u64::MAX` read as `u64::MAX`, a place past every id.
             pub fn parse_position(s: &str) -> Result<Self, InvalidId> {
-                s.parse().or_else(|error: InvalidId| {
-                    let digits = s
-                        .strip_prefix($prefix)
-                        .and_then(|rest| rest.strip_prefix('_'))
-                        .ok_or(error.clone())?;
-                    let canonical = !digits.starts_with('0')
-                        && !digits.is_empty()
-                        && digits.bytes().all(|b| b.is_ascii_digit());
-                    if canonical { Ok($name(u64::MAX)) } else { Err(error) }
-                })
+                let digits = canonical_digits(s, $prefix).ok_or(InvalidId { expected: $prefix })?;
+                // Canonical digits fail to parse only when they overflow.
+                Ok($name(digits.parse().unwrap_or(u64::MAX)))
             }
         }
     };
