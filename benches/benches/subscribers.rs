@@ -162,9 +162,8 @@ impl World {
                 ..ServerConfig::default()
             };
             let state = AppState::new(&config, mailer);
-            let simulator =
-                allot_engine::payment::PaymentSimulator::open(&dir.path().join("payments"))
-                    .expect("simulator");
+            let simulator = allot_engine::PaymentSimulator::open(&dir.path().join("payments"))
+                .expect("simulator");
             state.install_engine(
                 engine.clone(),
                 Arc::new(allot_engine::Payments::new(Arc::new(simulator))),

@@ -12,8 +12,8 @@ use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use allot_engine::durable::SledFiles;
-use allot_engine::wal::batch;
+use allot_engine::testkit::internals::SledFiles;
+use allot_engine::testkit::internals::batch;
 use allot_engine::{
     Clock, Durability, Engine, EngineConfig, EngineError, OpenError, Record, RecoveryReport,
     ReservationId, Seq, Sku, SkuCounter, StockCounts, SystemClock, UserId,

@@ -191,8 +191,7 @@ fn stats(args: &DbArgs) -> anyhow::Result<ExitCode> {
         .filter(|r| r.closed.is_none())
         .count();
     let closed = image.reservations.len() - active;
-    let units =
-        |f: fn(&allot_engine::state::SkuImage) -> u64| -> u64 { image.skus.iter().map(f).sum() };
+    let units = |f: fn(&allot_engine::SkuImage) -> u64| -> u64 { image.skus.iter().map(f).sum() };
     let figures = serde_json::json!({
         "last_seq": inspection.last_seq,
         "log_batches": inspection.log_batches,

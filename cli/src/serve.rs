@@ -199,14 +199,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             check the disk's write cache and the data directory's origin (`allot db verify`)");
     }
     // The built-in payment simulator keeps its own durable record of charges, like a provider.
-    let simulator = allot_engine::payment::PaymentSimulator::open(
-        &args.data.data_dir.join("payment-simulator"),
-    )
-    .context("opening the payment simulator")?;
+    let simulator =
+        allot_engine::PaymentSimulator::open(&args.data.data_dir.join("payment-simulator"))
+            .context("opening the payment simulator")?;
     let payments = Arc::new(allot_engine::Payments::new(Arc::new(simulator)));
     state.install_engine(engine.clone(), payments);
     // The first dummy check computes its hash; pay that now, not in the first unknown login.
-    tokio::task::spawn_blocking(|| allot_engine::password::verify_dummy(""));
+    tokio::task::spawn_blocking(|| allot_engine::verify_dummy(""));
     tracing::info!(last_seq = report.last_seq, "ready");
 
     server.await.context("server task")?.context("serving")?;

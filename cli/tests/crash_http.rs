@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use allot_engine::payment::PaymentSimulator;
+use allot_engine::PaymentSimulator;
 use allot_engine::testkit::ADMIN_EMAIL;
 use allot_engine::testkit::cards::{
     APPROVED as CARD_APPROVED, DECLINED as CARD_DECLINED, LIMIT_EXCEEDED as CARD_LIMIT_EXCEEDED,

@@ -508,10 +508,6 @@ impl Accounts {
         self.user(id)
     }
 
-    pub fn user_count(&self) -> usize {
-        self.users.len()
-    }
-
     pub fn update_profile(
         &self,
         id: UserId,

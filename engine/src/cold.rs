@@ -147,10 +147,6 @@ impl Cold {
         self.orders.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.orders.is_empty()
-    }
-
     /// The end of the last batch with order records the trees have folded (0 before the first).
     pub fn materialised_through(&self) -> Result<Seq, sled::Error> {
         Ok(self

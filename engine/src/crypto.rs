@@ -18,7 +18,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-pub use field_cipher::{CryptoError, FieldCipher, PiiKeyId};
+pub use field_cipher::FieldCipher;
 pub use key_file::KeyError;
 
 /// HS512 signs with a key as long as its block; shorter keys weaken it (RFC 7518, 3.2).

@@ -423,10 +423,6 @@ impl StoredEvents {
         }
         Ok(pruned)
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -497,7 +493,7 @@ mod tests {
         assert_eq!(seqs(events.read(0, 100, 100).unwrap()), [10, 11]);
         // By age: every event is older than this.
         assert_eq!(events.prune(100, 0, u64::MAX).unwrap(), 2);
-        assert!(events.is_empty());
+        assert!(events.0.is_empty());
 
         // Events an older build stored one an entry, packed again by an open's replay: each is
         // stored once.

@@ -48,27 +48,27 @@
 pub(crate) mod accounts;
 pub(crate) mod backup;
 pub(crate) mod catalog;
-pub mod clock;
+pub(crate) mod clock;
 pub(crate) mod cold;
 pub(crate) mod config;
 pub(crate) mod counter;
-pub mod crypto;
-pub mod durable;
+pub(crate) mod crypto;
+pub(crate) mod durable;
 mod engine;
 pub(crate) mod error;
-pub mod events;
+pub(crate) mod events;
 pub(crate) mod ids;
 mod inspect;
-pub mod orders;
-pub mod password;
-pub mod payment;
+pub(crate) mod orders;
+pub(crate) mod password;
+pub(crate) mod payment;
 pub(crate) mod record;
 pub(crate) mod recovery;
-pub mod state;
+pub(crate) mod state;
 mod store;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testkit;
-pub mod wal;
+pub(crate) mod wal;
 pub mod wire;
 pub(crate) mod wishlist;
 
@@ -80,10 +80,11 @@ pub use catalog::{
     DEFAULT_CURRENCY, NewProduct, Product, ProductChange, ProductChangeForm, ProductForm,
     ProductStatus, ProductVersion,
 };
-pub use clock::{Clock, ManualClock, Millis, SystemClock};
+pub use clock::{Clock, ManualClock, Millis, SystemClock, parse_rfc3339, rfc3339};
 pub use config::{Durability, EVENTS_KEPT_RECORDS_DEFAULT, EngineConfig};
 pub use counter::{SKU_UNITS_MAX, SkuCounter, StockCounts};
-pub use crypto::Keys;
+pub use crypto::{JWT_KEY_BYTES_MIN, KeyError, Keys, TOKEN_BYTES, constant_time_eq, random_token};
+pub use durable::{create_dir_all, sync_dir};
 pub use engine::accounts::{
     ADDRESS_CHARS_MAX, ADDRESS_PATTERN, NAME_CHARS_MAX, NAME_PATTERN, PHONE_CHARS_MAX,
     PHONE_PATTERN, Profile, ProfileChange, RefreshOutcome, SignupProfile,
@@ -92,14 +93,27 @@ pub use engine::catalog::ProductView;
 pub use engine::payments::{Paid, Payments};
 pub use engine::{Engine, EngineStats};
 pub use error::{ApplyError, EngineError, Internal, OpenError};
+pub use events::{Event, EventKind, PAGE_MAX as EVENTS_PAGE_MAX, Subject};
 pub use ids::{InvalidId, OrderId, ProductId, ReservationId, Sku, UserId};
 pub use inspect::{ColdCheck, Inspection, SnapshotInfo, inspect};
 pub use orders::{
-    AddressForm, IdempotencyKey, OrderForm, OrderRequest, ReturnReason, Shipment, ShipmentForm,
-    ShippingAddress,
+    ADDRESS_LINE_CHARS_MAX, AddressForm, CITY_CHARS_MAX, IDEMPOTENCY_KEY_BYTES_MAX, IdempotencyKey,
+    InvalidAddress, InvalidIdempotencyKey, InvalidOrderInput, LineForm, LineRequest,
+    ORDER_LINES_MAX, Order, OrderForm, OrderRequest, OrderStatus,
+    PHONE_CHARS_MAX as ADDRESS_PHONE_CHARS_MAX, POSTAL_CODE_CHARS_MAX, PaymentOutcome, Placement,
+    RECIPIENT_CHARS_MAX, RETURN_REASON_CHARS_MAX, ReturnReason, SHIPMENT_FIELD_CHARS_MAX, Shipment,
+    ShipmentForm, ShippingAddress,
+};
+pub use password::{
+    PASSWORD_CHARS_MAX, PASSWORD_CHARS_MIN, WeakPassword, check_policy, hash_password,
+    verify_dummy, verify_password,
+};
+pub use payment::{
+    CARD_NUMBER_DIGITS_MAX, CARD_NUMBER_DIGITS_MIN, Card, ChargeOutcome, ChargeStatus, InvalidCard,
+    PaymentProvider, PaymentSimulator, ProviderTimeout,
 };
 pub use record::{PaymentFailure, ProductDetails, ProductKind, Record, ReleaseReason, Role, Seq};
 pub use recovery::{RecoveryReport, TailCut};
-pub use state::{Reservation, ReservationStatus, StateImage};
+pub use state::{Reservation, ReservationStatus, SkuImage, StateImage};
 pub use wal::Ticket;
 pub use wishlist::{WISHLIST_NOTE_CHARS_MAX, WISHLIST_QUANTITY_MAX, WishItem};

@@ -26,9 +26,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
+#[cfg(test)]
+pub(crate) use image::{RetiredImage, SkuImageV1};
 pub use image::{
-    Closed, HoldImage, ReservationImage, RetiredImage, SkuImage, SkuImageV1, StateImage,
-    StateImageV1, StateImageV2, check_invariants as check_invariants_of,
+    SkuImage, StateImage, StateImageV1, StateImageV2, check_invariants as check_invariants_of,
 };
 
 use crate::accounts::Accounts;
@@ -780,12 +781,6 @@ impl State {
             });
         }
         Ok(())
-    }
-
-    /// Every invariant the views must keep, checked against each other. Meaningful on a state
-    /// with nothing in flight (a replayed one, or a live one after its tickets were waited on).
-    pub fn check_invariants(&self) -> Vec<String> {
-        image::check_invariants(&self.image())
     }
 }
 

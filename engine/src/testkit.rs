@@ -16,6 +16,14 @@ use crate::orders::{
 };
 use crate::record::{ProductDetails, ProductKind};
 
+/// The engine's internals that tests and benchmarks look into, and nothing else should: the
+/// invariant check of a state image, the log's batch encoding, the store's files on disk.
+pub mod internals {
+    pub use crate::durable::SledFiles;
+    pub use crate::state::check_invariants_of;
+    pub use crate::wal::batch;
+}
+
 /// The address every test order goes to, as a form (for wire tests).
 pub fn address_form() -> AddressForm {
     AddressForm {

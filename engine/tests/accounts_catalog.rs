@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use allot_engine::password::hash_password;
+use allot_engine::hash_password;
 use allot_engine::{
     Email, Engine, EngineConfig, EngineError, ManualClock, NewProduct, ProductChange,
     ProductDetails, ProductKind, ProductStatus, ProfileChange, SignupProfile, UserId,

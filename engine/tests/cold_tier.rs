@@ -8,11 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use allot_engine::PaymentFailure;
-use allot_engine::orders::{LineRequest, Order, OrderStatus, PaymentOutcome, Placement};
 use allot_engine::testkit::{create, general, key_of, reason, request, request_to, shipment};
 use allot_engine::{
     Clock, Engine, EngineConfig, ManualClock, NewProduct, OrderId, ProductId, UserId,
 };
+use allot_engine::{LineRequest, Order, OrderStatus, PaymentOutcome, Placement};
 
 const T0: u64 = 1_800_000_000_000;
 const TTL: u64 = 600_000;

@@ -219,5 +219,5 @@ fn a_commit_racing_its_own_reservation_is_logged_after_it() {
     engine.close().unwrap();
     drop(engine);
     let reopened = Engine::open(config, Arc::new(SystemClock::new())).unwrap();
-    assert!(allot_engine::state::check_invariants_of(&reopened.image()).is_empty());
+    assert!(allot_engine::testkit::internals::check_invariants_of(&reopened.image()).is_empty());
 }

@@ -124,7 +124,7 @@ fn a_well_formed_but_impossible_record_is_reported_and_never_applied() {
             .unwrap()
             .insert(
                 next_seq.to_be_bytes(),
-                allot_engine::wal::batch::encode(next_seq, &forged),
+                allot_engine::testkit::internals::batch::encode(next_seq, &forged),
             )
             .unwrap();
         db.flush().unwrap();

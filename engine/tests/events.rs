@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use allot_engine::events::{Event, EventKind, Subject};
-use allot_engine::orders::{LineRequest, PaymentOutcome, Placement};
 use allot_engine::testkit::{config, create, general, key_of, request, shipment};
 use allot_engine::{Engine, EngineConfig, ManualClock, OrderId, ProductId, UserId};
+use allot_engine::{Event, EventKind, Subject};
+use allot_engine::{LineRequest, PaymentOutcome, Placement};
 
 const T0: u64 = 1_800_000_000_000;
 const TTL: u64 = 600_000;

@@ -66,7 +66,7 @@ fn reserve_commit_release_and_restock_move_units_exactly() {
     assert!(engine.image().skus[0].stock_total == 9);
     assert!(engine.image().reservations.len() == 2);
     assert_eq!(
-        allot_engine::state::check_invariants_of(&engine.image()),
+        allot_engine::testkit::internals::check_invariants_of(&engine.image()),
         Vec::<String>::new()
     );
 }

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use allot_engine::PaymentFailure;
-use allot_engine::orders::{LineRequest, OrderStatus, PaymentOutcome, Placement};
 use allot_engine::testkit::{self, create, general, key_of, reason, request, request_to, shipment};
 use allot_engine::{
     Engine, EngineConfig, EngineError, ManualClock, NewProduct, ProductDetails, ProductId,
     ProductKind, Sku, StockCounts, UserId,
 };
+use allot_engine::{LineRequest, OrderStatus, PaymentOutcome, Placement};
 
 const T0: u64 = 1_800_000_000_000;
 const TTL: u64 = 600_000;
@@ -51,7 +51,7 @@ fn place(
     user: u64,
     key: &str,
     lines: &[LineRequest],
-) -> Result<allot_engine::orders::Order, EngineError> {
+) -> Result<allot_engine::Order, EngineError> {
     testkit::place(&shop.engine, UserId(user), key, lines, TTL)
 }
 
@@ -67,11 +67,7 @@ fn counts(available: u64, reserved: u64, sold: u64) -> StockCounts {
     }
 }
 
-fn pay(
-    shop: &Shop,
-    order: allot_engine::OrderId,
-    outcome: PaymentOutcome,
-) -> allot_engine::orders::Order {
+fn pay(shop: &Shop, order: allot_engine::OrderId, outcome: PaymentOutcome) -> allot_engine::Order {
     let (_, attempt, t) = shop.engine.request_payment(order).unwrap();
     t.wait().unwrap();
     let (order, t) = shop.engine.record_payment(order, attempt, outcome).unwrap();
@@ -432,7 +428,7 @@ fn orders_replay_to_the_live_state_with_and_without_a_snapshot() {
         shop.engine.close().unwrap();
         let live = shop.engine.image();
         assert_eq!(
-            allot_engine::state::check_invariants_of(&live),
+            allot_engine::testkit::internals::check_invariants_of(&live),
             Vec::<String>::new()
         );
         assert_eq!(

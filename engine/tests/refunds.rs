@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
-use allot_engine::payment::{Card, ChargeOutcome, ChargeStatus, PaymentProvider, ProviderTimeout};
 use allot_engine::testkit::{self, create, general, line};
+use allot_engine::{Card, ChargeOutcome, ChargeStatus, PaymentProvider, ProviderTimeout};
 use allot_engine::{Engine, EngineConfig, EngineError, ManualClock, Paid, Payments, UserId};
 
 const T0: u64 = 1_800_000_000_000;
@@ -57,7 +57,7 @@ impl PaymentProvider for Provider {
 }
 
 /// A paid order, cancelled: its refund is due. Answers the order.
-fn paid_and_cancelled(engine: &Engine, payments: &Payments) -> allot_engine::orders::Order {
+fn paid_and_cancelled(engine: &Engine, payments: &Payments) -> allot_engine::Order {
     let tote = create(engine, general("Tote", 19_000, 10));
     let order = testkit::place(engine, UserId(1), "k1", &[line(tote, 1)], 600_000).unwrap();
     let card = Card::parse("4242 4242 4242 4242", "12/39", "123", T0).unwrap();

@@ -84,7 +84,7 @@ fn run(ops: &[Op], snapshot_on_close: bool) -> Result<(), TestCaseError> {
     engine.close().unwrap();
     let live = engine.image();
     prop_assert_eq!(
-        allot_engine::state::check_invariants_of(&live),
+        allot_engine::testkit::internals::check_invariants_of(&live),
         Vec::<String>::new()
     );
     drop(engine);

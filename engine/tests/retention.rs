@@ -18,7 +18,7 @@ fn expired_sessions_revocations_and_verifications_are_forgotten_and_replay_alike
     let engine = Engine::open(config.clone(), clock.clone()).unwrap();
     let mut refresh_tokens = Vec::new();
     // A precomputed hash stands in for a password: argon2 is slow in a debug build.
-    let hash = allot_engine::password::hash_password("Tr0ub4dor&3-horse");
+    let hash = allot_engine::hash_password("Tr0ub4dor&3-horse");
     for n in 0..20 {
         let email = Email::parse(&format!("staff{n}@example.com")).unwrap();
         let (user, t) = engine.create_admin(&email, hash.clone()).unwrap();
@@ -92,7 +92,7 @@ fn expired_sessions_revocations_and_verifications_are_forgotten_and_replay_alike
 /// checkpoint past that, the same key places a new order, and `db verify` stays clean.
 #[test]
 fn a_closed_orders_key_answers_it_while_kept_and_then_places_a_new_order() {
-    use allot_engine::orders::{LineRequest, Placement};
+    use allot_engine::{LineRequest, Placement};
     use allot_engine::{NewProduct, ProductDetails, ProductKind, UserId};
 
     const KEPT: u64 = 24 * 60 * 60 * 1000;

@@ -5,7 +5,7 @@
 use axum::extract::{FromRequestParts, MatchedPath, Path};
 use axum::http::request::Parts;
 
-use allot_engine::orders::InvalidIdempotencyKey;
+use allot_engine::InvalidIdempotencyKey;
 use allot_engine::{EngineError, IdempotencyKey, OrderId, ProductId};
 
 use crate::problem::{Problem, ProblemType};

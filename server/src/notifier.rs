@@ -11,9 +11,9 @@
 
 use std::time::Duration;
 
-use allot_engine::events::{Event, EventKind, Subject};
-use allot_engine::orders::Order;
+use allot_engine::Order;
 use allot_engine::{Engine, EngineError, Internal, Seq};
+use allot_engine::{Event, EventKind, Subject};
 use tokio::sync::watch;
 
 use crate::mail::{MailError, Mailer, OutgoingMail};

@@ -190,7 +190,7 @@ impl StockJson {
             reserved: counts.reserved,
             sold: counts.sold,
             status: status.as_str(),
-            as_of: allot_engine::clock::rfc3339(as_of_ms),
+            as_of: allot_engine::rfc3339(as_of_ms),
         }
     }
 }

@@ -27,7 +27,6 @@ use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use allot_engine::orders::{LineRequest, PaymentOutcome, Placement};
 use allot_engine::{
     AddressForm, IdempotencyKey, OrderRequest, Shipment, ShipmentForm, ShippingAddress,
 };
@@ -35,6 +34,7 @@ use allot_engine::{
     Clock, Engine, EngineConfig, ManualClock, NewProduct, ProductDetails, ProductId, ProductKind,
     SystemClock, UserId,
 };
+use allot_engine::{LineRequest, PaymentOutcome, Placement};
 
 const HEAVY_ORDERS: u64 = 10_000;
 const LIGHT_ORDERS: u64 = 5;

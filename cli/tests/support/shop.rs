@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use allot_engine::password::hash_password;
+use allot_engine::hash_password;
 use allot_engine::{Engine, testkit};
 
 use allot_engine::testkit::PASSWORD;

@@ -97,10 +97,6 @@ impl OrderUsers {
         inner.dense.iter().filter(|&&u| u != NONE).count() + inner.wide.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     pub fn image(&self) -> OrderUsersImage {
         let inner = self.inner.read();
         OrderUsersImage {

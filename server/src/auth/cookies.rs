@@ -6,7 +6,7 @@
 
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 
-use allot_engine::crypto::{constant_time_eq, random_token};
+use allot_engine::{constant_time_eq, random_token};
 
 use super::jwt::IssuedToken;
 use super::{ACCESS_TOKEN_TTL_MS, REFRESH_TOKEN_TTL_MS};

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 /// once this returns, and a power cut must not take it back.
 pub(super) fn write_eml(dir: &Path, unix_ms: u128, message: &[u8]) -> io::Result<PathBuf> {
     // Again on every mail: the directory may have been removed while the server ran.
-    allot_engine::durable::create_dir_all(dir)?;
+    allot_engine::create_dir_all(dir)?;
     // Zero-padded so that names sort by time as text.
     let name = format!("{unix_ms:013}-{:016x}.eml", rand::random::<u64>());
     let final_path = dir.join(&name);
@@ -33,7 +33,7 @@ fn write_then_rename(temp_path: &Path, final_path: &Path, message: &[u8]) -> io:
     file.sync_all()?;
     fs::rename(temp_path, final_path)?;
     let dir = final_path.parent().unwrap_or(Path::new("."));
-    allot_engine::durable::sync_dir(dir)
+    allot_engine::sync_dir(dir)
 }
 
 #[cfg(test)]

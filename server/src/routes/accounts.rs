@@ -13,9 +13,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use allot_engine::clock::rfc3339;
-use allot_engine::password::{check_policy, hash_password, verify_dummy, verify_password};
+use allot_engine::rfc3339;
 use allot_engine::{Email, EngineError, Profile, ProfileChange, RefreshOutcome, SignupProfile};
+use allot_engine::{check_policy, hash_password, verify_dummy, verify_password};
 
 use super::Authenticated;
 use crate::auth::{self, REFRESH_COOKIE, REFRESH_TOKEN_TTL_MS};

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use allot_engine::clock::rfc3339;
+use allot_engine::rfc3339;
 use allot_engine::{
     EngineError, NewProduct, ProductChange, ProductChangeForm, ProductForm, ProductId, ProductKind,
     ProductStatus, ProductVersion, ProductView,

@@ -7,8 +7,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use allot_engine::Engine;
-use allot_engine::clock::rfc3339;
-use allot_engine::events::{Event, Subject};
+use allot_engine::rfc3339;
+use allot_engine::{Event, Subject};
 
 use super::Admin;
 use crate::json::ApiQuery;
@@ -16,7 +16,7 @@ use crate::{AppState, Problem, Ready};
 
 /// Events one read answers by default, and at most.
 const EVENTS_DEFAULT: usize = 100;
-const EVENTS_MAX: usize = allot_engine::events::PAGE_MAX;
+const EVENTS_MAX: usize = allot_engine::EVENTS_PAGE_MAX;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(events))

@@ -9,13 +9,13 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use allot_engine::clock::rfc3339;
-use allot_engine::orders::{Order, OrderStatus, Placement};
-use allot_engine::payment::Card;
+use allot_engine::Card;
+use allot_engine::rfc3339;
 use allot_engine::{
     AddressForm, EngineError, Internal, OrderForm, OrderId, OrderRequest, Paid, ReturnReason,
     Shipment, ShipmentForm, ShippingAddress,
 };
+use allot_engine::{Order, OrderStatus, Placement};
 
 use super::{Admin, Authenticated};
 use crate::extract::{IdempotencyKeyHeader, OrderPath};

@@ -10,7 +10,7 @@ use tempfile::TempDir;
 
 use crate::support::app::{Answer, AppOptions, Client, TestApp, assert_problem};
 use crate::support::shop;
-use allot_engine::clock::rfc3339;
+use allot_engine::rfc3339;
 use allot_engine::{
     Engine, EngineConfig, ManualClock, NewProduct, ProductDetails, ProductId, ProductKind,
     ProductStatus, Seq, Sku, UserId,
@@ -691,7 +691,7 @@ async fn reads_of_unknown_products_are_404_and_stock_has_its_shape() {
         (&json!(7), &json!(0), &json!(0))
     );
     assert_eq!(stock.body["status"], "on_sale");
-    let as_of = allot_engine::clock::parse_rfc3339(stock.body["as_of"].as_str().unwrap())
+    let as_of = allot_engine::parse_rfc3339(stock.body["as_of"].as_str().unwrap())
         .expect("as_of is RFC 3339");
     assert!(
         (before..=app.engine.now_ms()).contains(&as_of),

@@ -22,7 +22,7 @@ use crate::support::shop::{
     self, CARD_APPROVED, CARD_DECLINED, CARD_LIMIT_EXCEEDED, CARD_TIMEOUT_CHARGED,
     CARD_TIMEOUT_NOT_CHARGED, create_customer, log_in, pay,
 };
-use allot_engine::clock::rfc3339;
+use allot_engine::rfc3339;
 
 const STOCK_TOTAL: u64 = 50;
 const STOCK_UNITS: usize = STOCK_TOTAL as usize;

@@ -15,7 +15,7 @@ use crate::support::shop::{
 };
 use crate::support::smtp::{SmtpServer, body_text, header};
 use allot_engine::ProductKind;
-use allot_engine::clock::{parse_rfc3339, rfc3339};
+use allot_engine::{parse_rfc3339, rfc3339};
 use allot_server::mail::MailTransportConfig;
 
 const MIN_JI_EMAIL: &str = "min-ji.kim@example.com";
@@ -811,7 +811,7 @@ async fn a_delivered_order_closes_when_its_return_window_passes() {
     assert_eq!(
         events
             .iter()
-            .filter(|e| e.kind == allot_engine::events::EventKind::ReturnWindowClosed)
+            .filter(|e| e.kind == allot_engine::EventKind::ReturnWindowClosed)
             .count(),
         1
     );
@@ -1375,7 +1375,7 @@ async fn a_paid_order_is_mailed_once_the_relay_is_back() {
         .events(0, 1000)
         .unwrap()
         .iter()
-        .find(|e| e.kind == allot_engine::events::EventKind::OrderPaid)
+        .find(|e| e.kind == allot_engine::EventKind::OrderPaid)
         .unwrap()
         .seq;
     tokio::time::sleep(Duration::from_millis(500)).await;

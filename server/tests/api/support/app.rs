@@ -85,9 +85,8 @@ impl TestApp {
             },
             mailer.clone(),
         );
-        let simulator =
-            allot_engine::payment::PaymentSimulator::open(&data_dir.join("payment-simulator"))
-                .expect("open the payment simulator");
+        let simulator = allot_engine::PaymentSimulator::open(&data_dir.join("payment-simulator"))
+            .expect("open the payment simulator");
         let payments = Arc::new(allot_engine::Payments::new(Arc::new(simulator)));
         state.install_engine(engine.clone(), payments);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use allot_engine::Engine;
-use allot_engine::password::hash_password;
+use allot_engine::hash_password;
 pub use allot_engine::testkit::cards::{
     APPROVED as CARD_APPROVED, DECLINED as CARD_DECLINED, LIMIT_EXCEEDED as CARD_LIMIT_EXCEEDED,
     TIMEOUT_CHARGED as CARD_TIMEOUT_CHARGED, TIMEOUT_NOT_CHARGED as CARD_TIMEOUT_NOT_CHARGED,
