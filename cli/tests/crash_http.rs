@@ -33,7 +33,7 @@ use allot_engine::{Engine, EngineConfig, NewProduct, ProductDetails, ProductKind
 mod support;
 
 use support::shop::{
-    self, Answer, call, card_body, log_in, log_in_customers, order_body, request, wait_ready,
+    self, Answer, Units, call, card_body, log_in, log_in_customers, order_body, request, wait_ready,
 };
 use support::{Server, assert_db_verify, next, seeds};
 
@@ -457,8 +457,8 @@ async fn check_idempotency(
         // Expiries only give units back; nothing else takes any once the customers stopped.
         let after = stock(shared, &tokens[0]).await;
         assert!(
-            after.0 >= before.0,
-            "seed {seed}: placements sent again took units: (remaining, reserved, sold) \
+            after.remaining >= before.remaining,
+            "seed {seed}: placements sent again took units: \
              {before:?} before, {after:?} after"
         );
     }
@@ -486,13 +486,8 @@ async fn check_idempotency(
     }
 }
 
-/// A product's units: (remaining, reserved, sold).
-async fn stock(shared: &Shared, token: &str) -> (u64, u64, u64) {
-    let path = format!("/products/{}/stock", shared.product);
-    let read = call(&shared.http, &shared.base(), token, &path, None, None).await;
-    assert_eq!(read.status, 200, "{read:?}");
-    let units = |field: &str| read.body[field].as_u64().unwrap();
-    (units("remaining"), units("reserved"), units("sold"))
+async fn stock(shared: &Shared, token: &str) -> Units {
+    shop::stock(&shared.http, &shared.base(), token, &shared.product).await
 }
 
 /// Every order, through the admin list and its cursor.
@@ -510,7 +505,7 @@ async fn wait_for_sagas_to_end(
     shared: &Shared,
     admin: &str,
     ready_at: Instant,
-) -> (Vec<Value>, (u64, u64, u64), Duration) {
+) -> (Vec<Value>, Units, Duration) {
     loop {
         let orders = all_orders(shared, admin).await;
         let units = stock(shared, admin).await;
@@ -526,13 +521,13 @@ async fn wait_for_sagas_to_end(
                 )
             })
             .collect();
-        if open.is_empty() && units.1 == 0 {
+        if open.is_empty() && units.reserved == 0 {
             return (orders, units, ready_at.elapsed());
         }
         assert!(
             ready_at.elapsed() < WAIT_MAX,
             "seed {}: {} sagas still open {WAIT_MAX:?} after the last restart, units \
-             (remaining, reserved, sold) {units:?}; first: {:?}",
+             {units:?}; first: {:?}",
             shared.seed,
             open.len(),
             open.first()
@@ -548,7 +543,7 @@ async fn check_outcome(
     tokens: &[String],
     keys_sent: &[BTreeSet<String>],
     orders: &[Value],
-    units: (u64, u64, u64),
+    units: Units,
 ) -> Vec<bool> {
     let seed = shared.seed;
     let by_id: HashMap<&str, &Value> = orders
@@ -579,9 +574,9 @@ async fn check_outcome(
     }
 
     let paid = orders.iter().filter(|o| o["status"] == "paid").count() as u64;
-    let (remaining, reserved, sold) = units;
+    let Units { sold, .. } = units;
     assert_eq!(
-        remaining + reserved + sold,
+        units.total(),
         STOCK_UNITS,
         "seed {seed}: units not conserved: {units:?}"
     );
@@ -654,7 +649,7 @@ async fn check_allowances(shared: &Shared, tokens: &[String], paid_by: &[bool]) 
             Some(&body),
         )
         .await;
-        let expected = match (paid_by[customer], units.0) {
+        let expected = match (paid_by[customer], units.remaining) {
             (true, _) => (409, "purchase_limit_exceeded"),
             (false, 0) => (409, "sold_out"),
             (false, _) => (201, ""),
@@ -797,7 +792,7 @@ async fn run_seed(seed: u64) {
     assert!(acks > 0, "seed {seed}: nothing was acknowledged");
     println!(
         "seed {seed}: {acks} acknowledgements hold; {} requests cut off by a kill, {} of them \
-         payments; {} orders, {paid} paid, units (remaining, reserved, sold) {units:?}; sagas \
+         payments; {} orders, {paid} paid, units {units:?}; sagas \
          ended {:.1} s after the last restart",
         shared.cut_off.load(Ordering::Relaxed),
         shared.payments_cut_off.load(Ordering::Relaxed),

@@ -67,7 +67,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
 /// What a backup or a restore did.
 #[derive(Debug)]
 pub struct CopyReport {
+    /// The files copied (the directory's lock file is never copied).
     pub files: u64,
+    /// The bytes of those files, in total.
     pub bytes: u64,
     /// The copy's last record, as `db verify` replays it.
     pub last_seq: Seq,

@@ -24,34 +24,54 @@ pub const PRODUCT_PRICE_MAX: u64 = 1_000_000_000_000;
 /// Most versions one product keeps; a further change is refused.
 pub const PRODUCT_VERSIONS_MAX: usize = 10_000;
 
+/// One immutable version of a product: its details and sale window as they were from
+/// `at_ms` on. A change adds a version; earlier ones stay readable.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct ProductVersion {
+    /// The version's number, from 1 (the product as created), one more per change.
     pub version: u32,
+    /// Name, description, price and currency at this version.
     pub details: ProductDetails,
+    /// When the sale opens (ms since the epoch), inclusive; limited products only.
     pub sale_opens_ms: Option<Millis>,
+    /// When the sale closes (ms since the epoch), exclusive; limited products only.
     pub sale_closes_ms: Option<Millis>,
+    /// When this version was made (ms since the epoch).
     pub at_ms: Millis,
 }
 
+/// A product in the catalog with every version it ever had; its stock lives in the SKU
+/// counter of the same number (`sku`).
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Product {
+    /// The product's id; its SKU has the same number.
     pub id: ProductId,
+    /// General (buyable any time in stock) or limited (only inside its sale window).
     pub kind: ProductKind,
+    /// Units one customer may hold or buy of it in all; `None`: no limit.
     pub per_user_limit: Option<u32>,
+    /// When the product was created (ms since the epoch).
     pub created_ms: Millis,
     /// Oldest first; the last is current. Never empty.
     pub versions: Vec<ProductVersion>,
 }
 
+/// Whether a product can be bought at a given instant, as shown to customers: decided by the
+/// current version's sale window and the units available.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProductStatus {
+    /// The sale window has not opened yet.
     Upcoming,
+    /// The sale is open and units are available.
     OnSale,
+    /// The sale is open but no unit is available.
     SoldOut,
+    /// The sale window has closed.
     Closed,
 }
 
 impl ProductStatus {
+    /// The status's name on the wire: `upcoming`, `on_sale`, `sold_out` or `closed`.
     pub fn as_str(self) -> &'static str {
         match self {
             ProductStatus::Upcoming => "upcoming",
@@ -61,6 +81,7 @@ impl ProductStatus {
         }
     }
 
+    /// The status named `text` (as `as_str` spells it), or `None` for any other text.
     pub fn parse(text: &str) -> Option<Self> {
         [Self::Upcoming, Self::OnSale, Self::SoldOut, Self::Closed]
             .into_iter()
@@ -69,16 +90,19 @@ impl ProductStatus {
 }
 
 impl Product {
+    /// The SKU that counts this product's stock: the same number as its id.
     pub fn sku(&self) -> Sku {
         Sku(self.id.0)
     }
 
+    /// The current (latest) version.
     pub fn current(&self) -> &ProductVersion {
         self.versions
             .last()
             .expect("a product has at least one version")
     }
 
+    /// Version number `version` (counted from 1), or `None` if the product has no such version.
     pub fn version(&self, version: u32) -> Option<&ProductVersion> {
         self.versions.get((version as usize).checked_sub(1)?)
     }
@@ -114,22 +138,34 @@ impl Product {
 /// A product as its creator describes it.
 #[derive(Debug, Clone)]
 pub struct NewProduct {
+    /// General or limited; a limited product needs a sale window, a general one has none.
     pub kind: ProductKind,
+    /// Name, description, price and currency of the first version.
     pub details: ProductDetails,
+    /// When the sale opens (ms since the epoch), inclusive; limited products only.
     pub sale_opens_ms: Option<Millis>,
+    /// When the sale closes (ms since the epoch), exclusive, after the opening.
     pub sale_closes_ms: Option<Millis>,
+    /// Units one customer may buy in all; `None`: no limit, `Some(0)` is refused.
     pub per_user_limit: Option<u32>,
+    /// Units on sale at the start.
     pub stock_total: u32,
 }
 
 /// A change of a product; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
 pub struct ProductChange {
+    /// A new name.
     pub name: Option<String>,
+    /// A new description.
     pub description: Option<String>,
+    /// A new price, in the currency's minor units.
     pub price: Option<u64>,
+    /// A new currency, an ISO 4217 code.
     pub currency: Option<String>,
+    /// A new opening of the sale (ms since the epoch).
     pub sale_opens_ms: Option<Millis>,
+    /// A new closing of the sale (ms since the epoch).
     pub sale_closes_ms: Option<Millis>,
 }
 

@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 /// Milliseconds since the Unix epoch (UTC).
 pub type Millis = u64;
 
+/// Where the engine reads the time; `SystemClock` in a shop, `ManualClock` in tests.
 pub trait Clock: Send + Sync + 'static {
     /// The current time in milliseconds since the Unix epoch, UTC. Never decreases within a run.
     fn now_ms(&self) -> Millis;
@@ -21,6 +22,7 @@ pub struct SystemClock {
 }
 
 impl SystemClock {
+    /// A clock anchored at the wall time of this call (0 if the host clock is before 1970).
     pub fn new() -> Self {
         let anchor_wall_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -52,16 +54,20 @@ pub struct ManualClock {
 }
 
 impl ManualClock {
+    /// A clock standing at `now_ms`, in ms since the Unix epoch.
     pub fn new(now_ms: Millis) -> Self {
         Self {
             now_ms: AtomicU64::new(now_ms),
         }
     }
 
+    /// Moves the time forward by `delta_ms` ms.
     pub fn advance_ms(&self, delta_ms: Millis) {
         self.now_ms.fetch_add(delta_ms, Ordering::SeqCst);
     }
 
+    /// Sets the time to `now_ms`, in ms since the Unix epoch; unlike a real clock it may go
+    /// backwards.
     pub fn set_ms(&self, now_ms: Millis) {
         self.now_ms.store(now_ms, Ordering::SeqCst);
     }

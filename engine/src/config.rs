@@ -7,7 +7,7 @@ use std::path::PathBuf;
 pub enum Durability {
     /// Every batch is durable by fsync semantics before any caller of it is answered: sled's
     /// `Db::flush`, then `fdatasync` of sled's data file and `fsync` of any new blob file and
-    /// changed directory ([`crate::durable::SledFiles`]). The only setting for a shop. What it
+    /// changed directory (`crate::durable::SledFiles`). The only setting for a shop. What it
     /// promises: a record acknowledged survives the process being killed (tested with SIGKILL)
     /// and a power cut or kernel crash (tested on LazyFS), on a disk that honours a flush of its
     /// write cache.
@@ -16,9 +16,12 @@ pub enum Durability {
     NoneBenchmarkOnly,
 }
 
+/// Everything `Engine::open` needs to know; `EngineConfig::new` gives the defaults for a shop.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
+    /// The data directory: the store, its lock and (by default) the key file.
     pub data_dir: PathBuf,
+    /// Whether batches are fsynced before callers are answered.
     pub durability: Durability,
     /// Most records written (and fsynced) as one batch.
     pub batch_records_max: usize,
@@ -36,7 +39,7 @@ pub struct EngineConfig {
     /// create-admin`) opens without it: it must not expire a shop's reservations and orders
     /// while the shop is stopped, which the server would do at its next start anyway.
     pub run_expiry: bool,
-    /// sled's page cache.
+    /// The size of sled's page cache, in bytes.
     pub cache_bytes: u64,
     /// The key file (JWT, personal-data and index keys); `<data_dir>/keys` unless set.
     pub keys_file: Option<PathBuf>,
@@ -69,6 +72,8 @@ pub const EVENTS_KEPT_RECORDS_DEFAULT: u64 = 10_000_000;
 pub const EVENTS_KEPT_MS_DEFAULT: u64 = 30 * 24 * 60 * 60 * 1000;
 
 impl EngineConfig {
+    /// A configuration for `data_dir` with the defaults: fsync durability, the retention
+    /// defaults of this module, and the expiry scheduler running.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
@@ -90,6 +95,7 @@ impl EngineConfig {
         }
     }
 
+    /// Where the key file is read: `keys_file` if set, else `<data_dir>/keys`.
     pub fn keys_path(&self) -> PathBuf {
         self.keys_file
             .clone()

@@ -22,12 +22,16 @@ pub const SKU_UNITS_MAX: u64 = FIELD_MASK as u64;
 /// One consistent reading of a SKU counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StockCounts {
+    /// Units on sale now.
     pub available: u64,
+    /// Units held by reservations, neither on sale nor sold yet.
     pub reserved: u64,
+    /// Units sold for good.
     pub sold: u64,
 }
 
 impl StockCounts {
+    /// All units of the SKU: `available + reserved + sold`.
     pub fn total(self) -> u64 {
         self.available + self.reserved + self.sold
     }
@@ -61,12 +65,15 @@ pub enum CounterRefusal {
     Full(StockCounts),
 }
 
+/// The stock of one SKU as one atomic word (see the module docs): every move of units is a
+/// single compare-and-swap, with no lock.
 #[derive(Debug, Default)]
 pub struct SkuCounter {
     word: AtomicU128,
 }
 
 impl SkuCounter {
+    /// A counter starting at `counts`. Panics if their total is over [`SKU_UNITS_MAX`].
     pub fn new(counts: StockCounts) -> Self {
         assert!(
             counts.total() <= SKU_UNITS_MAX,
@@ -77,6 +84,7 @@ impl SkuCounter {
         }
     }
 
+    /// The counts at this instant, all three from one moment.
     pub fn load(&self) -> StockCounts {
         StockCounts::unpack(self.word.load(Ordering::Acquire))
     }

@@ -69,6 +69,7 @@ impl Keys {
         &self.jwt
     }
 
+    /// The AES-256-GCM cipher that seals and opens personal-data fields with the `pii` keys.
     pub fn cipher(&self) -> &FieldCipher {
         &self.cipher
     }

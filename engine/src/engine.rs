@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod catalog;
 pub mod events;
+pub mod login;
 pub mod orders;
 pub mod payments;
 
@@ -19,6 +20,7 @@ use crate::counter::StockCounts;
 use crate::crypto::Keys;
 use crate::error::{EngineError, Internal, OpenError};
 use crate::ids::{ReservationId, Sku, UserId};
+use crate::limits::LoginThrottle;
 use crate::record::{ReleaseReason, Seq};
 use crate::recovery::{OnDefect, RecoveryReport, recover, replay};
 use crate::state::{Reservation, State, StateImage};
@@ -39,6 +41,9 @@ struct Inner {
     store: Store,
     report: RecoveryReport,
     keys: Keys,
+    /// Failed logins per account, in memory: a restart forgets them (the budget slows
+    /// guessing down; it is no record of who tried).
+    login_throttle: LoginThrottle,
     background: Arc<Background>,
     threads: Mutex<Threads>,
     closed: Mutex<bool>,
@@ -81,16 +86,21 @@ type Shadow = Option<State>;
 /// Figures for `db stats` and metrics.
 #[derive(Debug, Clone)]
 pub struct EngineStats {
+    /// The log writer's counters: the durable sequence number, batches and records written.
     pub wal: WalStats,
+    /// SKUs the engine knows.
     pub skus: usize,
+    /// Reservations in memory, active and closed.
     pub reservations: usize,
     /// Orders in the hot tier (live: unpaid, paid and not closed, a refund due).
     pub live_orders: usize,
     /// Orders in the cold tier (every order ever placed).
     pub stored_orders: usize,
+    /// Sequence numbers of the stored snapshots, newest first (empty if they cannot be read).
     pub snapshot_seqs: Vec<Seq>,
     /// The oldest sequence number the log still holds (what pruning has kept).
     pub log_first_seq: Option<Seq>,
+    /// What the store takes on disk, in bytes (0 if sled cannot tell).
     pub disk_bytes: u64,
 }
 
@@ -194,6 +204,7 @@ impl Engine {
                 store,
                 report,
                 keys,
+                login_throttle: LoginThrottle::new(),
                 background,
                 threads: Mutex::new(Threads {
                     scheduler,
@@ -205,10 +216,13 @@ impl Engine {
         })
     }
 
+    /// What the open found on disk and did to rebuild the state (snapshot used, records
+    /// replayed, a cut tail), for `db verify` and the startup log.
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.inner.report
     }
 
+    /// The configuration the engine was opened with.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
     }
@@ -218,6 +232,7 @@ impl Engine {
         &self.inner.keys
     }
 
+    /// The engine's clock now, in ms since the Unix epoch: the time its decisions are dated by.
     pub fn now_ms(&self) -> Millis {
         self.inner.clock.now_ms()
     }
@@ -225,6 +240,11 @@ impl Engine {
     // ----- writes: each returns once the decision is made and logged-to-be; wait on the
     // ticket before telling anyone it happened.
 
+    /// Creates a bare SKU with `stock_total` units and an optional per-customer limit (in
+    /// units). Answers a `Ticket`: the SKU is durable once it is waited on.
+    ///
+    /// Errors: `SkuExists` if the id is taken, `InvalidQuantity` for a per-customer limit of 0,
+    /// and `ShuttingDown` or `LogFailed` when the log takes no writes.
     pub fn create_sku(
         &self,
         sku: Sku,
@@ -237,7 +257,13 @@ impl Engine {
             .create_sku(sku, stock_total, per_user_limit, |r| wal.append(r))
     }
 
-    /// Takes `quantity` units of `sku` for `user`, held for `ttl_ms`.
+    /// Takes `quantity` units of `sku` for `user`, held for `ttl_ms` (ms from now); unless
+    /// committed or released first, they go back on sale at that deadline. Answers the
+    /// reservation's id and a `Ticket`: the hold is durable once it is waited on.
+    ///
+    /// Errors: `InvalidQuantity` (0 or more than 1,000 units), `SkuNotFound`, `SoldOut` (nothing
+    /// is taken), `PurchaseLimitExceeded`, and `ShuttingDown` or `LogFailed` when the log takes
+    /// no writes.
     pub fn reserve(
         &self,
         user: UserId,
@@ -252,6 +278,12 @@ impl Engine {
             .reserve(user, sku, quantity, deadline_ms, |r| wal.append(r))
     }
 
+    /// Sells the units a reservation holds. Answers a `Ticket`: the sale is durable once it is
+    /// waited on.
+    ///
+    /// Errors: `ReservationNotFound`; `ReservationNotActive` if it is closed, already closing
+    /// or a line of an order; `ReservationExpired` once its deadline has passed, even if the
+    /// expiry is not logged yet; and `ShuttingDown` or `LogFailed` when the log takes no writes.
     pub fn commit(&self, id: ReservationId) -> Result<Ticket, EngineError> {
         let wal = self.ready_wal()?;
         self.inner
@@ -259,11 +291,22 @@ impl Engine {
             .commit(id, self.now_ms(), |r| wal.append(r))
     }
 
+    /// Gives a reservation's units back for sale, for `reason`. Answers a `Ticket`: the
+    /// release is durable (and the units back on sale) once it is waited on.
+    ///
+    /// Errors: `ReservationNotFound`; `ReservationNotActive` if it is closed, already closing
+    /// or a line of an order; and `ShuttingDown` or `LogFailed` when the log takes no writes.
     pub fn release(&self, id: ReservationId, reason: ReleaseReason) -> Result<Ticket, EngineError> {
         let wal = self.ready_wal()?;
         self.inner.state.release(id, reason, |r| wal.append(r))
     }
 
+    /// Adds `quantity` units to a SKU's stock. Answers a `Ticket`: the units are durable (and
+    /// on sale) once it is waited on.
+    ///
+    /// Errors: `InvalidQuantity` for 0 units, `SkuNotFound`, `StockLimitExceeded` if the SKU
+    /// would be given more than `SKU_UNITS_MAX` units over its lifetime, and `ShuttingDown` or
+    /// `LogFailed` when the log takes no writes.
     pub fn restock(&self, sku: Sku, quantity: u32) -> Result<Ticket, EngineError> {
         let wal = self.ready_wal()?;
         self.inner.state.restock(sku, quantity, |r| wal.append(r))
@@ -275,7 +318,7 @@ impl Engine {
         release_expired(&self.inner.state, &self.inner.wal, self.now_ms())
     }
 
-    /// Waits, without blocking the thread, until the log's queue has room (see [`Wal::room`]).
+    /// Waits, without blocking the thread, until the log's queue has room (see `Wal::room`).
     /// Async callers await this before a write, so that a slow disk makes their requests wait
     /// while the async workers go on serving reads, `/healthz` and the stock stream.
     pub async fn log_room(&self) -> Result<(), EngineError> {
@@ -294,10 +337,13 @@ impl Engine {
         self.inner.state.stock(sku)
     }
 
+    /// A reservation as it is now, active or closed; `None` for an id the engine does not know.
     pub fn reservation(&self, id: ReservationId) -> Option<Reservation> {
         self.inner.state.reservation(id)
     }
 
+    /// The units of `sku` that `user` holds (reserved or bought) against its per-customer
+    /// limit; 0 for a SKU without a limit.
     pub fn held_by(&self, user: UserId, sku: Sku) -> u32 {
         self.inner.state.held_by(user, sku)
     }
@@ -317,6 +363,7 @@ impl Engine {
         self.inner.wal.durable_seq()
     }
 
+    /// Figures on the engine's state, log and store now, for `db stats` and metrics.
     pub fn stats(&self) -> EngineStats {
         let store = &self.inner.store;
         EngineStats {

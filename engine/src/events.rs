@@ -18,20 +18,35 @@ pub const PAGE_MAX: usize = 1_000;
 /// What happened; the names are the API's event types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
+    /// An order was placed: its units are held until its deadline.
     OrderPlaced,
+    /// The provider is about to be asked to charge an attempt.
     PaymentRequested,
+    /// The charge succeeded: the order is paid.
     OrderPaid,
+    /// A payment attempt did not charge; the order stays payable until its deadline.
     PaymentFailed,
+    /// The provider did not answer a payment attempt; it will be asked again.
     PaymentTimedOut,
+    /// The deadline passed unpaid: the units are back on sale.
     OrderExpired,
+    /// The order was cancelled before shipping (with a refund due if it was paid).
     OrderCancelled,
+    /// The order was handed to a carrier.
     OrderShipped,
+    /// The order was delivered.
     OrderDelivered,
+    /// The customer asked to return a delivered order.
     ReturnRequested,
+    /// The return was approved: the units are back on sale, a refund is due.
     OrderReturned,
+    /// The provider refunded the order's charge.
     OrderRefunded,
+    /// A product was created.
     ProductCreated,
+    /// A product got a new version (details or sale window).
     ProductUpdated,
+    /// A delivered order's return window passed with no return asked for.
     ReturnWindowClosed,
 }
 
@@ -55,6 +70,7 @@ const KINDS: [EventKind; 15] = [
 ];
 
 impl EventKind {
+    /// The kind's name, as the API shows it: the variant's name (`OrderPlaced`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::OrderPlaced => "OrderPlaced",
@@ -87,16 +103,22 @@ impl EventKind {
 /// What an event is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subject {
+    /// An order's step.
     Order(OrderId),
+    /// A product's creation or change.
     Product(ProductId),
 }
 
+/// One domain event: what happened, to what, and when, named by its record's sequence number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Event {
     /// The sequence number of the record: the event's id and the consumers' offset.
     pub seq: Seq,
+    /// What happened.
     pub kind: EventKind,
+    /// The order or product it happened to.
     pub subject: Subject,
+    /// When it happened (ms since the epoch), as the record says.
     pub at_ms: Millis,
 }
 

@@ -27,6 +27,7 @@ macro_rules! id_type {
         pub struct $name(pub u64);
 
         impl $name {
+            /// The kind prefix of the id's text form, written before the `_` and the digits.
             pub const PREFIX: &'static str = $prefix;
         }
 
@@ -63,6 +64,7 @@ macro_rules! id_type {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a valid `{expected}_…` id")]
 pub struct InvalidId {
+    /// The prefix of the kind that was expected, such as `sku`.
     pub expected: &'static str,
 }
 

@@ -15,25 +15,35 @@ use crate::record::{Record, Seq};
 use crate::state::{State, StateImage, check_invariants_of};
 use crate::store::{BatchRead, DirLock, Store};
 
+/// One stored snapshot, as an inspection found it.
 #[derive(Debug, Clone)]
 pub struct SnapshotInfo {
+    /// The last record the snapshot includes.
     pub seq: Seq,
+    /// Its stored size in bytes (0 if it cannot be read).
     pub bytes: u64,
     /// Why it could not be used, if it could not.
     pub problem: Option<String>,
 }
 
+/// What `inspect` found in a data directory: the figures of `db stats` and the problems of
+/// `db verify`.
 #[derive(Debug, Clone)]
 pub struct Inspection {
+    /// Every stored snapshot, oldest first.
     pub snapshots: Vec<SnapshotInfo>,
     /// The snapshot the replay started from; `None` when it started from an empty state.
     pub replayed_from: Option<Seq>,
+    /// The batches the log holds.
     pub log_batches: usize,
+    /// The batches replayed after the starting snapshot.
     pub batches_replayed: u64,
+    /// The records replayed after the starting snapshot.
     pub records_replayed: u64,
     /// Newer snapshots that were compared with the replayed state (and matched, unless a
     /// problem says otherwise).
     pub snapshots_compared: Vec<Seq>,
+    /// The last record the replay applied: where the replayed state stands.
     pub last_seq: Seq,
     /// Replayed records whose event (or absence of one) was compared with the events tree.
     pub events_checked: u64,
@@ -43,22 +53,30 @@ pub struct Inspection {
     /// Events missing for records after the newest snapshot: a crash can keep a batch but not
     /// its events (they are two writes). Opening writes them again; they are not a problem.
     pub events_missing_after_snapshot: u64,
+    /// The store's size on disk in bytes, as sled reports it (0 if it cannot tell).
     pub disk_bytes: u64,
     /// Snapshots an open could not use, set aside (tree `snapshots_refused`) and kept: not a
     /// problem of the directory, which recovered without them.
     pub snapshots_set_aside: Vec<Seq>,
     /// The cold tier compared with a fold of the replayed log.
     pub cold: ColdCheck,
+    /// Everything found wrong, one sentence each; empty for a sound directory.
     pub problems: Vec<String>,
+    /// The state at the end of the replay.
     pub image: StateImage,
 }
 
 impl Inspection {
+    /// Whether no problem was found.
     pub fn is_clean(&self) -> bool {
         self.problems.is_empty()
     }
 }
 
+/// Inspects the data directory at `data_dir` without changing its data (see the module docs).
+/// Takes the directory's lock, so it fails with `OpenError::Locked` while an engine has it
+/// open; a directory with no `store` in it is `OpenError::Corrupt`. Damage found in the data is
+/// reported in `Inspection::problems`, not as an error. Reads every batch: for offline tools.
 pub fn inspect(data_dir: &Path) -> Result<Inspection, OpenError> {
     if !data_dir.join("store").is_dir() {
         return Err(OpenError::Corrupt(format!(

@@ -45,6 +45,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 pub(crate) mod accounts;
 pub(crate) mod backup;
 pub(crate) mod catalog;
@@ -59,6 +61,7 @@ pub(crate) mod error;
 pub(crate) mod events;
 pub(crate) mod ids;
 mod inspect;
+pub(crate) mod limits;
 pub(crate) mod orders;
 pub(crate) mod password;
 pub(crate) mod payment;
@@ -90,12 +93,17 @@ pub use engine::accounts::{
     PHONE_PATTERN, Profile, ProfileChange, RefreshOutcome, SignupProfile,
 };
 pub use engine::catalog::ProductView;
+pub use engine::login::LoginAttempt;
 pub use engine::payments::{Paid, Payments};
 pub use engine::{Engine, EngineStats};
-pub use error::{ApplyError, EngineError, Internal, OpenError};
+pub use error::{ApplyError, EngineError, Internal, LogFailure, OpenError};
 pub use events::{Event, EventKind, PAGE_MAX as EVENTS_PAGE_MAX, Subject};
 pub use ids::{InvalidId, OrderId, ProductId, ReservationId, Sku, UserId};
 pub use inspect::{ColdCheck, Inspection, SnapshotInfo, inspect};
+pub use limits::{
+    IP_BUDGET_ADDRESSES_MAX, IpBudget, LOGIN_FAILURE_WINDOW_MS, LOGIN_FAILURES_MAX,
+    LOGIN_THROTTLE_ACCOUNTS_MAX, RetryAfter,
+};
 pub use orders::{
     ADDRESS_LINE_CHARS_MAX, AddressForm, CITY_CHARS_MAX, IDEMPOTENCY_KEY_BYTES_MAX, IdempotencyKey,
     InvalidAddress, InvalidIdempotencyKey, InvalidOrderInput, LineForm, LineRequest,

@@ -20,21 +20,33 @@ pub use input::{
 /// Most lines in one order.
 pub const ORDER_LINES_MAX: usize = 20;
 
+/// Where an order is in its saga, from placement to its last step.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[rkyv(derive(Debug, PartialEq, Eq))]
 pub enum OrderStatus {
+    /// Placed and not paid yet: the units are held until the deadline.
     PendingPayment,
+    /// The last payment attempt did not charge: still payable, units held, until the deadline.
     PaymentFailed,
+    /// Charged: the units are sold; it can be shipped, or cancelled with a refund.
     Paid,
+    /// Handed to a carrier, with a tracking number.
     Shipped,
+    /// Delivered: a return may be asked for until the return window passes.
     Delivered,
+    /// The customer asked to return it; the return waits for approval.
     ReturnRequested,
+    /// The return was approved: the units are back on sale and the charge is to be refunded.
     Returned,
+    /// The deadline passed unpaid: the units are back on sale.
     Expired,
+    /// Cancelled before shipping: the units are back on sale, and the charge is to be refunded
+    /// if it was paid.
     Cancelled,
 }
 
 impl OrderStatus {
+    /// The status's name in snake case (`pending_payment`, `paid`, …), as the API shows it.
     pub fn as_str(self) -> &'static str {
         match self {
             OrderStatus::PendingPayment => "pending_payment",
@@ -58,35 +70,51 @@ impl OrderStatus {
     }
 }
 
+/// An order as the log has made it so far: its lines, its status and every step's facts.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Order {
+    /// The order's id.
     pub id: OrderId,
+    /// The customer who placed it.
     pub user: UserId,
+    /// The lines as sold: product version, unit price and quantity, in the order asked.
     pub lines: Vec<OrderLine>,
+    /// The one currency of every line, ISO 4217.
     pub currency: String,
+    /// The sum of unit price times quantity over the lines, in the currency's minor units.
     pub total: u64,
+    /// The shipping address, sealed (encrypted, bound to this order): no plaintext is kept.
     pub shipping_address: Sealed,
+    /// Where the order is in its saga.
     pub status: OrderStatus,
+    /// The payment deadline (ms since the epoch): unpaid past it, the order expires.
     pub deadline_ms: Millis,
+    /// When the order was placed (ms since the epoch).
     pub created_ms: Millis,
     /// Payment attempts made so far; the provider's key of attempt n is `ord_…/n`.
     pub attempts: u32,
     /// An attempt asked of the provider whose answer is not known yet.
     pub payment_in_flight: Option<u32>,
+    /// Why the last attempt did not charge; cleared once paid.
     pub last_failure: Option<PaymentFailure>,
     /// The attempt that charged, once paid.
     pub paid_attempt: Option<u32>,
     /// Cancelled after payment or returned: the charge must be refunded (and is, once
     /// `refunded`).
     pub refund_due: bool,
+    /// The provider has refunded the charge.
     pub refunded: bool,
     /// Carrier and tracking number, once shipped.
     pub tracking: Option<(String, String)>,
+    /// When it was delivered (ms since the epoch); the return window runs from here.
     pub delivered_ms: Option<Millis>,
+    /// The customer's reason, once a return is asked for.
     pub return_reason: Option<String>,
+    /// Every status it has had with when it began (ms since the epoch), oldest first.
     pub history: Vec<(OrderStatus, Millis)>,
     /// Keyed hashes of (user, Idempotency-Key) and of the request.
     pub idempotency: Digest,
+    /// Keyed hash of the request in its canonical form: a retry must ask the same.
     pub request: Digest,
 }
 
@@ -106,7 +134,9 @@ impl Order {
 /// One line of an order as the customer asks for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LineRequest {
+    /// The product to buy.
     pub product: ProductId,
+    /// Units of it, 1 to 1,000.
     pub quantity: u32,
 }
 
@@ -122,7 +152,9 @@ pub enum Placement {
 /// What the provider answered for an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PaymentOutcome {
+    /// The card was charged: the order is paid.
     Charged,
+    /// The card was not charged, for the reason given; the order stays payable.
     Failed(PaymentFailure),
     /// No answer; ask the provider again later.
     TimedOut,

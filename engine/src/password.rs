@@ -10,6 +10,7 @@ use std::sync::LazyLock;
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::{Algorithm, Argon2, Params, PasswordHash, Version};
 
+/// Shortest password accepted, in characters (Unicode scalar values).
 pub const PASSWORD_CHARS_MIN: usize = 8;
 /// Long passphrases are welcome; the bound keeps one hash from costing more than the rest.
 pub const PASSWORD_CHARS_MAX: usize = 256;
@@ -45,9 +46,11 @@ static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
 static DUMMY_HASH: LazyLock<String> =
     LazyLock::new(|| hash_password("not a password anyone has: the hash of unknown accounts"));
 
+/// Why `check_policy` refused a password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}")]
 pub struct WeakPassword {
+    /// The rule it broke, in a sentence fit to show to the user.
     pub reason: &'static str,
 }
 

@@ -32,8 +32,11 @@ fn currency_is_well_formed(currency: &str) -> bool {
 /// The provider's answer to a charge it processed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChargeOutcome {
+    /// The card was charged.
     Approved,
+    /// The card was declined; nothing was charged.
     Declined,
+    /// The charge is over the card's limit; nothing was charged.
     LimitExceeded,
 }
 
@@ -45,18 +48,23 @@ pub struct ProviderTimeout;
 /// What the provider's own record says about an idempotency key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChargeStatus {
+    /// The key was charged and the charge stands.
     Charged,
+    /// Nothing was charged under the key, or the provider does not know the key.
     NotCharged,
+    /// The key was charged and the charge has been refunded.
     Refunded,
 }
 
+/// A payment provider as the order saga uses it: charge once per idempotency key, say what
+/// happened to a key, refund. `PaymentSimulator` is the built-in one.
 pub trait PaymentProvider: Send + Sync + 'static {
     /// Charges `amount` (minor units) once per `key`: a second call with the same key answers the
     /// first outcome and never charges again.
     ///
-    /// `key` must be [well formed](charge_key_is_well_formed), `currency` an ISO 4217 code and
-    /// `amount` above zero; anything else is a bug of the caller (see the implementation for what
-    /// it answers). The call may block on I/O or the network: call it from a blocking context.
+    /// `key` must be well formed (`charge_key_is_well_formed`), `currency` an ISO 4217 code and
+    /// `amount` above zero; anything else is a bug of the caller (see the implementation for
+    /// what it answers). The call may block on I/O or the network: call it from a blocking context.
     fn charge(
         &self,
         key: &str,

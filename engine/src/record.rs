@@ -9,43 +9,60 @@ use crate::ids::{OrderId, ProductId, ReservationId, Sku, UserId};
 /// Log sequence number: the position of a record in the log, starting at 1.
 pub type Seq = u64;
 
+/// One change of state, as the write-ahead log stores it (archived with rkyv).
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[rkyv(derive(Debug))]
 pub enum Record {
     /// A SKU came into existence with `stock_total` units for sale.
     SkuCreated {
+        /// The new SKU.
         sku: Sku,
+        /// The units it starts with.
         stock_total: u32,
+        /// The most units one customer may hold; `None` for no limit.
         per_user_limit: Option<u32>,
     },
     /// Units were taken from `sku` and are held for `user` until `deadline_ms`.
     StockReserved {
+        /// The new reservation.
         reservation: ReservationId,
+        /// The SKU the units were taken from.
         sku: Sku,
+        /// The customer they are held for.
         user: UserId,
+        /// How many units are held.
         quantity: u32,
+        /// When the hold ends unless committed, in ms since the Unix epoch.
         deadline_ms: Millis,
     },
     /// The held units were sold: they never return to `available`.
     ReservationCommitted {
+        /// The reservation that was committed.
         reservation: ReservationId,
     },
     /// The held units went back on sale.
     ReservationReleased {
+        /// The reservation that was released.
         reservation: ReservationId,
+        /// Why it was released.
         reason: ReleaseReason,
     },
     /// More units were added to a SKU.
     Restocked {
+        /// The SKU restocked.
         sku: Sku,
+        /// The units added.
         quantity: u32,
     },
 
     // The records below are boxed: rkyv archives every record at the size of its largest
     // variant, and these carry digests, sealed fields and strings. Boxed, they cost the hot
     // path's records (reserve, commit, release) nothing.
+    /// A change of accounts: verifications, users, sessions and their retention.
     Account(Box<AccountRecord>),
+    /// A change of the catalog (products and their versions) or of a wishlist.
     Catalog(Box<CatalogRecord>),
+    /// One step of an order's saga.
     Order(Box<OrderRecord>),
 }
 
@@ -334,16 +351,20 @@ pub struct OrderLine {
     pub reservation: ReservationId,
 }
 
+/// Why a payment attempt did not charge.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[rkyv(derive(Debug, PartialEq, Eq))]
 pub enum PaymentFailure {
+    /// The provider declined the card.
     Declined,
+    /// The provider refused the charge as over the card's limit.
     CardLimitExceeded,
     /// The provider timed out and, asked again, had not charged.
     TimedOut,
 }
 
 impl PaymentFailure {
+    /// The failure's name in snake case, as the API shows it.
     pub fn as_str(self) -> &'static str {
         match self {
             PaymentFailure::Declined => "declined",
@@ -353,6 +374,7 @@ impl PaymentFailure {
     }
 }
 
+/// Whether a product sells at any time or only inside its sale window.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[rkyv(derive(Debug, PartialEq, Eq))]
 pub enum ProductKind {
@@ -363,6 +385,7 @@ pub enum ProductKind {
 }
 
 impl ProductKind {
+    /// The kind's name in lower case, as the API shows it.
     pub fn as_str(self) -> &'static str {
         match self {
             ProductKind::General => "general",
@@ -375,7 +398,9 @@ impl ProductKind {
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[rkyv(derive(Debug))]
 pub struct ProductDetails {
+    /// The product's name.
     pub name: String,
+    /// The product's description; may be empty.
     pub description: String,
     /// In the currency's minor unit.
     pub price: u64,
@@ -388,14 +413,18 @@ pub type Digest = [u8; 32];
 /// A sealed (encrypted and authenticated) field.
 pub type Sealed = Vec<u8>;
 
+/// What a user may do: only an admin may call the admin routes.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[rkyv(derive(Debug, PartialEq, Eq))]
 pub enum Role {
+    /// A shopper; every account made by signup has this role.
     Customer,
+    /// An operator of the shop, created or promoted by `Engine::create_admin`.
     Admin,
 }
 
 impl Role {
+    /// The role's name in lower case, as access tokens and the API carry it.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Customer => "customer",
@@ -412,6 +441,7 @@ pub enum SessionEnd {
     TokenReused,
 }
 
+/// Why held or sold units went back on sale.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[rkyv(derive(Debug, PartialEq, Eq))]
 pub enum ReleaseReason {
@@ -426,6 +456,7 @@ pub enum ReleaseReason {
 }
 
 impl ReleaseReason {
+    /// The reason's name in snake case.
     pub fn as_str(self) -> &'static str {
         match self {
             ReleaseReason::Cancelled => "cancelled",

@@ -8,16 +8,21 @@ use crate::record::Seq;
 use crate::state::State;
 use crate::store::{BatchRead, SnapshotRefused, Store};
 
+/// What an open found on disk and did to rebuild the state: shown by `allot db verify` and
+/// logged at start, so an operator sees a cut tail or a refused snapshot.
 #[derive(Debug, Clone, Default)]
 pub struct RecoveryReport {
     /// The snapshot the state was loaded from, if any.
     pub snapshot_seq: Option<Seq>,
     /// Snapshots that could not be used, and why.
     pub snapshots_refused: Vec<String>,
+    /// Log batches applied after the snapshot.
     pub batches_replayed: u64,
+    /// Records applied after the snapshot.
     pub records_replayed: u64,
     /// The last record in the recovered state.
     pub last_seq: Seq,
+    /// A damaged tail the open removed, if any.
     pub tail_cut: Option<TailCut>,
     /// What a lost tail looks like: something durable claims records the log no longer holds
     /// (a consumer's offset or a snapshot past the log's end). Each entry says what and where.
@@ -29,6 +34,7 @@ pub struct RecoveryReport {
     pub cold_repaired: Repaired,
     /// Orders put in the cold tier from a snapshot of a build before it (an upgrade).
     pub cold_seeded: u64,
+    /// How long the recovery took, snapshot load and replay together.
     pub elapsed: Duration,
 }
 
@@ -37,7 +43,9 @@ pub struct RecoveryReport {
 pub struct TailCut {
     /// Key (first sequence number) of the first damaged batch.
     pub at_key: Seq,
+    /// How many batches were removed from there to the end.
     pub batches_removed: usize,
+    /// What is wrong with the first of them (a bad checksum, a record that does not decode).
     pub reason: String,
 }
 

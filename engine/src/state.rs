@@ -39,7 +39,7 @@ use crate::counter::{CounterRefusal, SKU_UNITS_MAX, SkuCounter, StockCounts};
 use crate::error::{ApplyError, EngineError, Internal};
 use crate::ids::{OrderId, ProductId, ReservationId, Sku, UserId};
 use crate::orders::Order;
-use crate::record::{CatalogRecord, Digest, Record, ReleaseReason, Seq};
+use crate::record::{CatalogRecord, Digest, OrderRecord, Record, ReleaseReason, Seq};
 use crate::wal::Ticket;
 use crate::wishlist::Wishlists;
 
@@ -55,14 +55,20 @@ pub struct SkuEntry {
     stock_promised: AtomicU64,
 }
 
+/// Where a reservation is in its life: it holds units until it is committed (sold) or
+/// released (the units are back on sale), each at most once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReservationStatus {
+    /// Holding its units until its deadline.
     Active,
+    /// Its units are sold.
     Committed,
+    /// Its units went back on sale, for the reason given.
     Released(ReleaseReason),
 }
 
 impl ReservationStatus {
+    /// The status as the API spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             ReservationStatus::Active => "active",
@@ -72,13 +78,21 @@ impl ReservationStatus {
     }
 }
 
+/// Units of one SKU held for one customer until a deadline: taken at once, sold or given
+/// back only through the log.
 #[derive(Debug, Clone)]
 pub struct Reservation {
+    /// The reservation's id, unique for the life of the store.
     pub id: ReservationId,
+    /// The SKU whose units it holds.
     pub sku: Sku,
+    /// The customer it holds them for.
     pub user: UserId,
+    /// Units held, 1 to `RESERVATION_UNITS_MAX`.
     pub quantity: u32,
+    /// When an active reservation expires and its units go back (ms since the Unix epoch).
     pub deadline_ms: Millis,
+    /// Where it is in its life.
     pub status: ReservationStatus,
     /// A commit or release is in the log queue, not yet durable: no second one may start.
     transition_queued: bool,
@@ -177,7 +191,46 @@ impl State {
             return Err(apply_error(seq, format!("follows {}", self.seq())));
         }
         self.prepare_replayed(seq, record)?;
-        self.complete(seq, record)
+        // Read before `complete`, which may take a closed order out of memory.
+        let skus = self.skus_moved_by(record);
+        self.complete(seq, record)?;
+        for sku in skus {
+            if let Some(entry) = self.skus.get(&sku) {
+                entry
+                    .check_conserved(sku, entry.counter.load(), true)
+                    .map_err(|e| apply_error(seq, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The SKUs whose units a record moves (empty for records that move none).
+    fn skus_moved_by(&self, record: &Record) -> Vec<Sku> {
+        let of_reservation = |id: &ReservationId| self.reservations.get(id).map(|r| r.sku);
+        match record {
+            Record::SkuCreated { sku, .. }
+            | Record::StockReserved { sku, .. }
+            | Record::Restocked { sku, .. } => vec![*sku],
+            Record::ReservationCommitted { reservation }
+            | Record::ReservationReleased { reservation, .. } => {
+                of_reservation(reservation).into_iter().collect()
+            }
+            Record::Order(order) => match &**order {
+                OrderRecord::OrderPlaced { lines, .. } => {
+                    lines.iter().map(|line| Sku(line.product.0)).collect()
+                }
+                other => self
+                    .orders
+                    .get(&other.order())
+                    .map(|o| o.lines.iter().map(|line| Sku(line.product.0)).collect())
+                    .unwrap_or_default(),
+            },
+            Record::Catalog(catalog) => match **catalog {
+                CatalogRecord::ProductCreated { product, .. } => vec![Sku(product.0)],
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
     }
 
     fn prepare_replayed(&self, seq: Seq, record: &Record) -> Result<(), ApplyError> {
@@ -334,10 +387,13 @@ impl State {
                     .skus
                     .get(&sku)
                     .ok_or_else(|| apply_error(seq, format!("{sku} does not exist")))?;
-                entry
+                let counts = entry
                     .counter
                     .restock(quantity)
                     .map_err(|_| apply_error(seq, format!("{sku} restock past its bound")))?;
+                entry
+                    .check_conserved(sku, counts, false)
+                    .map_err(|e| apply_error(seq, e))?;
             }
             Record::Order(ref order) => self.complete_order(seq, order)?,
             // Account and catalog records take full effect when decided (under their lock).
@@ -375,7 +431,10 @@ impl State {
             ReservationStatus::Committed => sku.counter.sell(reservation.quantity),
             _ => sku.counter.give_back(reservation.quantity),
         };
-        moved.map_err(|_| apply_error(seq, format!("{id}: fewer units reserved than it holds")))?;
+        let counts = moved
+            .map_err(|_| apply_error(seq, format!("{id}: fewer units reserved than it holds")))?;
+        sku.check_conserved(reservation.sku, counts, false)
+            .map_err(|e| apply_error(seq, e))?;
         if matches!(to, ReservationStatus::Released(_)) && sku.per_user_limit.is_some() {
             self.return_allowance(reservation.user, reservation.sku, reservation.quantity);
         }
@@ -801,6 +860,24 @@ impl SkuEntry {
     pub fn stock_promised(&self) -> u64 {
         self.stock_promised.load(Ordering::Acquire)
     }
+
+    /// Conservation, checked after every move of units in a completion or a replay step, in
+    /// release builds too: the counter holds no more units than the log gave the SKU, and,
+    /// when `exact` (a replay, where nothing is queued), exactly as many. A break means the
+    /// views no longer match the log; the caller turns it into an `ApplyError`, which stops
+    /// the log writer (or the open) instead of selling from a counter that lies.
+    fn check_conserved(&self, sku: Sku, counts: StockCounts, exact: bool) -> Result<(), String> {
+        let promised = self.stock_promised();
+        let total = counts.total();
+        if total > promised || (exact && total != promised) {
+            return Err(format!(
+                "{sku}: available {} + reserved {} + sold {} = {total}, but the log gave it \
+                 {promised} units",
+                counts.available, counts.reserved, counts.sold
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn validate_new_sku(per_user_limit: Option<u32>) -> Result<(), EngineError> {
@@ -810,4 +887,109 @@ fn validate_new_sku(per_user_limit: Option<u32>) -> Result<(), EngineError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SKU: Sku = Sku(7);
+
+    fn created() -> State {
+        let state = State::new();
+        let record = Record::SkuCreated {
+            sku: SKU,
+            stock_total: 5,
+            per_user_limit: None,
+        };
+        state.apply(1, &record).expect("a new SKU applies");
+        state
+    }
+
+    fn reserve(id: u64) -> Record {
+        Record::StockReserved {
+            reservation: ReservationId(id),
+            sku: SKU,
+            user: UserId(1),
+            quantity: 2,
+            deadline_ms: 1_000,
+        }
+    }
+
+    #[test]
+    fn a_replay_step_that_breaks_conservation_is_refused() {
+        let state = created();
+        state.apply(2, &reserve(1)).expect("a reservation applies");
+        // A defect that moved units outside the log: the counter holds more than was given.
+        let entry = state.skus.get(&SKU).expect("the SKU exists");
+        entry.counter.restock(1).expect("room in the counter");
+        drop(entry);
+
+        let refused = state
+            .apply(
+                3,
+                &Record::ReservationCommitted {
+                    reservation: ReservationId(1),
+                },
+            )
+            .expect_err("the counter holds 6 units of 5");
+        assert_eq!(refused.seq, 3);
+        assert!(
+            refused.reason.contains("= 6, but the log gave it 5 units"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn a_replay_step_that_loses_units_is_refused() {
+        let tampered = State::new();
+        tampered
+            .apply(
+                1,
+                &Record::SkuCreated {
+                    sku: SKU,
+                    stock_total: 5,
+                    per_user_limit: None,
+                },
+            )
+            .expect("a new SKU applies");
+        tampered
+            .skus
+            .get(&SKU)
+            .expect("the SKU exists")
+            .stock_promised
+            .fetch_add(1, Ordering::AcqRel);
+        let refused = tampered
+            .apply(2, &reserve(1))
+            .expect_err("the log gave 6 but the counter holds 5");
+        assert!(
+            refused.reason.contains("= 5, but the log gave it 6 units"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn conserved_steps_apply() {
+        let state = created();
+        state.apply(2, &reserve(1)).expect("a reservation applies");
+        state
+            .apply(
+                3,
+                &Record::Restocked {
+                    sku: SKU,
+                    quantity: 4,
+                },
+            )
+            .expect("a restock applies");
+        state
+            .apply(
+                4,
+                &Record::ReservationCommitted {
+                    reservation: ReservationId(1),
+                },
+            )
+            .expect("a commit applies");
+        let counts = state.stock(SKU).expect("the SKU exists");
+        assert_eq!((counts.available, counts.reserved, counts.sold), (7, 0, 2));
+    }
 }

@@ -190,10 +190,15 @@ pub fn create_admin(engine: &Engine, hash: &str) -> UserId {
 
 /// The payment simulator's cards as a customer types them (API.md's card table).
 pub mod cards {
+    /// Charged.
     pub const APPROVED: &str = "4242 4242 4242 4242";
+    /// Refused: `declined`.
     pub const DECLINED: &str = "4000 0000 0000 0002";
+    /// Refused: `limit_exceeded`.
     pub const LIMIT_EXCEEDED: &str = "4000 0000 0000 9995";
+    /// No answer, and nothing charged: asking again charges.
     pub const TIMEOUT_NOT_CHARGED: &str = "4000 0000 0000 0119";
+    /// No answer, but charged: asking again finds the charge.
     pub const TIMEOUT_CHARGED: &str = "4000 0000 0000 0259";
 }
 

@@ -17,7 +17,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::cold::Cold;
 use crate::config::Durability;
 use crate::durable::SledFiles;
-use crate::error::EngineError;
+use crate::error::{EngineError, LogFailure};
 use crate::ids::{OrderId, UserId};
 use crate::record::{Record, Seq};
 
@@ -48,7 +48,7 @@ struct Shared {
     durable_cv: Condvar,
     durable_notify: tokio::sync::Notify,
     failed: AtomicBool,
-    failure: Mutex<Option<String>>,
+    failure: Mutex<Option<LogFailure>>,
     records_written: AtomicU64,
     batches_written: AtomicU64,
 }
@@ -261,15 +261,15 @@ impl Drop for Wal {
 impl Shared {
     fn refusal(&self, queue: &Queue) -> Option<EngineError> {
         if self.failed.load(Ordering::Acquire) {
-            let reason = self.failure.lock().clone().unwrap_or_default();
-            return Some(EngineError::LogFailed(reason));
+            let failure = self.failure.lock().clone();
+            return Some(failure.map_or(EngineError::ShuttingDown, EngineError::LogFailed));
         }
         queue.closed.then_some(EngineError::ShuttingDown)
     }
 
     /// Marks the log failed and wakes everyone: submitters get an error, waiters too.
-    fn fail(&self, reason: String) {
-        *self.failure.lock() = Some(reason);
+    fn fail(&self, failure: LogFailure) {
+        *self.failure.lock() = Some(failure);
         self.failed.store(true, Ordering::Release);
         self.wake_room();
         self.wake_waiters();
@@ -288,8 +288,8 @@ impl Shared {
     }
 
     fn wait_error(&self) -> EngineError {
-        let reason = self.failure.lock().clone();
-        reason.map_or(EngineError::ShuttingDown, EngineError::LogFailed)
+        let failure = self.failure.lock().clone();
+        failure.map_or(EngineError::ShuttingDown, EngineError::LogFailed)
     }
 }
 
@@ -308,10 +308,12 @@ impl std::fmt::Debug for Ticket {
 }
 
 impl Ticket {
+    /// The log position of the record this ticket stands for.
     pub fn seq(&self) -> Seq {
         self.seq
     }
 
+    /// Whether the record is durable already; never blocks.
     pub fn is_durable(&self) -> bool {
         self.shared.durable_seq.load(Ordering::Acquire) >= self.seq
     }
@@ -388,7 +390,10 @@ impl Writer {
 
             if let Err(error) = self.write(first_seq, &batch) {
                 tracing::error!(%error, first_seq, "the log could not be written; refusing further writes");
-                self.shared.fail(error.to_string());
+                self.shared.fail(LogFailure::Write {
+                    first_seq,
+                    reason: error,
+                });
                 return;
             }
             let completed = (self.hook)(first_seq, &batch);
@@ -403,9 +408,8 @@ impl Writer {
                 // The batch is durable (its callers are answered truly); what memory made of it
                 // is not. Stop loudly rather than decide on state that differs from the log.
                 tracing::error!(%reason, first_seq, "a durable batch could not be completed; refusing further writes");
-                self.shared.fail(format!(
-                    "batch {first_seq} could not be completed: {reason}"
-                ));
+                self.shared
+                    .fail(LogFailure::Incomplete { first_seq, reason });
                 return;
             }
         }
@@ -449,7 +453,7 @@ impl Drop for FailOnUnwind {
     fn drop(&mut self) {
         if std::thread::panicking() {
             tracing::error!("the log writer panicked; refusing further writes");
-            self.0.fail("the log writer panicked".into());
+            self.0.fail(LogFailure::WriterPanicked);
         }
     }
 }
@@ -564,7 +568,7 @@ mod tests {
         }
         let refused = wal.append(record(3)).map(drop);
         assert!(
-            matches!(&refused, Err(EngineError::LogFailed(reason)) if reason.contains("record 2 contradicts")),
+            matches!(&refused, Err(EngineError::LogFailed(LogFailure::Incomplete { reason, .. })) if reason.contains("record 2 contradicts")),
             "{refused:?}"
         );
         wal.close();

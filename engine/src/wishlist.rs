@@ -13,14 +13,21 @@ use crate::wal::Ticket;
 
 /// Most products on one wishlist.
 pub const WISHLIST_ITEMS_MAX: usize = 200;
+/// Most units of one product a wishlist item may ask for.
 pub const WISHLIST_QUANTITY_MAX: u32 = 99;
+/// Longest note on a wishlist item, in characters.
 pub const WISHLIST_NOTE_CHARS_MAX: usize = 500;
 
+/// One product on a customer's wishlist: how many they want and a note of theirs.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct WishItem {
+    /// The product wanted.
     pub product: ProductId,
+    /// Units wanted, 1 to 99.
     pub quantity: u32,
+    /// The customer's note, up to 500 characters; may be empty.
     pub note: String,
+    /// When the product was first added (ms since the epoch); a later change keeps it.
     pub added_ms: Millis,
 }
 

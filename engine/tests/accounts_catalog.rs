@@ -248,3 +248,65 @@ fn accounts_catalog_and_wishlists_replay_to_the_live_state() {
         assert_eq!(boss.1, allot_engine::Role::Admin);
     }
 }
+
+/// A login is the engine's protocol: each try is counted before its password is checked, ten
+/// failures within the window refuse the account (an unknown address alike, so a refusal
+/// tells nothing), a try that never ran is taken back, and a success clears the count.
+#[test]
+fn logins_are_throttled_per_account_and_a_success_clears_the_count() {
+    use allot_engine::testkit::{PASSWORD, create_customer};
+    use allot_engine::{LOGIN_FAILURE_WINDOW_MS, LOGIN_FAILURES_MAX, Role};
+
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let engine = Engine::open(EngineConfig::new(dir.path()), clock.clone()).unwrap();
+    let user = create_customer(&engine, "kim@example.com", "Kim", &hash_password(PASSWORD));
+    let wrong = |email: &str| {
+        let attempt = engine.begin_login(email).expect("not throttled yet");
+        assert!(matches!(
+            attempt.finish(false),
+            Err(EngineError::InvalidCredentials)
+        ));
+    };
+
+    for _ in 0..LOGIN_FAILURES_MAX - 1 {
+        wrong("kim@example.com");
+    }
+    // A try the pool never ran does not count: two abandoned, still one left.
+    engine.begin_login("kim@example.com").unwrap().abandon();
+    engine.begin_login(" KIM@example.com ").unwrap().abandon();
+    // The same address in another spelling is the same account.
+    wrong(" KIM@example.com ");
+    assert!(matches!(
+        engine.begin_login("kim@example.com"),
+        Err(EngineError::LoginThrottled { retry_after_s }) if retry_after_s == LOGIN_FAILURE_WINDOW_MS / 1000
+    ));
+
+    // Another account, and an address with no account, are counted on their own.
+    for _ in 0..LOGIN_FAILURES_MAX {
+        wrong("nobody@example.com");
+    }
+    assert!(matches!(
+        engine.begin_login("nobody@example.com"),
+        Err(EngineError::LoginThrottled { .. })
+    ));
+
+    // Once the failures leave the window the account may try again; the right password
+    // gets in and clears the count, so ten more wrong tries are allowed at once.
+    clock.advance_ms(LOGIN_FAILURE_WINDOW_MS);
+    let attempt = engine.begin_login("kim@example.com").unwrap();
+    let verified = attempt.check(PASSWORD.to_string())();
+    assert_eq!(attempt.finish(verified).unwrap(), (user, Role::Customer));
+    for _ in 0..LOGIN_FAILURES_MAX {
+        wrong("kim@example.com");
+    }
+
+    // An unknown address checks against the dummy hash and never gets in.
+    let attempt = engine.begin_login("ghost@example.com").unwrap();
+    let verified = attempt.check(PASSWORD.to_string())();
+    assert!(!verified);
+    assert!(matches!(
+        attempt.finish(verified),
+        Err(EngineError::InvalidCredentials)
+    ));
+}

@@ -196,6 +196,64 @@ fn deadlines_survive_a_restart() {
     );
 }
 
+/// Offline maintenance (`allot db snapshot`, `admin create-admin`) opens without the expiry
+/// scheduler: a reservation past its deadline stays held, in memory and in what it writes,
+/// until the shop itself starts again.
+#[test]
+fn an_open_without_expiry_leaves_due_reservations_to_the_shop() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let sku = Sku(1);
+    let id = {
+        let engine = open(dir.path(), &clock);
+        engine.create_sku(sku, 2, None).unwrap().wait().unwrap();
+        let (id, t) = engine.reserve(UserId(1), sku, 2, 5_000).unwrap();
+        t.wait().unwrap();
+        engine.close().unwrap();
+        id
+    };
+    clock.advance_ms(6_000);
+    let offline = EngineConfig {
+        run_expiry: false,
+        expiry_tick_ms: 1,
+        ..EngineConfig::new(dir.path())
+    };
+    let last_seq = {
+        let engine = Engine::open(offline.clone(), clock.clone()).expect("open offline");
+        // What the maintenance does: a checkpoint, then a clean close (its own snapshot).
+        engine.snapshot_now().unwrap();
+        assert_eq!(engine.stock(sku), Some(counts(0, 2, 0)));
+        assert_eq!(
+            engine.reservation(id).unwrap().status,
+            ReservationStatus::Active
+        );
+        let seq = engine.stats().wal.durable_seq;
+        engine.close().unwrap();
+        seq
+    };
+    {
+        // Nothing was written by the offline open: the log ends where it did.
+        let engine = Engine::open(offline, clock.clone()).expect("open offline again");
+        assert_eq!(engine.stats().wal.durable_seq, last_seq);
+        assert_eq!(engine.stock(sku), Some(counts(0, 2, 0)));
+        engine.close().unwrap();
+    }
+    // The shop's next start expires it, once.
+    let engine = open(dir.path(), &clock);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while engine.stock(sku) != Some(counts(2, 0, 0)) {
+        assert!(
+            Instant::now() < deadline,
+            "the due reservation never expired"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        engine.reservation(id).unwrap().status,
+        ReservationStatus::Released(ReleaseReason::Expired)
+    );
+}
+
 #[test]
 fn state_survives_a_restart_with_and_without_a_snapshot() {
     for snapshot_on_close in [true, false] {

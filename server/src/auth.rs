@@ -1,15 +1,15 @@
 //! Who is calling, and how much they may ask: access tokens (HS512 JWTs), the session cookies and
-//! their CSRF double-submit check, the per-IP and per-account request limits of the auth
-//! endpoints, and the bounded pool that runs password hashing.
+//! their CSRF double-submit check, and the bounded pool that runs password hashing. The limits
+//! they apply (the per-IP budget, the per-account login throttle) are the engine's.
 //!
 //! Everything here is mechanism at the HTTP edge; which user exists, which refresh token is
 //! valid and which `jti` is revoked are the engine's business.
 
 mod cookies;
 mod jwt;
-mod limits;
 mod password_pool;
 
+pub use allot_engine::IpBudget;
 pub use cookies::{
     ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER, CookiePolicy, Credential, REFRESH_COOKIE,
     REFRESH_COOKIE_PATH, access_token, cookie, csrf_ok,
@@ -17,10 +17,6 @@ pub use cookies::{
 pub use jwt::{
     ACCESS_TOKEN_BYTES_MAX, AccessClaims, IssuedToken, TOKEN_AUDIENCE, TOKEN_ISSUER, TokenRejected,
     TokenSigner,
-};
-pub use limits::{
-    IP_BUDGET_ADDRESSES_MAX, IpBudget, LOGIN_FAILURE_WINDOW_MS, LOGIN_FAILURES_MAX,
-    LOGIN_THROTTLE_ACCOUNTS_MAX, LoginThrottle, RetryAfter,
 };
 pub use password_pool::{PASSWORD_QUEUE_MAX_DEFAULT, PasswordPool, PoolBusy};
 

@@ -24,7 +24,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use allot_engine::Engine;
-pub use auth::{CookiePolicy, IpBudget, LoginThrottle, PasswordPool, TokenSigner};
+pub use auth::{CookiePolicy, IpBudget, PasswordPool, TokenSigner};
 pub use mail::Mailer;
 pub use problem::Problem;
 
@@ -75,7 +75,6 @@ struct Shared {
     mailer: Mailer,
     cookies: CookiePolicy,
     ip_budget: IpBudget,
-    login_throttle: LoginThrottle,
     passwords: PasswordPool,
     stock_feed: Arc<stock_feed::StockFeed>,
     /// Tells background tasks the server is stopping.
@@ -104,7 +103,6 @@ impl AppState {
                     secure: !config.insecure_cookies,
                 },
                 ip_budget: IpBudget::new(config.ip_rate_limit_per_min),
-                login_throttle: LoginThrottle::new(),
                 passwords: PasswordPool::new(workers, PASSWORD_QUEUE_MAX),
                 stock_feed: Arc::new(stock_feed::StockFeed::new(config.stock_feed)),
                 stopping: tokio::sync::watch::channel(false).0,

@@ -265,6 +265,10 @@ impl From<EngineError> for Problem {
             EngineError::VerificationCooldown { retry_after_ms } => {
                 return Self::rate_limited(retry_after_ms.div_ceil(1000));
             }
+            EngineError::LoginThrottled { retry_after_s } => {
+                return Self::rate_limited(*retry_after_s);
+            }
+            EngineError::InvalidCredentials => T::INVALID_CREDENTIALS,
             EngineError::InvalidVerificationToken => T::INVALID_VERIFICATION_TOKEN,
             EngineError::EmailTaken => T::EMAIL_TAKEN,
             EngineError::InvalidProfile(_) => T::INVALID_PROFILE,

@@ -43,6 +43,37 @@ impl Answer {
     }
 }
 
+/// A product's units, as `GET /products/{id}/stock` reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Units {
+    pub remaining: u64,
+    pub reserved: u64,
+    pub sold: u64,
+}
+
+impl Units {
+    pub const fn total(self) -> u64 {
+        self.remaining + self.reserved + self.sold
+    }
+}
+
+/// The product's units; the read must succeed.
+pub async fn stock(http: &reqwest::Client, base: &str, token: &str, product: &str) -> Units {
+    let path = format!("/products/{product}/stock");
+    let read = call(http, base, token, &path, None, None).await;
+    assert_eq!(read.status, 200, "{read:?}");
+    let count = |field: &str| {
+        read.body[field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{field} is not a count: {read:?}"))
+    };
+    Units {
+        remaining: count("remaining"),
+        reserved: count("reserved"),
+        sold: count("sold"),
+    }
+}
+
 /// One request: a POST when there is a body, a GET otherwise. An error is a transport error
 /// (the server is away, or its answer was cut off).
 pub async fn request(

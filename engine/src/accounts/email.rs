@@ -35,10 +35,14 @@ fn is_address_char(c: char) -> bool {
     c.is_ascii_graphic() && !"\"(),:;<>@[\\]".contains(c)
 }
 
+/// A checked email address, trimmed and lower-cased; Debug output shows only its domain.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
 
 impl Email {
+    /// Checks and normalises `text` (blanks around dropped, lower-cased). Fails with
+    /// `EngineError::InvalidEmail` for text over `EMAIL_BYTES_MAX` (254) bytes or that
+    /// `EMAIL_PATTERN` does not match.
     pub fn parse(text: &str) -> Result<Self, EngineError> {
         let normalised = text.trim_matches(is_blank).to_ascii_lowercase();
         let label =
@@ -61,10 +65,12 @@ impl Email {
         }
     }
 
+    /// The normalised address.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
+    /// The part after the `@`, lower-cased.
     pub fn domain(&self) -> &str {
         self.0.rsplit_once('@').map_or("", |(_, d)| d)
     }

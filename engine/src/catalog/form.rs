@@ -18,11 +18,13 @@ pub const DEFAULT_CURRENCY: &str = "KRW";
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProductForm {
+    /// 1 to 200 characters once trimmed; surrounding whitespace is dropped.
     #[cfg_attr(
         feature = "openapi",
         schema(min_length = 1, max_length = 200, pattern = "\\S")
     )]
     pub name: String,
+    /// Up to 5,000 characters; empty when left out.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(max_length = 5000))]
     pub description: String,
@@ -60,23 +62,29 @@ pub struct ProductForm {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProductChangeForm {
+    /// A new name, 1 to 200 characters once trimmed.
     #[cfg_attr(
         feature = "openapi",
         schema(min_length = 1, max_length = 200, pattern = "\\S")
     )]
     pub name: Option<String>,
+    /// A new description, up to 5,000 characters.
     #[cfg_attr(feature = "openapi", schema(max_length = 5000))]
     pub description: Option<String>,
+    /// A new price in minor units, 1 to 10^12.
     #[cfg_attr(
         feature = "openapi",
         schema(minimum = 1, maximum = 1_000_000_000_000_i64)
     )]
     #[serde(default, deserialize_with = "crate::wire::whole_option")]
     pub price: Option<i64>,
+    /// A new currency, ISO 4217.
     #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Z]{3}$"))]
     pub currency: Option<String>,
+    /// A new opening of the sale, RFC 3339; limited products only.
     #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub sale_opens_at: Option<String>,
+    /// A new closing of the sale, RFC 3339, after the opening; limited products only.
     #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub sale_closes_at: Option<String>,
 }

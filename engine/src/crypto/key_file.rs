@@ -43,37 +43,64 @@ const HEADER: &str = "\
 # stored email index and every pending code or token.
 ";
 
+/// Why the key file could not be loaded or created. Every kind is for the operator to mend in
+/// the file; no message quotes a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// The file could not be opened, read or created.
     #[error("key file {}: {source}", .path.display())]
     Io {
+        /// The key file's path.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
+    /// On Unix: the file's mode lets group or others access it, so it is refused unread.
     #[error(
         "key file {} has mode {mode:04o}: group or others may access it; allow the owner only (chmod 600)",
         .path.display()
     )]
-    Permissions { path: PathBuf, mode: u32 },
+    Permissions {
+        /// The key file's path.
+        path: PathBuf,
+        /// Its permission bits, as found.
+        mode: u32,
+    },
+    /// A line breaks the format: not `name=value`, not base64, an unknown or repeated name, a
+    /// bad key id or a PII key over 32 bytes.
     #[error("key file {}, line {line}: {reason}", .path.display())]
     Malformed {
+        /// The key file's path.
         path: PathBuf,
+        /// The line's number, from 1.
         line: usize,
+        /// Which rule the line breaks.
         reason: String,
     },
     /// A problem of the file as a whole: a missing entry, a dangling `pii_current`, its size.
     #[error("key file {}: {reason}", .path.display())]
-    Invalid { path: PathBuf, reason: String },
+    Invalid {
+        /// The key file's path.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A key is shorter than its use needs (such as 64 bytes for `jwt`).
     #[error(
         "key file {}, line {line}: `{entry}` holds {len} bytes, at least {min} are required",
         .path.display()
     )]
     KeyTooShort {
+        /// The key file's path.
         path: PathBuf,
+        /// The line's number, from 1.
         line: usize,
+        /// The entry's name, such as `jwt`.
         entry: String,
+        /// The key's length, in bytes.
         len: usize,
+        /// The least length accepted, in bytes.
         min: usize,
     },
 }

@@ -12,9 +12,11 @@ use crate::wal::Ticket;
 
 use super::Engine;
 
-/// Lengths of a profile's fields, in characters as sent (blanks around included).
+/// The longest name a profile takes, in characters as sent (blanks around included).
 pub const NAME_CHARS_MAX: usize = 100;
+/// The longest phone number a profile takes, in characters as sent (blanks around included).
 pub const PHONE_CHARS_MAX: usize = 32;
+/// The longest address a profile takes, in characters as sent (blanks around included).
 pub const ADDRESS_CHARS_MAX: usize = 500;
 
 /// The rules of a profile's fields as the API documents them (JSON Schema patterns, with the
@@ -31,40 +33,60 @@ pub const ADDRESS_PATTERN: &str =
 
 /// What a refresh token bought.
 pub enum RefreshOutcome {
+    /// The token was current: it is spent and a new one takes its place.
     Rotated {
+        /// The session's user.
         user: UserId,
+        /// The new refresh token, to hand to the client once `ticket` is durable.
         token: String,
+        /// Wait on it before answering: the rotation is durable once waited.
         ticket: Ticket,
     },
     /// The token had been used before: the session family is revoked (once `ticket` is durable).
-    FamilyRevoked { ticket: Ticket },
+    FamilyRevoked {
+        /// Wait on it before refusing: the revocation is durable once waited.
+        ticket: Ticket,
+    },
 }
 
 /// What signup takes besides the token and the password.
 #[derive(Debug, Clone, Default)]
 pub struct SignupProfile {
+    /// The account holder's name (see `NAME_PATTERN`, at most `NAME_CHARS_MAX` characters).
     pub name: String,
+    /// A phone number, if given (see `PHONE_PATTERN`, at most `PHONE_CHARS_MAX` characters).
     pub phone: Option<String>,
+    /// A postal address, if given (see `ADDRESS_PATTERN`, at most `ADDRESS_CHARS_MAX` characters).
     pub address: Option<String>,
 }
 
 /// A profile change; `None` leaves a field, `Some(None)` clears an optional one.
 #[derive(Debug, Clone, Default)]
 pub struct ProfileChange {
+    /// A new name; a name cannot be cleared.
     pub name: Option<String>,
+    /// A new phone number, or `Some(None)` to clear it.
     pub phone: Option<Option<String>>,
+    /// A new address, or `Some(None)` to clear it.
     pub address: Option<Option<String>>,
 }
 
 /// An account's data, decrypted for its owner.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Profile {
+    /// The account's id.
     pub user_id: UserId,
+    /// The account's email address.
     pub email: String,
+    /// The account holder's name.
     pub name: String,
+    /// The phone number, if one is set.
     pub phone: Option<String>,
+    /// The postal address, if one is set.
     pub address: Option<String>,
+    /// What the account may do.
     pub role: Role,
+    /// When the account was created, in ms since the Unix epoch.
     pub created_ms: Millis,
 }
 
@@ -204,10 +226,16 @@ impl Engine {
             .map(|u| (u.id, u.role, u.password_hash))
     }
 
+    /// The account's role; `None` for a user the engine does not know, so a token of an
+    /// account that is gone passes no check.
     pub fn role_of(&self, user: UserId) -> Option<Role> {
         self.inner.state.accounts.user(user).map(|u| u.role)
     }
 
+    /// The account's data, decrypted for its owner.
+    ///
+    /// Errors: `UserNotFound`, and `Internal` (`Sealed`) if a field does not decrypt with the
+    /// keys.
     pub fn profile(&self, user: UserId) -> Result<Profile, EngineError> {
         let user = self
             .inner
@@ -218,6 +246,12 @@ impl Engine {
         self.open_profile(&user)
     }
 
+    /// Changes the fields `change` names, each checked and sealed. Answers the profile as it
+    /// now is and a `Ticket`: the change is durable once it is waited on.
+    ///
+    /// Errors: `InvalidProfile` for a field that breaks its rule, `UserNotFound`, `Internal`
+    /// (`Sealed`) if the profile does not decrypt, and `ShuttingDown` or `LogFailed` when the
+    /// log takes no writes.
     pub fn update_profile(
         &self,
         user: UserId,
@@ -339,11 +373,13 @@ impl Engine {
 
     /// Retention: forgets sessions, revocations and verifications that expired more than
     /// [`EXPIRED_KEPT_MS`](crate::accounts::EXPIRED_KEPT_MS) ago, at most
-    /// [`FORGET_PER_SWEEP_MAX`] a call. The scheduler calls this every minute; answers how many.
+    /// `FORGET_PER_SWEEP_MAX` a call. The scheduler calls this every minute; answers how many.
     pub fn forget_expired_accounts(&self) -> Result<usize, EngineError> {
         super::forget_expired_accounts(&self.inner.state, &self.inner.wal, self.now_ms())
     }
 
+    /// Whether an access token's id was revoked (see `revoke_access`) and the revocation is
+    /// still kept.
     pub fn is_access_revoked(&self, jti: &str) -> bool {
         let jti_hash = self.keys().secret_hash(JTI_PURPOSE, jti.as_bytes());
         self.inner.state.accounts.is_access_revoked(&jti_hash)

@@ -15,13 +15,23 @@ use super::Engine;
 /// A product with its live stock and status.
 #[derive(Debug, Clone)]
 pub struct ProductView {
+    /// The product, every version included.
     pub product: Product,
+    /// Its SKU's units (available, reserved, sold), read from the counter at `as_of_ms`.
     pub counts: StockCounts,
+    /// Whether it can be bought at `as_of_ms`, from its sale window and `counts`.
     pub status: ProductStatus,
+    /// When the stock was read and the status decided, in ms since the Unix epoch.
     pub as_of_ms: Millis,
 }
 
 impl Engine {
+    /// Creates a product, with a SKU of the same id holding its `stock_total` units. Answers
+    /// the product as it is now and a `Ticket`: the product is durable once it is waited on.
+    ///
+    /// Errors: `InvalidProduct` for a form that breaks a rule (name, description, price,
+    /// currency, a sale window that does not fit the kind, a per-customer limit of 0), and
+    /// `ShuttingDown` or `LogFailed` when the log takes no writes.
     pub fn create_product(&self, new: NewProduct) -> Result<(ProductView, Ticket), EngineError> {
         // Validated before an id is handed out, so a refused product uses up no id.
         crate::catalog::validate_new(&new)?;
@@ -49,6 +59,11 @@ impl Engine {
         Ok(ticket)
     }
 
+    /// Adds `quantity` units to a product's stock. Answers a `Ticket`: the units are durable
+    /// (and on sale) once it is waited on.
+    ///
+    /// Errors: `ProductNotFound`, then those of `restock` (`InvalidQuantity` for 0 units,
+    /// `StockLimitExceeded`, `ShuttingDown`, `LogFailed`).
     pub fn restock_product(&self, id: ProductId, quantity: u32) -> Result<Ticket, EngineError> {
         if !self.inner.state.catalog.contains(id) {
             return Err(EngineError::ProductNotFound(id));
@@ -56,10 +71,13 @@ impl Engine {
         self.restock(Sku(id.0), quantity)
     }
 
+    /// A product with its stock and status now; `None` for an id the catalog does not know.
     pub fn product(&self, id: ProductId) -> Option<ProductView> {
         self.inner.state.catalog.get(id).map(|p| self.view_of(p))
     }
 
+    /// One version of a product (numbered from 1), as an order that used it shows it; `None`
+    /// if the product or that version does not exist.
     pub fn product_version(&self, id: ProductId, version: u32) -> Option<ProductVersion> {
         self.inner.state.catalog.get(id)?.version(version).cloned()
     }
@@ -111,6 +129,7 @@ impl Engine {
         Some((counts, status, now))
     }
 
+    /// Whether the catalog holds no product (the demo catalog is loaded only into an empty one).
     pub fn catalog_is_empty(&self) -> bool {
         self.inner.state.catalog.is_empty()
     }
@@ -131,6 +150,13 @@ impl Engine {
             .collect()
     }
 
+    /// Adds a product to the user's wishlist, or changes its quantity and note; the first
+    /// add's time is kept. Answers the item as stored and a `Ticket`: the change is durable
+    /// once it is waited on.
+    ///
+    /// Errors: `ProductNotFound`; `InvalidWishlistItem` for a quantity outside 1 to 99 units, a
+    /// note over 500 characters, or a new product on a list of 200; and `ShuttingDown` or
+    /// `LogFailed` when the log takes no writes.
     pub fn put_wishlist_item(
         &self,
         user: UserId,
@@ -154,6 +180,10 @@ impl Engine {
             .put(user, item, &|r| wal.append(r.into()))
     }
 
+    /// Takes a product off the user's wishlist. Answers a `Ticket` (durable once waited), or
+    /// `None` if the product was not on the list and nothing changed.
+    ///
+    /// Errors: `ShuttingDown` or `LogFailed` when the log takes no writes.
     pub fn remove_wishlist_item(
         &self,
         user: UserId,

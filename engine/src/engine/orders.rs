@@ -97,6 +97,13 @@ impl Engine {
             .request_payment(id, self.now_ms(), &|r| wal.append(r))
     }
 
+    /// Records what the provider answered for `attempt`, the order's attempt in flight:
+    /// charged, the order is paid and its units are sold; failed, it stays payable until its
+    /// deadline; timed out, the attempt stays in flight and `resolve_payments` asks again.
+    /// Answers the order as it now is and a `Ticket`: the outcome is durable once waited.
+    ///
+    /// Errors: `OrderNotFound`, `OrderStateConflict` if `attempt` is not the one in flight, and
+    /// `ShuttingDown` or `LogFailed` when the log takes no writes.
     pub fn record_payment(
         &self,
         id: OrderId,
@@ -109,6 +116,13 @@ impl Engine {
             .record_payment(id, attempt, outcome, self.now_ms(), &|r| wal.append(r))
     }
 
+    /// Cancels an order: an unpaid one's units go back on sale, a paid one's too, and its
+    /// refund falls due (`refund_order` makes it). Answers the order as it now is and a
+    /// `Ticket`: the cancel (and the units' return) is durable once waited.
+    ///
+    /// Errors: `OrderNotFound`, `PaymentInProgress` while a payment attempt awaits its answer,
+    /// `NotCancellable` once the order is past paid (or closed), and `ShuttingDown` or
+    /// `LogFailed` when the log takes no writes.
     pub fn cancel_order(&self, id: OrderId) -> Result<(Order, Ticket), EngineError> {
         let wal = self.ready_wal()?;
         self.inner
@@ -116,6 +130,11 @@ impl Engine {
             .cancel_order(id, self.now_ms(), &|r| wal.append(r))
     }
 
+    /// Marks a paid order shipped, with the carrier and tracking number of `shipment`.
+    /// Answers the order as it now is and a `Ticket`: the step is durable once waited.
+    ///
+    /// Errors: `OrderNotFound`, `OrderStateConflict` unless the order is paid, and
+    /// `ShuttingDown` or `LogFailed` when the log takes no writes.
     pub fn ship_order(
         &self,
         id: OrderId,
@@ -133,6 +152,11 @@ impl Engine {
             })
     }
 
+    /// Marks a shipped order delivered; its return window starts now. Answers the order as it
+    /// now is and a `Ticket`: the step is durable once waited.
+    ///
+    /// Errors: `OrderNotFound`, `OrderStateConflict` unless the order is shipped, and
+    /// `ShuttingDown` or `LogFailed` when the log takes no writes.
     pub fn deliver_order(&self, id: OrderId) -> Result<(Order, Ticket), EngineError> {
         let wal = self.ready_wal()?;
         self.inner
@@ -155,6 +179,12 @@ impl Engine {
             .request_return(id, reason, self.now_ms(), window_ms, &|r| wal.append(r))
     }
 
+    /// Approves a requested return: the order is returned, its units go back on sale and its
+    /// refund falls due (`refund_order` makes it). Answers the order as it now is and a
+    /// `Ticket`: the step is durable once waited.
+    ///
+    /// Errors: `OrderNotFound`, `OrderStateConflict` unless a return was requested, and
+    /// `ShuttingDown` or `LogFailed` when the log takes no writes.
     pub fn approve_return(&self, id: OrderId) -> Result<(Order, Ticket), EngineError> {
         let wal = self.ready_wal()?;
         self.inner
@@ -162,6 +192,12 @@ impl Engine {
             .approve_return(id, self.now_ms(), &|r| wal.append(r))
     }
 
+    /// Records that the provider refunded the order's due refund; call it only once the
+    /// provider confirmed (`refund_order` does). The order is closed and leaves the hot tier
+    /// once the `Ticket` is durable.
+    ///
+    /// Errors: `OrderNotFound`, `OrderStateConflict` unless a refund is due and not yet
+    /// issued, and `ShuttingDown` or `LogFailed` when the log takes no writes.
     pub fn refund_issued(&self, id: OrderId) -> Result<Ticket, EngineError> {
         let wal = self.ready_wal()?;
         self.inner

@@ -26,7 +26,9 @@ pub struct Payments {
 /// How a payment request ended.
 #[derive(Debug)]
 pub enum Paid {
+    /// The provider approved the charge: the order, now paid.
     Charged(Order),
+    /// The provider refused the charge: the order (payable again until its deadline) and why.
     Failed(Order, PaymentFailure),
     /// The provider did not answer; the order stays payable and is settled in the background.
     TimedOut(Order),
@@ -41,6 +43,7 @@ impl Drop for Live<'_> {
 }
 
 impl Payments {
+    /// Payments through `provider`, with no payment in progress.
     pub fn new(provider: Arc<dyn PaymentProvider>) -> Self {
         Self {
             provider,

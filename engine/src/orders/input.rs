@@ -40,8 +40,10 @@ pub struct IdempotencyKey(String);
 /// Why a text is not an Idempotency-Key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidIdempotencyKey {
+    /// The key is empty or only whitespace (as when no header was sent).
     #[error("send an Idempotency-Key header (unique per intended order) to place an order")]
     Missing,
+    /// The key, trimmed, is over `IDEMPOTENCY_KEY_BYTES_MAX` (128) bytes.
     #[error("an Idempotency-Key is at most {IDEMPOTENCY_KEY_BYTES_MAX} bytes")]
     TooLong,
 }
@@ -62,6 +64,7 @@ impl FromStr for IdempotencyKey {
 }
 
 impl IdempotencyKey {
+    /// The key as sent, without its surrounding whitespace.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -80,29 +83,35 @@ impl fmt::Display for IdempotencyKey {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AddressForm {
+    /// Who receives the parcel: 1 to 100 characters, not only spaces.
     #[cfg_attr(
         feature = "openapi",
         schema(min_length = 1, max_length = 100, pattern = "\\S")
     )]
     pub recipient: String,
+    /// The recipient's phone number: 1 to 32 characters, not only spaces.
     #[cfg_attr(
         feature = "openapi",
         schema(min_length = 1, max_length = 32, pattern = "\\S")
     )]
     pub phone: String,
+    /// The first address line: 1 to 200 characters, not only spaces.
     #[cfg_attr(
         feature = "openapi",
         schema(min_length = 1, max_length = 200, pattern = "\\S")
     )]
     pub line1: String,
+    /// An optional second address line, up to 200 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(max_length = 200))]
     pub line2: Option<String>,
+    /// The city: 1 to 100 characters, not only spaces.
     #[cfg_attr(
         feature = "openapi",
         schema(min_length = 1, max_length = 100, pattern = "\\S")
     )]
     pub city: String,
+    /// The postal code: 1 to 20 characters, not only spaces.
     #[cfg_attr(
         feature = "openapi",
         schema(min_length = 1, max_length = 20, pattern = "\\S")
@@ -156,6 +165,7 @@ impl TryFrom<AddressForm> for ShippingAddress {
 }
 
 impl ShippingAddress {
+    /// The address's fields, as they were checked.
     pub fn form(&self) -> &AddressForm {
         &self.0
     }
@@ -181,6 +191,7 @@ impl ShippingAddress {
 pub struct LineForm {
     /// `prd_…`
     pub product_id: String,
+    /// Units of the product; a placement accepts 1 to 1,000 per line.
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4_294_967_295_i64, format = Int64))]
     #[serde(deserialize_with = "crate::wire::whole")]
     pub quantity: u32,
@@ -191,8 +202,10 @@ pub struct LineForm {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OrderForm {
+    /// The lines, 1 to 20.
     #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 20))]
     pub items: Vec<LineForm>,
+    /// Where the order goes.
     pub shipping_address: AddressForm,
 }
 
@@ -235,6 +248,8 @@ impl TryFrom<OrderForm> for OrderRequest {
 }
 
 impl OrderRequest {
+    /// A request from lines and an address checked already; the lines are checked when the
+    /// order is placed.
     pub fn new(lines: Vec<LineRequest>, shipping_address: ShippingAddress) -> Self {
         Self {
             lines,
@@ -242,10 +257,12 @@ impl OrderRequest {
         }
     }
 
+    /// The lines the customer asks for, in the order sent.
     pub fn lines(&self) -> &[LineRequest] {
         &self.lines
     }
 
+    /// Where the order goes.
     pub fn shipping_address(&self) -> &ShippingAddress {
         &self.shipping_address
     }
@@ -281,8 +298,11 @@ impl OrderRequest {
 /// A return's reason or a shipment broke its rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidOrderInput {
+    /// A return's reason is over `RETURN_REASON_CHARS_MAX` (500) characters.
     #[error("the reason is over {RETURN_REASON_CHARS_MAX} characters")]
     ReasonTooLong,
+    /// A shipment's carrier or tracking number is empty, only spaces, or over
+    /// `SHIPMENT_FIELD_CHARS_MAX` (100) characters.
     #[error("carrier and tracking_number are 1 to {SHIPMENT_FIELD_CHARS_MAX} characters")]
     Shipment,
 }
@@ -303,6 +323,7 @@ impl TryFrom<String> for ReturnReason {
 }
 
 impl ReturnReason {
+    /// The reason's text.
     pub fn into_inner(self) -> String {
         self.0
     }
@@ -313,11 +334,13 @@ impl ReturnReason {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ShipmentForm {
+    /// The carrier's name: 1 to 100 characters, not only spaces.
     #[cfg_attr(
         feature = "openapi",
         schema(min_length = 1, max_length = 100, pattern = "\\S")
     )]
     pub carrier: String,
+    /// The carrier's tracking number: 1 to 100 characters, not only spaces.
     #[cfg_attr(
         feature = "openapi",
         schema(min_length = 1, max_length = 100, pattern = "\\S")
@@ -329,7 +352,9 @@ pub struct ShipmentForm {
 /// [`SHIPMENT_FIELD_CHARS_MAX`] characters with text in them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shipment {
+    /// The carrier's name.
     pub carrier: String,
+    /// The carrier's tracking number.
     pub tracking_number: String,
 }
 

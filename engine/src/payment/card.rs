@@ -8,8 +8,9 @@ use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::clock::Millis;
 
-/// The shortest and longest card numbers, in digits (ISO/IEC 7812).
+/// The shortest card number, in digits (ISO/IEC 7812).
 pub const CARD_NUMBER_DIGITS_MIN: usize = 13;
+/// The longest card number, in digits (ISO/IEC 7812).
 pub const CARD_NUMBER_DIGITS_MAX: usize = 19;
 const CVC_DIGITS_MIN: usize = 3;
 const CVC_DIGITS_MAX: usize = 4;
@@ -31,6 +32,7 @@ pub struct Card {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}")]
 pub struct InvalidCard {
+    /// Which rule the card broke, in a sentence for the customer.
     pub reason: &'static str,
 }
 
@@ -78,14 +80,17 @@ impl Card {
         })
     }
 
+    /// The number's last four digits, the only part of it that Debug output shows.
     pub fn last4(&self) -> &str {
         &self.number[self.number.len() - 4..]
     }
 
+    /// The expiry month, 1 to 12.
     pub fn expiry_month(&self) -> u8 {
         self.expiry_month
     }
 
+    /// The expiry year in four digits (`MM/YY` is read as 20YY).
     pub fn expiry_year(&self) -> u16 {
         self.expiry_year
     }

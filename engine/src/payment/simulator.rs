@@ -35,7 +35,7 @@ const CHARGES_FILE_NAME: &str = "charges.log";
 /// - 0259: `Approved`. The card was charged the first time, only the answer was lost: this is
 ///   how a provider with idempotency keys behaves, and what lets the saga finish the order.
 ///
-/// Misuse by the caller (a key that is not [well formed](super::charge_key_is_well_formed), a
+/// Misuse by the caller (a key that is not well formed, `charge_key_is_well_formed`; a
 /// currency that is not three capital letters, an amount of zero) fails a `debug_assert!`; in a
 /// release build the call records and charges nothing and answers `Err(ProviderTimeout)`, and
 /// `status` of that key answers `NotCharged`, so the saga compensates instead of charging under a
@@ -53,10 +53,15 @@ pub struct PaymentSimulator {
 }
 
 impl PaymentSimulator {
+    /// A card the simulator approves.
     pub const CARD_APPROVED: &str = "4242424242424242";
+    /// A card the simulator declines.
     pub const CARD_DECLINED: &str = "4000000000000002";
+    /// A card the simulator refuses as over its limit.
     pub const CARD_LIMIT_EXCEEDED: &str = "4000000000009995";
+    /// A card whose charge times out and was not charged (asked again: `NotCharged`).
     pub const CARD_TIMEOUT_NOT_CHARGED: &str = "4000000000000119";
+    /// A card whose charge times out but was charged (asked again: `Charged`).
     pub const CARD_TIMEOUT_CHARGED: &str = "4000000000000259";
 
     /// Opens the record in `dir` (both created if missing), cutting a torn last line. Fails on a

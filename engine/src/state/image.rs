@@ -16,17 +16,29 @@ use crate::orders::{Order, OrderStatus};
 use crate::record::{ReleaseReason, Seq};
 use crate::wishlist::{WishItem, Wishlists};
 
+/// The whole state as a plain, ordered picture: what a snapshot stores, what `Engine::image`
+/// answers for tests to compare, and what `db verify` checks the invariants on.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct StateImage {
+    /// The last record whose effects the image holds.
     pub seq: Seq,
+    /// The id the next reservation will get.
     pub next_reservation: u64,
+    /// Every SKU's counts and limit, by SKU.
     pub skus: Vec<SkuImage>,
+    /// Every reservation in memory, active or closed, by id.
     pub reservations: Vec<ReservationImage>,
+    /// Units each customer holds of each SKU with a per-customer limit (0s left out).
     pub holds: Vec<HoldImage>,
+    /// The accounts, sessions, revocations and verifications.
     pub accounts: AccountsImage,
+    /// The id the next product will get.
     pub next_product: u64,
+    /// Every product with all its versions.
     pub products: Vec<Product>,
+    /// Each user's wishlist.
     pub wishlists: Vec<(UserId, Vec<WishItem>)>,
+    /// The id the next order will get.
     pub next_order: u64,
     /// Every live order (closed ones are in the cold tier only); the idempotency keys, the
     /// expiry index and the ownership of line reservations are rebuilt from them.
@@ -84,13 +96,21 @@ impl From<StateImageV2> for StateImage {
     }
 }
 
+/// One SKU in a `StateImage`: its counts, in units, which add up to `stock_total`.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct SkuImage {
+    /// Which SKU.
     pub sku: Sku,
+    /// Units it was ever given (created plus restocked), counting restocks queued but not yet
+    /// durable.
     pub stock_total: u64,
+    /// Units on sale.
     pub available: u64,
+    /// Units held by active reservations.
     pub reserved: u64,
+    /// Units sold.
     pub sold: u64,
+    /// The most units one customer may hold, if limited.
     pub per_user_limit: Option<u32>,
 }
 

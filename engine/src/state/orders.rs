@@ -767,8 +767,10 @@ impl State {
                 format!("{id} is {}", reservation.status.as_str()),
             ));
         }
-        moved
+        let counts = moved
             .map_err(|_| apply_error(seq, format!("{id}: the counter does not hold its units")))?;
+        sku.check_conserved(reservation.sku, counts, false)
+            .map_err(|e| apply_error(seq, e))?;
         if !matches!(settle, Settle::Sell) && sku.per_user_limit.is_some() {
             self.return_allowance(reservation.user, reservation.sku, reservation.quantity);
         }

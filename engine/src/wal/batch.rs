@@ -22,26 +22,50 @@ const HEADER_BYTES: usize = 24;
 /// Why a stored batch was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BatchDefect {
+    /// Fewer bytes than a header: a write cut short.
     #[error("shorter than its header ({0} bytes)")]
     Truncated(usize),
+    /// Not a batch of this format at all.
     #[error("bad magic")]
     BadMagic,
+    /// The payload is not as long as the header says.
     #[error("payload length {declared} but {actual} bytes stored")]
-    LengthMismatch { declared: usize, actual: usize },
+    LengthMismatch {
+        /// Bytes the header declares.
+        declared: usize,
+        /// Bytes stored after the header.
+        actual: usize,
+    },
+    /// The bytes changed after they were written.
     #[error("checksum mismatch")]
     Checksum,
+    /// The batch is stored under another sequence number than it carries.
     #[error("keyed {key} but says it starts at {first_seq}")]
-    KeyMismatch { key: Seq, first_seq: Seq },
+    KeyMismatch {
+        /// The sequence number of the key.
+        key: Seq,
+        /// The sequence number in the header.
+        first_seq: Seq,
+    },
+    /// The checksum holds but the records do not decode: written by another build.
     #[error("undecodable payload: {0}")]
     Undecodable(String),
+    /// The header counts other records than the payload holds.
     #[error("declares {declared} records but holds {actual}")]
-    CountMismatch { declared: usize, actual: usize },
+    CountMismatch {
+        /// Records the header declares.
+        declared: usize,
+        /// Records the payload holds.
+        actual: usize,
+    },
 }
 
+/// The log key of a batch: its first sequence number, big-endian so keys sort in log order.
 pub fn key(first_seq: Seq) -> [u8; 8] {
     first_seq.to_be_bytes()
 }
 
+/// The first sequence number a log key names; `None` for a key of another length.
 pub fn seq_of_key(key: &[u8]) -> Option<Seq> {
     Some(Seq::from_be_bytes(key.try_into().ok()?))
 }

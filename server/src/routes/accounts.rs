@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 use allot_engine::rfc3339;
 use allot_engine::{Email, EngineError, Profile, ProfileChange, RefreshOutcome, SignupProfile};
-use allot_engine::{check_policy, hash_password, verify_dummy, verify_password};
+use allot_engine::{check_policy, hash_password};
 
 use super::Authenticated;
 use crate::auth::{self, REFRESH_COOKIE, REFRESH_TOKEN_TTL_MS};
@@ -248,40 +248,19 @@ async fn login(
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Response, Problem> {
     let now = engine.now_ms();
-    let email = Email::parse(&body.email).ok();
-    // Unknown and malformed addresses are throttled like known ones: a 429 must not tell.
-    let throttle_key = engine
-        .keys()
-        .blind_index(email.as_ref().map_or(body.email.trim(), Email::as_str));
-    // Counted as a failure now, in the same step as the check: parallel guesses cannot all
-    // slip past the limit. A success clears it below.
-    let throttle = &state.shared.login_throttle;
-    if let Err(retry) = throttle.begin_attempt(&throttle_key, now) {
-        return Err(Problem::rate_limited(retry.seconds));
-    }
-    let account = email.as_ref().and_then(|e| engine.account_by_email(e));
-    let stored_hash = account.as_ref().map(|(_, _, hash)| hash.clone());
-    let password = body.password;
+    let attempt = engine.begin_login(&body.email)?;
     let verified = state
         .shared
         .passwords
-        .run(move || match stored_hash {
-            Some(hash) => verify_password(&password, &hash),
-            None => {
-                verify_dummy(&password);
-                false
-            }
-        })
-        .await
-        .map_err(|_| {
-            // The password was never checked: this attempt does not count.
-            throttle.forget_attempt(&throttle_key, now);
-            Problem::busy()
-        })?;
-    let Some((user, role, _)) = account.filter(|_| verified) else {
-        return Err(ProblemType::INVALID_CREDENTIALS.with("the email or the password is wrong"));
+        .run(attempt.check(body.password))
+        .await;
+    let (user, role) = match verified {
+        Ok(verified) => attempt.finish(verified)?,
+        Err(_busy) => {
+            attempt.abandon();
+            return Err(Problem::busy());
+        }
     };
-    throttle.clear(&throttle_key);
     let (refresh_token, ticket) = engine.start_session(user, REFRESH_TOKEN_TTL_MS)?;
     ticket.durable().await?;
     Ok(session_response(&state, user, role, refresh_token, now))

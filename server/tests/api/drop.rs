@@ -17,11 +17,12 @@ use serde_json::{Value, json};
 use tokio::sync::{Barrier, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::support::app::{Answer, AppOptions, Client, TestApp};
+use crate::support::app::{Answer, AppOptions, Client, TestApp, Units};
 use crate::support::shop::{
     self, CARD_APPROVED, CARD_DECLINED, CARD_LIMIT_EXCEEDED, CARD_TIMEOUT_CHARGED,
     CARD_TIMEOUT_NOT_CHARGED, create_customer, log_in, pay,
 };
+use crate::support::wait::{SETTLE_WAIT, eventually};
 use allot_engine::rfc3339;
 
 const STOCK_TOTAL: u64 = 50;
@@ -45,10 +46,6 @@ const PROBE_EVERY: usize = 3;
 const SAMPLE_INTERVAL_MS: u64 = 5;
 /// The race lasts at least one reservation TTL (5 s): 50 readings even at 100 ms each.
 const SAMPLES_MIN: usize = 50;
-/// How long the test waits for what the server settles on its own (expiries, lost payment
-/// answers) before it fails.
-const SETTLE_WAIT_MS: u64 = 30_000;
-const POLL_INTERVAL_MS: u64 = 25;
 const PAGE_ITEMS_MAX: usize = 100;
 /// Far more pages than the orders of this drop fill: a cursor that never ends fails the test.
 const PAGES_MAX: usize = 20;
@@ -151,14 +148,6 @@ struct Journey {
     gave_up: bool,
 }
 
-/// A reading of GET /products/{id}/stock.
-#[derive(Clone, Copy, Debug)]
-struct Units {
-    remaining: u64,
-    reserved: u64,
-    sold: u64,
-}
-
 /// What every customer's task shares.
 struct Race {
     product: String,
@@ -242,7 +231,7 @@ async fn a_drop_sells_each_unit_once_and_gives_back_every_unpaid_one() {
 /// customer is done and nothing is reserved any more.
 async fn race(app: &TestApp, product: &str, customers: Vec<Client>) -> Outcome {
     let mut reader = app.client();
-    let before = stock(&mut reader, product).await;
+    let before = reader.stock(product).await;
     assert_eq!(
         (before.remaining, before.reserved, before.sold),
         (STOCK_TOTAL, 0, 0)
@@ -449,7 +438,7 @@ async fn shop_the_drop(client: Client, user: usize, race: Arc<Race>) -> Journey 
     race.start.wait().await;
     for attempt in 1..=PLACE_ATTEMPTS_MAX {
         let key = format!("drop-{user}-{attempt}");
-        let placed = place(&mut journey.client, &key, &race.product).await;
+        let placed = place_one(&mut journey.client, &key, &race.product).await;
         match (placed.status, placed.kind()) {
             (201, _) => {
                 win(&mut journey, &race, &key, placed.body).await;
@@ -485,7 +474,7 @@ async fn unit_back(stock: &mut watch::Receiver<Units>) -> bool {
         }
         false
     };
-    tokio::time::timeout(Duration::from_millis(SETTLE_WAIT_MS), next)
+    tokio::time::timeout(SETTLE_WAIT, next)
         .await
         .unwrap_or(false)
 }
@@ -500,7 +489,7 @@ async fn win(journey: &mut Journey, race: &Race, key: &str, order: Value) {
     let probing = win.is_multiple_of(PROBE_EVERY);
     if probing {
         // The same key again is the same order, not a second unit.
-        let again = place(client, key, &race.product).await;
+        let again = place_one(client, key, &race.product).await;
         assert_eq!(
             (again.status, &again.body["id"]),
             (201, &order["id"]),
@@ -516,7 +505,7 @@ async fn win(journey: &mut Journey, race: &Race, key: &str, order: Value) {
     let expected = pay_as(client, user, &id, behaviour).await;
     if probing && expected.status == "paid" {
         // A paid unit counts against the limit for good: no expiry gives it back.
-        let second = place(client, &format!("drop-{user}-paid"), &race.product).await;
+        let second = place_one(client, &format!("drop-{user}-paid"), &race.product).await;
         assert_eq!(
             (second.status, second.kind()),
             (409, "purchase_limit_exceeded"),
@@ -541,7 +530,7 @@ async fn try_second_order(
     race: &Race,
     held: &str,
 ) -> Option<Placed> {
-    let second = place(client, &format!("drop-{user}-second"), &race.product).await;
+    let second = place_one(client, &format!("drop-{user}-second"), &race.product).await;
     if (second.status, second.kind()) == (409, "purchase_limit_exceeded") {
         return None;
     }
@@ -655,12 +644,8 @@ fn check_sample(read: &Answer, sold_before: u64) -> Result<Units, String> {
             read.status, read.body
         ));
     };
-    let units = Units {
-        remaining,
-        reserved,
-        sold,
-    };
-    if remaining + reserved + sold != STOCK_TOTAL {
+    let units = Units::new(remaining, reserved, sold);
+    if units.total() != STOCK_TOTAL {
         return Err(format!(
             "remaining + reserved + sold != {STOCK_TOTAL}: {units:?}"
         ));
@@ -744,40 +729,27 @@ async fn sign_up_customers(app: &TestApp, hash: &str) -> Vec<Client> {
 // ----- requests ----------------------------------------------------------------------------
 
 /// One unit of `product`, shipped to Seoul.
-async fn place(client: &mut Client, key: &str, product: &str) -> Answer {
+async fn place_one(client: &mut Client, key: &str, product: &str) -> Answer {
     let body = allot_engine::testkit::order_json(&[(product, 1)]);
-    client
-        .post_with("/orders", &[("Idempotency-Key", key)], body)
-        .await
-}
-
-async fn stock(client: &mut Client, product: &str) -> Units {
-    let read = client.get(&format!("/products/{product}/stock")).await;
-    assert_eq!(read.status, 200, "{:?}", read.body);
-    let count = |field: &str| read.body[field].as_u64().unwrap();
-    Units {
-        remaining: count("remaining"),
-        reserved: count("reserved"),
-        sold: count("sold"),
-    }
+    client.place(key, body).await
 }
 
 /// Reads the stock until nothing is reserved: every deadline has passed and every payment
 /// answer has been settled. Units move once their record is durable, a moment after the order
 /// reads `paid` or `expired`, so the stock is what to wait on.
 async fn wait_until_nothing_reserved(client: &mut Client, product: &str) -> Units {
-    let deadline = Instant::now() + Duration::from_millis(SETTLE_WAIT_MS);
-    loop {
-        let units = stock(client, product).await;
-        if units.reserved == 0 {
-            return units;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{units:?} {SETTLE_WAIT_MS} ms after the last customer was done: units are stuck"
-        );
-        tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
-    }
+    eventually(
+        "nothing is reserved once the customers are done",
+        async || {
+            let units = client.stock(product).await;
+            if units.reserved == 0 {
+                Ok(units)
+            } else {
+                Err(units)
+            }
+        },
+    )
+    .await
 }
 
 /// Every order of the admin list (`query`: extra parameters, each ending in `&`), page by page.

@@ -3,17 +3,18 @@
 //! the lists, and who may see or move which order. Wherever units move, the test reads
 //! GET /products/{id}/stock.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::support::app::{Answer, AppOptions, Client, TestApp, assert_problem};
+use crate::support::app::{Answer, AppOptions, Client, TestApp, Units, assert_problem};
 use crate::support::shop::{
     self, CARD_APPROVED, CARD_DECLINED, CARD_LIMIT_EXCEEDED, CARD_TIMEOUT_CHARGED,
     CARD_TIMEOUT_NOT_CHARGED, pay, pay_with,
 };
 use crate::support::smtp::{SmtpServer, body_text, header};
+use crate::support::wait::{SETTLE_WAIT, eventually};
 use allot_engine::ProductKind;
 use allot_engine::{parse_rfc3339, rfc3339};
 use allot_server::mail::MailTransportConfig;
@@ -28,10 +29,6 @@ const DEFAULT_RESERVATION_TTL_MS: u64 = 10 * MINUTE_MS;
 /// The expiry test's reservation TTL: short, yet long enough to pay one order in time on a
 /// loaded machine.
 const SHORT_RESERVATION_TTL_MS: u64 = 2_000;
-/// How long a test waits for what the server settles on its own (a lost payment answer, a
-/// refund, an expiry) before it fails; the slowest background look here is every 3 s.
-const SETTLE_WAIT_MS: u64 = 15_000;
-const POLL_INTERVAL_MS: u64 = 25;
 
 // ----- the shop: a server, an admin and two customers --------------------------------------
 
@@ -136,15 +133,9 @@ fn order_of<P: AsRef<str>>(lines: &[(P, u32)]) -> Value {
     json!({ "items": items, "shipping_address": address() })
 }
 
-async fn place(client: &mut Client, key: &str, body: Value) -> Answer {
-    client
-        .post_with("/orders", &[("Idempotency-Key", key)], body)
-        .await
-}
-
 /// Places `lines` under `key`; answers the new order.
 async fn place_ok<P: AsRef<str>>(client: &mut Client, key: &str, lines: &[(P, u32)]) -> Value {
-    let placed = place(client, key, order_of(lines)).await;
+    let placed = client.place(key, order_of(lines)).await;
     assert_eq!(placed.status, 201, "{:?}", placed.body);
     assert_eq!(placed.body["status"], "pending_payment");
     placed.body
@@ -212,18 +203,11 @@ async fn wait_for_order(
     what: &str,
     done: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + Duration::from_millis(SETTLE_WAIT_MS);
-    loop {
+    eventually(&format!("{id} is {what}"), async || {
         let read = order(client, id).await;
-        if done(&read) {
-            return read;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{id} is not {what} after {SETTLE_WAIT_MS} ms: {read:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
-    }
+        if done(&read) { Ok(read) } else { Err(read) }
+    })
+    .await
 }
 
 /// Waits for a refund that may still be `refund_pending` to be `refunded`.
@@ -234,29 +218,17 @@ async fn wait_for_refund(client: &mut Client, id: &str) -> Value {
     .await
 }
 
-/// A product's units: (remaining, reserved, sold).
-async fn stock(client: &mut Client, product: &str) -> (u64, u64, u64) {
-    let read = client.get(&format!("/products/{product}/stock")).await;
-    assert_eq!(read.status, 200, "{:?}", read.body);
-    let units = |field: &str| read.body[field].as_u64().unwrap();
-    (units("remaining"), units("reserved"), units("sold"))
-}
-
 /// Reads the product's units until they are `expected`.
-async fn wait_for_stock(client: &mut Client, product: &str, expected: (u64, u64, u64)) {
-    let deadline = Instant::now() + Duration::from_millis(SETTLE_WAIT_MS);
-    loop {
-        let units = stock(client, product).await;
+async fn wait_for_stock(client: &mut Client, product: &str, expected: Units) {
+    eventually(&format!("{product} holds {expected:?}"), async || {
+        let units = client.stock(product).await;
         if units == expected {
-            return;
+            Ok(())
+        } else {
+            Err(units)
         }
-        assert!(
-            Instant::now() < deadline,
-            "{product} holds (remaining, reserved, sold) {units:?}, not {expected:?}, \
-             after {SETTLE_WAIT_MS} ms"
-        );
-        tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
-    }
+    })
+    .await;
 }
 
 fn ids(page: &Answer) -> Vec<String> {
@@ -354,8 +326,8 @@ async fn placing_an_order_holds_its_units_and_answers_the_whole_order() {
     assert_eq!(placed["history"][0]["at"], placed["created_at"]);
 
     // The units are held, not sold; the order reads back as it was answered.
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (8, 2, 0));
-    assert_eq!(stock(&mut shop.min_ji, &sneaker).await, (4, 1, 0));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(8, 2, 0));
+    assert_eq!(shop.min_ji.stock(&sneaker).await, Units::new(4, 1, 0));
     assert_eq!(order(&mut shop.min_ji, &id).await, placed);
 
     // line2 may be left out.
@@ -364,7 +336,7 @@ async fn placing_an_order_holds_its_units_and_answers_the_whole_order() {
         .as_object_mut()
         .unwrap()
         .remove("line2");
-    let without_line2 = place(&mut shop.min_ji, "no-line2", body).await;
+    let without_line2 = shop.min_ji.place("no-line2", body).await;
     assert_eq!(without_line2.status, 201, "{:?}", without_line2.body);
     let shipped_to = &without_line2.body["shipping_address"];
     assert!(
@@ -381,7 +353,7 @@ async fn placing_an_order_holds_its_units_and_answers_the_whole_order() {
     ] {
         assert_eq!(shipped_to[field], address()[field], "{field}");
     }
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (7, 3, 0));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(7, 3, 0));
 
     // A bad address, no Idempotency-Key or no session: refused, nothing taken.
     for (n, (case, field, value)) in [
@@ -396,7 +368,7 @@ async fn placing_an_order_holds_its_units_and_answers_the_whole_order() {
     {
         let mut body = order_of(&[(&tote, 1)]);
         body["shipping_address"][field] = value;
-        let refused = place(&mut shop.min_ji, &format!("bad-address-{n}"), body).await;
+        let refused = shop.min_ji.place(&format!("bad-address-{n}"), body).await;
         assert_eq!(
             refused.kind(),
             "invalid_address",
@@ -407,9 +379,13 @@ async fn placing_an_order_holds_its_units_and_answers_the_whole_order() {
     }
     let unkeyed = shop.min_ji.post("/orders", order_of(&[(&tote, 1)])).await;
     assert_problem(&unkeyed, 400, "idempotency_key_required");
-    let anonymous = place(&mut shop.app.client(), "anonymous", order_of(&[(&tote, 1)])).await;
+    let anonymous = shop
+        .app
+        .client()
+        .place("anonymous", order_of(&[(&tote, 1)]))
+        .await;
     assert_problem(&anonymous, 401, "unauthenticated");
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (7, 3, 0));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(7, 3, 0));
     shop.close().await;
 }
 
@@ -421,29 +397,35 @@ async fn the_idempotency_key_answers_the_same_order_once_per_customer() {
         .product("Canvas Tote", ProductKind::General, 39000, 10)
         .await;
     let first = place_ok(&mut shop.min_ji, "checkout-1", &[(&tote, 2)]).await;
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (8, 2, 0));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(8, 2, 0));
 
     // A retry of the same request: the same order, no second take.
-    let again = place(&mut shop.min_ji, "checkout-1", order_of(&[(&tote, 2)])).await;
+    let again = shop
+        .min_ji
+        .place("checkout-1", order_of(&[(&tote, 2)]))
+        .await;
     assert_eq!(again.status, 201, "{:?}", again.body);
     assert_eq!(again.body["id"], first["id"]);
     assert_eq!(again.body["items"], first["items"]);
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (8, 2, 0));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(8, 2, 0));
 
     // The same key with another body is refused, and takes nothing.
-    let reused = place(&mut shop.min_ji, "checkout-1", order_of(&[(&tote, 3)])).await;
+    let reused = shop
+        .min_ji
+        .place("checkout-1", order_of(&[(&tote, 3)]))
+        .await;
     assert_problem(&reused, 422, "idempotency_key_reused");
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (8, 2, 0));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(8, 2, 0));
 
     // Keys belong to one customer: another's same key is another order.
     let other = place_ok(&mut shop.ji_woo, "checkout-1", &[(&tote, 2)]).await;
     assert_ne!(other["id"], first["id"]);
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (6, 4, 0));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(6, 4, 0));
 
     // A new key is a new order.
     let second = place_ok(&mut shop.min_ji, "checkout-2", &[(&tote, 2)]).await;
     assert_ne!(second["id"], first["id"]);
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (4, 6, 0));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(4, 6, 0));
     let mine = shop.min_ji.get("/orders").await;
     assert_eq!(ids(&mine), [id_of(&second), id_of(&first)]);
     shop.close().await;
@@ -511,30 +493,37 @@ async fn a_refused_order_takes_no_units() {
         ),
     ];
     for (n, (case, body, status, kind)) in refusals.into_iter().enumerate() {
-        let refused = place(&mut shop.min_ji, &format!("refused-{n}"), body).await;
+        let refused = shop.min_ji.place(&format!("refused-{n}"), body).await;
         assert_eq!(refused.kind(), kind, "{case}: {:?}", refused.body);
         assert_problem(&refused, status, kind);
         // All lines or none: the tote line of a refused order holds nothing.
-        assert_eq!(stock(&mut shop.min_ji, &tote).await, (3, 0, 0), "{case}");
+        assert_eq!(
+            shop.min_ji.stock(&tote).await,
+            Units::new(3, 0, 0),
+            "{case}"
+        );
     }
     for product in [&upcoming, &closed] {
-        assert_eq!(stock(&mut shop.min_ji, product).await, (5, 0, 0));
+        assert_eq!(shop.min_ji.stock(product).await, Units::new(5, 0, 0));
     }
-    assert_eq!(stock(&mut shop.min_ji, &capped).await, (10, 0, 0));
+    assert_eq!(shop.min_ji.stock(&capped).await, Units::new(10, 0, 0));
     assert_eq!(ids(&shop.min_ji.get("/orders").await), Vec::<String>::new());
 
     // The per-customer limit counts what the customer holds, and only theirs.
     place_ok(&mut shop.min_ji, "capped-1", &[(&capped, 2)]).await;
-    let over = place(&mut shop.min_ji, "capped-2", order_of(&[(&capped, 1)])).await;
+    let over = shop
+        .min_ji
+        .place("capped-2", order_of(&[(&capped, 1)]))
+        .await;
     assert_problem(&over, 409, "purchase_limit_exceeded");
     place_ok(&mut shop.ji_woo, "capped-1", &[(&capped, 2)]).await;
-    assert_eq!(stock(&mut shop.min_ji, &capped).await, (6, 4, 0));
+    assert_eq!(shop.min_ji.stock(&capped).await, Units::new(6, 4, 0));
 
     // Sold out once every unit is held.
     place_ok(&mut shop.min_ji, "all-totes", &[(&tote, 3)]).await;
-    let gone = place(&mut shop.ji_woo, "one-tote", order_of(&[(&tote, 1)])).await;
+    let gone = shop.ji_woo.place("one-tote", order_of(&[(&tote, 1)])).await;
     assert_problem(&gone, 409, "sold_out");
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (0, 3, 0));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(0, 3, 0));
     shop.close().await;
 }
 
@@ -550,7 +539,7 @@ async fn each_simulator_card_answers_as_promised() {
 
     // Approved: the held units are sold; the deadline is gone.
     let approved = id_of(&place_ok(&mut shop.min_ji, "approved", &[(&tote, 1)]).await);
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (9, 1, 0));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(9, 1, 0));
     let paid = pay(&mut shop.min_ji, &approved, CARD_APPROVED).await;
     assert_eq!(paid.status, 200, "{:?}", paid.body);
     assert_eq!(paid.body["payment"], json!({ "status": "succeeded" }));
@@ -563,10 +552,10 @@ async fn each_simulator_card_answers_as_promised() {
     );
     assert_history(&paid.body, &["pending_payment", "paid"]);
     assert_eq!(order(&mut shop.min_ji, &approved).await, paid.body);
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (9, 0, 1));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(9, 0, 1));
     let twice = pay(&mut shop.min_ji, &approved, CARD_APPROVED).await;
     assert_problem(&twice, 409, "invalid_transition");
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (9, 0, 1));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(9, 0, 1));
 
     // Declined, then over the limit: payable again, the units still held.
     let retried = id_of(&place_ok(&mut shop.min_ji, "retried", &[(&tote, 2)]).await);
@@ -587,12 +576,12 @@ async fn each_simulator_card_answers_as_promised() {
         json!({ "status": "failed", "failure_reason": "card_limit_exceeded" })
     );
     assert_eq!(failed["status"], "payment_failed");
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (7, 2, 1));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(7, 2, 1));
     let paid = pay(&mut shop.min_ji, &retried, CARD_APPROVED).await;
     assert_eq!(paid.status, 200, "{:?}", paid.body);
     assert_eq!(paid.body["payment"], json!({ "status": "succeeded" }));
     assert_history(&paid.body, &["pending_payment", "payment_failed", "paid"]);
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (7, 0, 3));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(7, 0, 3));
 
     // Any other well-formed number is approved.
     let other_card = id_of(&place_ok(&mut shop.min_ji, "other-card", &[(&tote, 1)]).await);
@@ -618,7 +607,7 @@ async fn each_simulator_card_answers_as_promised() {
     let untouched = order(&mut shop.min_ji, &unpaid).await;
     assert_eq!(untouched["payment"], json!({ "status": "none" }));
     assert_history(&untouched, &["pending_payment"]);
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (5, 1, 4));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(5, 1, 4));
 
     // Someone else's order, or none: not found, and not paid.
     let foreign = pay(&mut shop.ji_woo, &unpaid, CARD_APPROVED).await;
@@ -644,7 +633,7 @@ async fn a_payment_timeout_is_settled_in_the_background() {
     let first = id_of(&place_ok(&mut shop.min_ji, "first", &[(&tote, 1)]).await);
     let charged = id_of(&place_ok(&mut shop.min_ji, "charged", &[(&tote, 1)]).await);
     let uncharged = id_of(&place_ok(&mut shop.min_ji, "uncharged", &[(&tote, 2)]).await);
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (6, 4, 0));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(6, 4, 0));
 
     // 0259 did charge: asked again, the provider says so, and the order is paid.
     let timed_out = pay(&mut shop.min_ji, &first, CARD_TIMEOUT_CHARGED).await;
@@ -653,7 +642,7 @@ async fn a_payment_timeout_is_settled_in_the_background() {
     assert_eq!(paid["payment"], json!({ "status": "succeeded" }));
     assert_history(&paid, &["pending_payment", "paid"]);
     // Units move once the payment is durable, a moment after the order reads `paid`.
-    wait_for_stock(&mut shop.min_ji, &tote, (6, 3, 1)).await;
+    wait_for_stock(&mut shop.min_ji, &tote, Units::new(6, 3, 1)).await;
 
     // The server settled `first` just now, so its next look is a while away (it looks
     // periodically): long enough to see the next two attempts unresolved. While an answer is
@@ -675,7 +664,7 @@ async fn a_payment_timeout_is_settled_in_the_background() {
             "payment_in_progress",
         );
     }
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (6, 3, 1));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(6, 3, 1));
 
     let paid = wait_for_order(&mut shop.min_ji, &charged, "paid", |o| {
         o["status"] == "paid"
@@ -694,12 +683,12 @@ async fn a_payment_timeout_is_settled_in_the_background() {
     );
     assert_history(&failed, &["pending_payment", "payment_failed"]);
     assert!(failed["reservation_expires_at"].is_string(), "{failed:?}");
-    wait_for_stock(&mut shop.min_ji, &tote, (6, 2, 2)).await;
+    wait_for_stock(&mut shop.min_ji, &tote, Units::new(6, 2, 2)).await;
     let paid = pay(&mut shop.min_ji, &uncharged, CARD_APPROVED).await;
     assert_eq!(paid.status, 200, "{:?}", paid.body);
     assert_eq!(paid.body["payment"], json!({ "status": "succeeded" }));
     assert_history(&paid.body, &["pending_payment", "payment_failed", "paid"]);
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (6, 0, 4));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(6, 0, 4));
     shop.close().await;
 }
 
@@ -715,14 +704,14 @@ async fn cancelling_gives_the_units_back_and_refunds_a_paid_order() {
 
     // Unpaid: the held units go back on sale; there is nothing to refund.
     let unpaid = id_of(&place_ok(&mut shop.min_ji, "unpaid", &[(&tote, 2)]).await);
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (3, 2, 0));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(3, 2, 0));
     let foreign = cancel(&mut shop.ji_woo, &unpaid).await;
     assert_problem(&foreign, 404, "order_not_found");
     let cancelled = cancel(&mut shop.min_ji, &unpaid).await;
     assert_eq!(cancelled.status, 200, "{:?}", cancelled.body);
     assert_eq!(cancelled.body["payment"], json!({ "status": "none" }));
     assert_history(&cancelled.body, &["pending_payment", "cancelled"]);
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (5, 0, 0));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(5, 0, 0));
     assert_problem(
         &cancel(&mut shop.min_ji, &unpaid).await,
         409,
@@ -733,11 +722,11 @@ async fn cancelling_gives_the_units_back_and_refunds_a_paid_order() {
         409,
         "invalid_transition",
     );
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (5, 0, 0));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(5, 0, 0));
 
     // Paid: the sold units go back on sale and the charge is refunded.
     let paid = paid_order(&mut shop.min_ji, "paid", &[(&tote, 1)]).await;
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (4, 0, 1));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(4, 0, 1));
     let cancelled = cancel(&mut shop.min_ji, &paid).await;
     assert_eq!(cancelled.status, 200, "{:?}", cancelled.body);
     let refund = &cancelled.body["payment"]["status"];
@@ -748,7 +737,7 @@ async fn cancelling_gives_the_units_back_and_refunds_a_paid_order() {
     assert_history(&cancelled.body, &["pending_payment", "paid", "cancelled"]);
     let refunded = wait_for_refund(&mut shop.min_ji, &paid).await;
     assert_eq!(refunded["status"], "cancelled");
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (5, 0, 0));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(5, 0, 0));
 
     // Shipped: too late.
     let shipped = paid_order(&mut shop.min_ji, "shipped", &[(&tote, 1)]).await;
@@ -761,7 +750,7 @@ async fn cancelling_gives_the_units_back_and_refunds_a_paid_order() {
     let still = order(&mut shop.min_ji, &shipped).await;
     assert_eq!(still["payment"], json!({ "status": "succeeded" }));
     assert_eq!(still["status"], "shipped");
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (4, 0, 1));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(4, 0, 1));
     shop.close().await;
 }
 
@@ -789,11 +778,13 @@ async fn a_delivered_order_closes_when_its_return_window_passes() {
     assert_eq!(app.engine.stats().live_orders, 1);
 
     // The scheduler closes it once the window has passed.
-    let deadline = Instant::now() + Duration::from_millis(SETTLE_WAIT_MS);
-    while app.engine.stats().live_orders > 0 {
-        assert!(Instant::now() < deadline, "the order stayed in memory");
-        tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
-    }
+    eventually("the order left memory", async || {
+        match app.engine.stats().live_orders {
+            0 => Ok(()),
+            live => Err(live),
+        }
+    })
+    .await;
     let closed = order(&mut min_ji, &id).await;
     assert_eq!(closed, delivered.body, "it reads back as it was delivered");
     assert_problem(
@@ -803,8 +794,8 @@ async fn a_delivered_order_closes_when_its_return_window_passes() {
     );
     assert_problem(&ship(&mut admin, &id).await, 409, "invalid_transition");
     assert_eq!(
-        stock(&mut min_ji, &tote).await,
-        (3, 0, 2),
+        min_ji.stock(&tote).await,
+        Units::new(3, 0, 2),
         "its units stay sold"
     );
     let events = app.engine.events(0, 1_000).unwrap();
@@ -826,7 +817,7 @@ async fn a_delivered_order_closes_when_its_return_window_passes() {
         409,
         "not_returnable",
     );
-    assert_eq!(stock(&mut min_ji, &tote).await, (3, 0, 2));
+    assert_eq!(min_ji.stock(&tote).await, Units::new(3, 0, 2));
     app.stop().await;
 }
 
@@ -847,7 +838,7 @@ async fn an_order_goes_from_paid_to_returned_one_step_at_a_time() {
     );
 
     let id = paid_order(&mut shop.min_ji, "journey", &[(&tote, 2)]).await;
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (2, 1, 2));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(2, 1, 2));
     // Each step only from the one before it.
     assert_problem(
         &deliver(&mut shop.admin, &id).await,
@@ -917,7 +908,7 @@ async fn an_order_goes_from_paid_to_returned_one_step_at_a_time() {
         "not_returnable",
     );
     // Until approved, the units stay sold.
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (2, 1, 2));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(2, 1, 2));
 
     let returned = approve_return(&mut shop.admin, &id).await;
     assert_eq!(returned.status, 200, "{:?}", returned.body);
@@ -938,7 +929,7 @@ async fn an_order_goes_from_paid_to_returned_one_step_at_a_time() {
             "returned",
         ],
     );
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (4, 1, 0));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(4, 1, 0));
     assert_problem(
         &approve_return(&mut shop.admin, &id).await,
         409,
@@ -963,7 +954,7 @@ async fn an_unpaid_order_expires_at_its_deadline_and_gives_its_units_back() {
     let ttl = time_of(&pending, "reservation_expires_at") - time_of(&pending, "created_at");
     assert_eq!(ttl, SHORT_RESERVATION_TTL_MS, "{pending:?}");
     let pending = id_of(&pending);
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (3, 2, 0));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(3, 2, 0));
     // A failed payment keeps the deadline; a paid order has none left.
     let failed = id_of(&place_ok(&mut shop.min_ji, "failed", &[(&tote, 1)]).await);
     assert_problem(
@@ -984,7 +975,7 @@ async fn an_unpaid_order_expires_at_its_deadline_and_gives_its_units_back() {
     .await;
     assert_history(&expired, &["pending_payment", "payment_failed", "expired"]);
     // Units move once the expiry is durable, a moment after the order reads `expired`.
-    wait_for_stock(&mut shop.min_ji, &tote, (4, 0, 1)).await;
+    wait_for_stock(&mut shop.min_ji, &tote, Units::new(4, 0, 1)).await;
     assert_history(
         &order(&mut shop.min_ji, &paid).await,
         &["pending_payment", "paid"],
@@ -999,7 +990,7 @@ async fn an_unpaid_order_expires_at_its_deadline_and_gives_its_units_back() {
         );
         assert_problem(&cancel(&mut shop.min_ji, id).await, 409, "not_cancellable");
     }
-    assert_eq!(stock(&mut shop.min_ji, &tote).await, (4, 0, 1));
+    assert_eq!(shop.min_ji.stock(&tote).await, Units::new(4, 0, 1));
     shop.close().await;
 }
 
@@ -1234,10 +1225,7 @@ async fn admin_events_list_every_order_step_in_log_order() {
 async fn wait_for_mails(smtp: &SmtpServer, to: &str, count: usize) -> Vec<String> {
     let mut mails = Vec::new();
     for _ in 0..count {
-        mails.push(
-            smtp.wait_for_mail_to(to, Duration::from_millis(SETTLE_WAIT_MS))
-                .await,
-        );
+        mails.push(smtp.wait_for_mail_to(to, SETTLE_WAIT).await);
     }
     mails
 }
@@ -1245,20 +1233,20 @@ async fn wait_for_mails(smtp: &SmtpServer, to: &str, count: usize) -> Vec<String
 /// Waits until the notifier's durable offset has reached the newest event.
 async fn wait_for_notifier(engine: &allot_engine::Engine) {
     let newest = engine.events(0, 1000).unwrap().last().unwrap().seq;
-    let deadline = Instant::now() + Duration::from_millis(SETTLE_WAIT_MS);
-    loop {
-        let offset = engine
-            .consumer_offset(allot_server::notifier::CONSUMER)
-            .unwrap();
-        if offset >= newest {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the offset stayed at {offset}, short of {newest}"
-        );
-        tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
-    }
+    eventually(
+        &format!("the notifier's offset reached {newest}"),
+        async || {
+            let offset = engine
+                .consumer_offset(allot_server::notifier::CONSUMER)
+                .unwrap();
+            if offset >= newest {
+                Ok(())
+            } else {
+                Err(offset)
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1329,9 +1317,7 @@ async fn customers_are_mailed_once_on_paid_shipped_and_refunded_across_restarts(
     let app = TestApp::spawn(dir.path(), options(dir.path())).await;
     let mut min_ji = log_in(&app, MIN_JI_EMAIL).await;
     let after_restart = paid_order(&mut min_ji, "after-restart", &[(&tote, 1)]).await;
-    let next = smtp
-        .wait_for_mail_to(MIN_JI_EMAIL, Duration::from_millis(SETTLE_WAIT_MS))
-        .await;
+    let next = smtp.wait_for_mail_to(MIN_JI_EMAIL, SETTLE_WAIT).await;
     assert_eq!(
         header(&next, "Subject").unwrap(),
         format!("Your order {after_restart} is paid")
@@ -1383,18 +1369,16 @@ async fn a_paid_order_is_mailed_once_the_relay_is_back() {
     let smtp = tokio::task::spawn_blocking(move || SmtpServer::start_on_port(port))
         .await
         .expect("SMTP server starts");
-    let mail = smtp
-        .wait_for_mail_to(MIN_JI_EMAIL, Duration::from_millis(SETTLE_WAIT_MS))
-        .await;
+    let mail = smtp.wait_for_mail_to(MIN_JI_EMAIL, SETTLE_WAIT).await;
     assert_eq!(
         header(&mail, "Subject").unwrap(),
         format!("Your order {paid} is paid")
     );
-    let deadline = Instant::now() + Duration::from_millis(SETTLE_WAIT_MS);
-    while offset() < paid_seq {
-        assert!(Instant::now() < deadline, "the offset did not move on");
-        tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
-    }
+    eventually(&format!("the offset moved on to {paid_seq}"), async || {
+        let at = offset();
+        if at >= paid_seq { Ok(()) } else { Err(at) }
+    })
+    .await;
     assert_eq!(smtp.all_mail().len(), 1);
     shop.close().await;
 }

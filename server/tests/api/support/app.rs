@@ -199,6 +199,29 @@ pub fn assert_problem(answer: &Answer, status: u16, kind: &str) {
     );
 }
 
+/// A product's units, as `GET /products/{id}/stock` reads them: the one shape every test
+/// compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Units {
+    pub remaining: u64,
+    pub reserved: u64,
+    pub sold: u64,
+}
+
+impl Units {
+    pub const fn new(remaining: u64, reserved: u64, sold: u64) -> Self {
+        Self {
+            remaining,
+            reserved,
+            sold,
+        }
+    }
+
+    pub const fn total(self) -> u64 {
+        self.remaining + self.reserved + self.sold
+    }
+}
+
 impl Client {
     pub async fn get(&mut self, path: &str) -> Answer {
         self.send(Method::GET, path, None).await
@@ -212,6 +235,24 @@ impl Client {
     pub async fn post_with(&mut self, path: &str, headers: &[(&str, &str)], body: Value) -> Answer {
         self.send_with(Method::POST, path, headers, Some(body))
             .await
+    }
+
+    /// `POST /orders` of `body` under `key`.
+    pub async fn place(&mut self, key: &str, body: Value) -> Answer {
+        self.post_with("/orders", &[("Idempotency-Key", key)], body)
+            .await
+    }
+
+    /// The product's units; the read must succeed.
+    pub async fn stock(&mut self, product: &str) -> Units {
+        let read = self.get(&format!("/products/{product}/stock")).await;
+        assert_eq!(read.status, 200, "{:?}", read.body);
+        let count = |field: &str| {
+            read.body[field]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{field} is not a count: {:?}", read.body))
+        };
+        Units::new(count("remaining"), count("reserved"), count("sold"))
     }
 
     pub async fn send(&mut self, method: Method, path: &str, body: Option<Value>) -> Answer {

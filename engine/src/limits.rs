@@ -1,11 +1,12 @@
-//! Request limits of the auth endpoints: a per-IP token bucket, and a per-account count of failed
-//! logins. Both live in memory with a bounded number of entries: they protect the server, so
-//! they must not become the way to exhaust it.
+//! Request limits: a per-IP token bucket (the server applies it to its auth endpoints) and a
+//! per-account count of failed logins (the engine applies it in every login, see
+//! `Engine::begin_login`). Both live in memory with a bounded number of entries: they protect
+//! the shop, so they must not become the way to exhaust it.
 //!
 //! When a table is full of live entries, a new key passes untracked (and a warning is logged)
 //! rather than being refused: refusing would let whoever fills the table lock everyone else
 //! out. Filling it is expensive anyway: every tracked login failure costs the caller one
-//! password hash through the bounded [`PasswordPool`](super::PasswordPool).
+//! password hash, which the server runs on a bounded pool.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};
@@ -15,8 +16,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 pub const IP_BUDGET_ADDRESSES_MAX: usize = 100_000;
 /// Failed logins of one account within [`LOGIN_FAILURE_WINDOW_MS`] before it is refused.
 pub const LOGIN_FAILURES_MAX: usize = 10;
+/// The window in which failed logins count, in ms: 15 minutes.
 pub const LOGIN_FAILURE_WINDOW_MS: u64 = 15 * 60 * 1000;
-/// Most accounts with recent failures tracked by a [`LoginThrottle`] at once.
+/// Most accounts with recent failures tracked by a `LoginThrottle` at once.
 pub const LOGIN_THROTTLE_ACCOUNTS_MAX: usize = 100_000;
 /// The IP budget is a number of requests per this period.
 const IP_BUDGET_PERIOD_MS: u64 = 60 * 1000;
@@ -30,6 +32,7 @@ const MS_PER_S: u64 = 1000;
 /// How long to wait before asking again, for the `Retry-After` header. At least 1 second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryAfter {
+    /// Whole seconds, rounded up.
     pub seconds: u64,
 }
 
@@ -60,6 +63,7 @@ struct Bucket {
 const REQUEST_COST: u64 = IP_BUDGET_PERIOD_MS;
 
 impl IpBudget {
+    /// A budget of `per_minute` requests per address (0: no limit).
     pub fn new(per_minute: u32) -> Self {
         Self {
             per_minute,
@@ -67,6 +71,7 @@ impl IpBudget {
         }
     }
 
+    /// Spends one request of `ip`'s budget, or answers how long until one is there again.
     pub fn check(&self, ip: IpAddr, now_ms: u64) -> Result<(), RetryAfter> {
         if self.per_minute == 0 {
             return Ok(());
@@ -144,12 +149,16 @@ impl Failures {
 }
 
 impl LoginThrottle {
+    /// An empty throttle: no account has failed yet.
     pub fn new() -> Self {
         Self {
             table: Mutex::new(Table::new("login_throttle", LOGIN_THROTTLE_ACCOUNTS_MAX)),
         }
     }
 
+    /// Whether the account may try now, without counting a try (the tests' view of the
+    /// table; a login uses `begin_attempt`).
+    #[cfg(test)]
     pub fn check(&self, key: &[u8; 32], now_ms: u64) -> Result<(), RetryAfter> {
         let mut table = lock(&self.table);
         let Some(failures) = table.map.get_mut(key) else {
@@ -168,6 +177,8 @@ impl LoginThrottle {
         }
     }
 
+    /// Counts one failed login of the account.
+    #[cfg(test)]
     pub fn record_failure(&self, key: &[u8; 32], now_ms: u64) {
         Self::record_in(&mut lock(&self.table), key, now_ms);
     }
