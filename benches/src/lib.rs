@@ -7,6 +7,7 @@
 //! latest end. A coordinating thread reading the clock instead could, on two cores, be scheduled
 //! only after a worker finished, and would under-measure.
 
+use allot_engine::StockError;
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::{Arc, Barrier};
@@ -214,7 +215,7 @@ fn produce(
                 last = Some(ticket);
                 made += 1;
             }
-            Err(EngineError::SoldOut { .. }) => sku_index += 1,
+            Err(EngineError::Stock(StockError::SoldOut { .. })) => sku_index += 1,
             Err(error) => return Err(error),
         }
     }

@@ -9,6 +9,7 @@
 //! S <sku> <quantity>                        restocked
 //! ```
 
+use allot_engine::StockError;
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
@@ -67,7 +68,7 @@ pub fn run(command: DebugCommand) -> anyhow::Result<ExitCode> {
         let limit = (n <= 2).then_some(LOAD_LIMIT);
         match engine.create_sku(Sku(n), LOAD_STOCK, limit) {
             Ok(ticket) => ticket.wait()?,
-            Err(EngineError::SkuExists(_)) => {}
+            Err(EngineError::Stock(StockError::SkuExists(_))) => {}
             Err(error) => return Err(error.into()),
         }
     }

@@ -364,9 +364,10 @@ impl Accounts {
                 .issued_ms
                 .saturating_add(VERIFICATION_RESEND_COOLDOWN_MS);
             if now_ms < ready_at {
-                return Err(EngineError::VerificationCooldown {
+                return Err(AccountError::VerificationCooldown {
                     retry_after_ms: ready_at - now_ms,
-                });
+                }
+                .into());
             }
         }
         let expires_ms = now_ms.saturating_add(VERIFICATION_CODE_TTL_MS);
@@ -396,22 +397,22 @@ impl Accounts {
         let mut v = self
             .verifications
             .get_mut(&email_index)
-            .ok_or(EngineError::InvalidCode)?;
+            .ok_or(AccountError::InvalidCode)?;
         let Some(expected) = v.code_hash else {
-            return Err(EngineError::InvalidCode);
+            return Err(AccountError::InvalidCode.into());
         };
         if v.failed >= VERIFICATION_ATTEMPTS_MAX {
-            return Err(EngineError::TooManyAttempts);
+            return Err(AccountError::TooManyAttempts.into());
         }
         if !constant_time_eq(&expected, &code_hash) {
             // Counted whether or not it becomes durable before the answer: a crash at that
             // instant can only give back one try.
             let _ = append(AccountRecord::VerificationFailed { email_index })?;
             v.failed += 1;
-            return Err(EngineError::InvalidCode);
+            return Err(AccountError::InvalidCode.into());
         }
         if now_ms > v.expires_ms {
-            return Err(EngineError::CodeExpired);
+            return Err(AccountError::CodeExpired.into());
         }
         let expires_ms = now_ms.saturating_add(SIGNUP_TOKEN_TTL_MS);
         let ticket = append(AccountRecord::VerificationConfirmed {
@@ -450,24 +451,26 @@ impl Accounts {
         let email_index = *self
             .signup_tokens
             .get(&token_hash)
-            .ok_or(EngineError::InvalidVerificationToken)?;
+            .ok_or(AccountError::InvalidVerificationToken)?;
         // The email's slot is the lock: two signups for one address (or with one token)
         // serialise here, and the second finds the first's account.
         let slot = match self.by_email.entry(email_index) {
-            dashmap::Entry::Occupied(_) => return Err(EngineError::EmailTaken),
+            dashmap::Entry::Occupied(_) => {
+                return Err(AccountError::EmailTaken.into());
+            }
             dashmap::Entry::Vacant(slot) => slot,
         };
         // The verification stays locked from the check to its removal, so a new code asked for
         // meanwhile is ordered entirely before or after this signup, in memory as in the log.
         let dashmap::Entry::Occupied(verification) = self.verifications.entry(email_index) else {
-            return Err(EngineError::InvalidVerificationToken);
+            return Err(AccountError::InvalidVerificationToken.into());
         };
         let live = matches!(
             verification.get().token,
             Some((hash, expires_ms)) if hash == token_hash && now_ms <= expires_ms
         );
         if !live {
-            return Err(EngineError::InvalidVerificationToken);
+            return Err(AccountError::InvalidVerificationToken.into());
         }
         let user = user.into_user(email_index, now_ms);
         let ticket = append(user.registered())?;
@@ -488,7 +491,9 @@ impl Accounts {
         append: Append<'_>,
     ) -> Result<Ticket, EngineError> {
         let slot = match self.by_email.entry(email_index) {
-            dashmap::Entry::Occupied(_) => return Err(EngineError::EmailTaken),
+            dashmap::Entry::Occupied(_) => {
+                return Err(AccountError::EmailTaken.into());
+            }
             dashmap::Entry::Vacant(slot) => slot,
         };
         let user = user.into_user(email_index, now_ms);
@@ -562,7 +567,7 @@ impl Accounts {
         let mut user = self
             .users
             .get_mut(&id)
-            .ok_or(EngineError::UserNotFound(id))?;
+            .ok_or(AccountError::UserNotFound(id))?;
         let ticket = append(record.clone())?;
         change_user_in(&mut user, &record);
         Ok(ticket)
@@ -578,7 +583,7 @@ impl Accounts {
         append: Append<'_>,
     ) -> Result<Ticket, EngineError> {
         if !self.users.contains_key(&user) {
-            return Err(EngineError::UserNotFound(user));
+            return Err(AccountError::UserNotFound(user).into());
         }
         let family = self.next_family.fetch_add(1, Ordering::AcqRel);
         let ticket = append(AccountRecord::SessionStarted {
@@ -605,13 +610,13 @@ impl Accounts {
         let family = *self
             .session_tokens
             .get(&token_hash)
-            .ok_or(EngineError::InvalidRefresh)?;
+            .ok_or(AccountError::InvalidRefresh)?;
         let mut session = self
             .sessions
             .get_mut(&family)
-            .ok_or(EngineError::InvalidRefresh)?;
+            .ok_or(AccountError::InvalidRefresh)?;
         if session.ended.is_some() {
-            return Err(EngineError::InvalidRefresh);
+            return Err(AccountError::InvalidRefresh.into());
         }
         if session.current != token_hash {
             let ticket = append(AccountRecord::SessionEnded {
@@ -623,7 +628,7 @@ impl Accounts {
             return Ok(Refresh::FamilyRevoked(ticket));
         }
         if now_ms > session.expires_ms {
-            return Err(EngineError::InvalidRefresh);
+            return Err(AccountError::InvalidRefresh.into());
         }
         let ticket = append(AccountRecord::SessionRefreshed {
             family,
@@ -833,4 +838,55 @@ fn user_of_change(record: &AccountRecord) -> Option<UserId> {
         | AccountRecord::PasswordChanged { user, .. } => Some(*user),
         _ => None,
     }
+}
+
+/// Why an account step was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// The caller sent an email address that fails the engine's address rules.
+    #[error("that is not a valid email address")]
+    InvalidEmail,
+    /// The verification code is wrong, or no code was asked for this address; a wrong code is
+    /// counted against the attempts.
+    #[error("wrong or unknown code")]
+    InvalidCode,
+    /// The verification code was right but its lifetime has passed.
+    #[error("the code has expired; request a new one")]
+    CodeExpired,
+    /// The code was refused too often (`VERIFICATION_ATTEMPTS_MAX`); only a new code helps.
+    #[error("too many wrong codes; request a new code")]
+    TooManyAttempts,
+    /// The caller asked for a new code too soon after the last one for the same address.
+    #[error("a code was sent moments ago; wait {retry_after_ms} ms before asking again")]
+    VerificationCooldown {
+        /// How long to wait before asking again, in ms.
+        retry_after_ms: Millis,
+    },
+    /// The signup token is unknown, was spent on an account, or has expired.
+    #[error("the verification token is invalid, used or expired")]
+    InvalidVerificationToken,
+    /// A signup for an address that already has an account.
+    #[error("an account with this email exists")]
+    EmailTaken,
+    /// A profile field (name, phone, address) broke its rule; the text names the rule.
+    #[error("{0}")]
+    InvalidProfile(&'static str),
+    /// The caller named a user the engine does not know.
+    #[error("user {0} does not exist")]
+    UserNotFound(UserId),
+    /// The refresh token is unknown, past its expiry, or its session has ended; the client has
+    /// to log in again.
+    #[error("the refresh token is invalid, expired or revoked")]
+    InvalidRefresh,
+    /// A login's email or password is wrong (an unknown address answers the same); the try
+    /// counts against the account's failure budget.
+    #[error("the email or the password is wrong")]
+    InvalidCredentials,
+    /// The account failed too many logins lately (`LOGIN_FAILURES_MAX` within
+    /// `LOGIN_FAILURE_WINDOW_MS`); nothing was checked.
+    #[error("too many failed logins; try again in {retry_after_s} s")]
+    LoginThrottled {
+        /// Whole seconds until the oldest counted failure leaves the window.
+        retry_after_s: u64,
+    },
 }

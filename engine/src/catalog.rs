@@ -3,6 +3,8 @@
 
 mod form;
 
+use crate::orders::OrderError;
+use const_format::concatcp;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -113,13 +115,13 @@ impl Product {
     pub fn check_sale_open(&self, now_ms: Millis) -> Result<(), EngineError> {
         let current = self.current();
         if current.sale_opens_ms.is_some_and(|opens| now_ms < opens) {
-            return Err(EngineError::SaleNotOpen(self.id));
+            return Err(OrderError::SaleNotOpen(self.id).into());
         }
         if current
             .sale_closes_ms
             .is_some_and(|closes| now_ms >= closes)
         {
-            return Err(EngineError::SaleClosed(self.id));
+            return Err(OrderError::SaleClosed(self.id).into());
         }
         Ok(())
     }
@@ -127,7 +129,7 @@ impl Product {
     /// The status at `now_ms` with `counts` read from the SKU counter.
     pub fn status(&self, counts: StockCounts, now_ms: Millis) -> ProductStatus {
         match self.check_sale_open(now_ms) {
-            Err(EngineError::SaleNotOpen(_)) => ProductStatus::Upcoming,
+            Err(EngineError::Order(OrderError::SaleNotOpen(_))) => ProductStatus::Upcoming,
             Err(_) => ProductStatus::Closed,
             Ok(()) if counts.available == 0 => ProductStatus::SoldOut,
             Ok(()) => ProductStatus::OnSale,
@@ -242,7 +244,7 @@ impl Catalog {
     pub(crate) fn insert(&self, product: Product) -> Result<(), EngineError> {
         let mut products = self.products.write();
         if products.contains_key(&product.id) {
-            return Err(EngineError::InvalidProduct("the product exists"));
+            return Err(CatalogError::InvalidProduct("the product exists").into());
         }
         self.next_product
             .fetch_max(product.id.0 + 1, Ordering::AcqRel);
@@ -263,16 +265,16 @@ impl Catalog {
         let mut products = self.products.write();
         let product = products
             .get_mut(&id)
-            .ok_or(EngineError::ProductNotFound(id))?;
+            .ok_or(CatalogError::ProductNotFound(id))?;
         if product.versions.len() >= PRODUCT_VERSIONS_MAX {
-            return Err(EngineError::InvalidProduct(
-                "the product has too many versions",
-            ));
+            return Err(CatalogError::InvalidProduct("the product has too many versions").into());
         }
         let next = match version {
             // Replaying: the record says exactly what the version is.
             Some(version) if version.version as usize == product.versions.len() + 1 => version,
-            Some(_) => return Err(EngineError::InvalidProduct("versions out of order")),
+            Some(_) => {
+                return Err(CatalogError::InvalidProduct("versions out of order").into());
+            }
             None => {
                 let current = product.current();
                 let details = ProductDetails {
@@ -342,44 +344,48 @@ pub fn validate(
 ) -> Result<(), EngineError> {
     let name = details.name.trim();
     if name.is_empty() || name.chars().count() > PRODUCT_NAME_CHARS_MAX {
-        return Err(EngineError::InvalidProduct(
-            "name must be 1 to 200 characters",
-        ));
+        return Err(CatalogError::InvalidProduct(concatcp!(
+            "name must be 1 to ",
+            PRODUCT_NAME_CHARS_MAX,
+            " characters"
+        ))
+        .into());
     }
     if details.description.chars().count() > PRODUCT_DESCRIPTION_CHARS_MAX {
-        return Err(EngineError::InvalidProduct(
-            "description is over 5,000 characters",
-        ));
+        return Err(CatalogError::InvalidProduct(concatcp!(
+            "description is over ",
+            PRODUCT_DESCRIPTION_CHARS_MAX,
+            " characters"
+        ))
+        .into());
     }
     if details.price > PRODUCT_PRICE_MAX {
-        return Err(EngineError::InvalidProduct(
-            "price is over 10^12 minor units",
-        ));
+        // The message spells the bound as a power of ten, the way a price is read.
+        const _: () = assert!(PRODUCT_PRICE_MAX == 10u64.pow(12));
+        return Err(CatalogError::InvalidProduct("price is over 10^12 minor units").into());
     }
     // A payment provider charges at least one minor unit: an order of a free product could
     // be placed but never paid, and would only ever expire.
     if details.price == 0 {
-        return Err(EngineError::InvalidProduct(
-            "price must be at least 1 minor unit",
-        ));
+        return Err(CatalogError::InvalidProduct("price must be at least 1 minor unit").into());
     }
     if details.currency.len() != 3 || !details.currency.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(EngineError::InvalidProduct(
-            "currency must be an ISO 4217 code such as KRW",
-        ));
+        return Err(
+            CatalogError::InvalidProduct("currency must be an ISO 4217 code such as KRW").into(),
+        );
     }
     match (kind, sale_opens_ms, sale_closes_ms) {
         (ProductKind::General, None, None) => Ok(()),
-        (ProductKind::General, _, _) => Err(EngineError::InvalidProduct(
+        (ProductKind::General, _, _) => Err(EngineError::Catalog(CatalogError::InvalidProduct(
             "a general product has no sale window",
-        )),
+        ))),
         (ProductKind::Limited, Some(opens), Some(closes)) if opens < closes => Ok(()),
-        (ProductKind::Limited, Some(_), Some(_)) => Err(EngineError::InvalidProduct(
-            "sale_closes_at must be after sale_opens_at",
+        (ProductKind::Limited, Some(_), Some(_)) => Err(EngineError::Catalog(
+            CatalogError::InvalidProduct("sale_closes_at must be after sale_opens_at"),
         )),
-        (ProductKind::Limited, _, _) => Err(EngineError::InvalidProduct(
+        (ProductKind::Limited, _, _) => Err(EngineError::Catalog(CatalogError::InvalidProduct(
             "a limited product needs sale_opens_at and sale_closes_at",
-        )),
+        ))),
     }
 }
 
@@ -391,9 +397,25 @@ pub fn validate_new(product: &NewProduct) -> Result<(), EngineError> {
         product.sale_closes_ms,
     )?;
     if product.per_user_limit == Some(0) {
-        return Err(EngineError::InvalidProduct(
-            "per_user_limit must be at least 1",
-        ));
+        return Err(CatalogError::InvalidProduct("per_user_limit must be at least 1").into());
     }
     Ok(())
+}
+
+/// Why a catalog or wishlist step was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The caller named a product the engine does not know.
+    #[error("product {0} does not exist")]
+    ProductNotFound(ProductId),
+    /// A product id that does not parse: the text as it was sent.
+    #[error("product {0:?} does not exist")]
+    ProductUnknown(String),
+    /// A product's form broke a rule (kind, price, stock, sale window), or the product
+    /// exists already; the text names the rule.
+    #[error("{0}")]
+    InvalidProduct(&'static str),
+    /// A wishlist change broke a rule (quantity, note length, list size); the text names it.
+    #[error("{0}")]
+    InvalidWishlistItem(&'static str),
 }

@@ -8,6 +8,8 @@ pub mod login;
 pub mod orders;
 pub mod payments;
 
+use crate::orders::OrderError;
+use crate::state::StockError;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -475,7 +477,7 @@ fn release_expired(state: &State, wal: &Wal, now_ms: Millis) -> usize {
         match result {
             Ok(_ticket) => released += 1,
             // Committed or released meanwhile: nothing to expire.
-            Err(EngineError::ReservationNotActive { .. }) => {}
+            Err(EngineError::Stock(StockError::ReservationNotActive { .. })) => {}
             Err(error) => {
                 // The log refuses writes for now: what is left is looked at again a moment later.
                 tracing::warn!(%error, reservation = %id, "expiry not logged");
@@ -499,11 +501,14 @@ fn expire_due_orders(state: &State, wal: &Wal, now_ms: Millis) -> usize {
         match result {
             Ok(_ticket) => expired += 1,
             // A payment answer is awaited: look again shortly; the answer decides.
-            Err(EngineError::PaymentInProgress) => {
+            Err(EngineError::Order(OrderError::PaymentInProgress)) => {
                 state.recheck_order_later(id, now_ms + orders::EXPIRY_RECHECK_MS);
             }
             // Paid, cancelled or expired meanwhile.
-            Err(EngineError::OrderStateConflict(_) | EngineError::OrderNotFound(_)) => {}
+            Err(
+                EngineError::Order(OrderError::OrderStateConflict(_))
+                | EngineError::Order(OrderError::OrderNotFound(_)),
+            ) => {}
             Err(error) => {
                 // The log refuses writes for now: what is left is looked at again a moment later.
                 tracing::warn!(%error, order = %id, "expiry not logged");
@@ -528,7 +533,10 @@ fn close_due_returns(state: &State, wal: &Wal, now_ms: Millis, window_ms: Millis
         match result {
             Ok(_ticket) => closed += 1,
             // A return was asked for meanwhile, or the order closed already.
-            Err(EngineError::OrderStateConflict(_) | EngineError::OrderNotFound(_)) => {}
+            Err(
+                EngineError::Order(OrderError::OrderStateConflict(_))
+                | EngineError::Order(OrderError::OrderNotFound(_)),
+            ) => {}
             Err(error) => {
                 // The log refuses writes for now: what is left is looked at again next tick.
                 tracing::warn!(%error, order = %id, "closing a return window not logged");
@@ -643,10 +651,10 @@ fn run_snapshotter(
     }
 }
 
-/// Retention after a snapshot. Events beyond the newest `events_kept_records` records, and events
-/// older than `events_kept_ms`, go (either limit is a cap), never one whose record the log still holds (`db verify` compares
-/// those) nor one a consumer has not finished with; and the keys of orders closed more than
-/// `keys_kept_ms` ago.
+/// Retention after a snapshot. Events beyond the newest `events_kept_records` records, and
+/// events older than `events_kept_ms`, go (either limit is a cap), never one whose record the
+/// log still holds (`db verify` compares those) nor one a consumer has not finished with; and
+/// the keys of orders closed more than `keys_kept_ms` ago.
 fn prune_events(
     store: &Store,
     config: &EngineConfig,

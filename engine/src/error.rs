@@ -1,175 +1,29 @@
 //! The outcomes a caller of the engine branches on. The HTTP layer maps each variant to one
 //! problem `type` in one place.
 
-use crate::clock::Millis;
-use crate::ids::{OrderId, ProductId, ReservationId, Sku, UserId};
+use crate::accounts::AccountError;
+use crate::catalog::CatalogError;
+use crate::orders::OrderError;
 use crate::record::Seq;
+use crate::state::StockError;
 
 /// Every answer of the engine other than success: a caller's mistake, a conflict with the
 /// current state, or (`Internal`, `Open`, `LogFailed`, `ShuttingDown`) a failure no caller caused.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// The caller named a SKU the engine does not know.
-    #[error("SKU {0} does not exist")]
-    SkuNotFound(Sku),
-    /// The caller tried to create a SKU under an id that is taken.
-    #[error("SKU {0} exists already")]
-    SkuExists(Sku),
-    /// Fewer units are available than were asked for; nothing was taken.
-    #[error("only {available} unit(s) left")]
-    SoldOut {
-        /// The units available when the request was refused.
-        available: u64,
-    },
-    /// The customer would hold more units of a SKU than its per-customer limit allows.
-    #[error("the purchase limit of {limit} unit(s) per customer would be exceeded")]
-    PurchaseLimitExceeded {
-        /// The SKU's per-customer limit, in units.
-        limit: u32,
-    },
-    /// The caller asked for 0 units or more than a single request may take (also a
-    /// per-customer limit of 0 on a new SKU).
-    #[error("quantity must be between 1 and {max}")]
-    InvalidQuantity {
-        /// The largest quantity accepted, in units.
-        max: u32,
-    },
-    /// A restock would give the SKU more units than its counter can hold; nothing was added.
-    #[error("a SKU holds at most {max} units over its lifetime")]
-    StockLimitExceeded {
-        /// The most units a SKU may ever be given (`SKU_UNITS_MAX`).
-        max: u64,
-    },
-    /// The caller named a reservation the engine does not know.
-    #[error("reservation {0} does not exist")]
-    ReservationNotFound(ReservationId),
-    /// The reservation can no longer be committed or released: it is closed, already closing,
-    /// or belongs to an order (which handles it).
-    #[error("reservation {id} is {status}, not active")]
-    ReservationNotActive {
-        /// The reservation asked about.
-        id: ReservationId,
-        /// Its state in words, such as "closing" or "a line of an order".
-        status: &'static str,
-    },
-    /// A commit came after the reservation's deadline, even if its expiry is not logged yet.
-    #[error("reservation {id} expired at {deadline_ms}")]
-    ReservationExpired {
-        /// The reservation asked about.
-        id: ReservationId,
-        /// When it expired, in ms since the Unix epoch.
-        deadline_ms: Millis,
-    },
-    /// The caller sent an email address that fails the engine's address rules.
-    #[error("that is not a valid email address")]
-    InvalidEmail,
-    /// The verification code is wrong, or no code was asked for this address; a wrong code is
-    /// counted against the attempts.
-    #[error("wrong or unknown code")]
-    InvalidCode,
-    /// The verification code was right but its lifetime has passed.
-    #[error("the code has expired; request a new one")]
-    CodeExpired,
-    /// The code was refused too often (`VERIFICATION_ATTEMPTS_MAX`); only a new code helps.
-    #[error("too many wrong codes; request a new code")]
-    TooManyAttempts,
-    /// The caller asked for a new code too soon after the last one for the same address.
-    #[error("a code was sent moments ago; wait {retry_after_ms} ms before asking again")]
-    VerificationCooldown {
-        /// How long to wait before asking again, in ms.
-        retry_after_ms: Millis,
-    },
-    /// The signup token is unknown, was spent on an account, or has expired.
-    #[error("the verification token is invalid, used or expired")]
-    InvalidVerificationToken,
-    /// A signup for an address that already has an account.
-    #[error("an account with this email exists")]
-    EmailTaken,
-    /// A profile field (name, phone, address) broke its rule; the text names the rule.
-    #[error("{0}")]
-    InvalidProfile(&'static str),
-    /// The caller named a user the engine does not know.
-    #[error("user {0} does not exist")]
-    UserNotFound(UserId),
-    /// The refresh token is unknown, past its expiry, or its session has ended; the client has
-    /// to log in again.
-    #[error("the refresh token is invalid, expired or revoked")]
-    InvalidRefresh,
-    /// A login's email or password is wrong (an unknown address answers the same); the try
-    /// counts against the account's failure budget.
-    #[error("the email or the password is wrong")]
-    InvalidCredentials,
-    /// The account failed too many logins lately (`LOGIN_FAILURES_MAX` within
-    /// `LOGIN_FAILURE_WINDOW_MS`); nothing was checked.
-    #[error("too many failed logins; try again in {retry_after_s} s")]
-    LoginThrottled {
-        /// Whole seconds until the oldest counted failure leaves the window.
-        retry_after_s: u64,
-    },
-    /// The caller named a product the engine does not know.
-    #[error("product {0} does not exist")]
-    ProductNotFound(ProductId),
-    /// A product id that does not parse: the text as it was sent.
-    #[error("product {0:?} does not exist")]
-    ProductUnknown(String),
-    /// A product's form broke a rule (kind, price, stock, sale window), or the product
-    /// exists already; the text names the rule.
-    #[error("{0}")]
-    InvalidProduct(&'static str),
-    /// A wishlist change broke a rule (quantity, note length, list size); the text names it.
-    #[error("{0}")]
-    InvalidWishlistItem(&'static str),
-    /// The provider did not confirm a due refund; the refund stays due and is asked again, so
-    /// retrying is safe.
-    #[error("the payment provider did not confirm the refund of order {0}; it is asked again")]
-    RefundNotConfirmed(OrderId),
-    /// The caller named an order the engine does not know.
-    #[error("order {0} does not exist")]
-    OrderNotFound(OrderId),
-    /// An order id that does not parse: the text as it was sent.
-    #[error("order {0:?} does not exist")]
-    OrderUnknown(String),
-    /// The caller's shipping address broke one of its rules.
+    /// A refusal of the stock: a SKU or reservation that is not there, or more units than it
+    /// can give.
     #[error(transparent)]
-    InvalidAddress(#[from] crate::orders::InvalidAddress),
-    /// A return's reason or a shipment sent by the caller broke its rule.
+    Stock(#[from] StockError),
+    /// A refusal of an account step: verification, signup, login, refresh, a profile.
     #[error(transparent)]
-    InvalidOrderInput(#[from] crate::orders::InvalidOrderInput),
-    /// An order's lines broke a rule (their count, a product twice, two currencies); the text
-    /// names it.
-    #[error("{0}")]
-    InvalidOrder(&'static str),
-    /// The product's sale window has not begun; the same request may succeed later.
-    #[error("the sale of {0} has not opened yet")]
-    SaleNotOpen(ProductId),
-    /// The product's sale window has ended.
-    #[error("the sale of {0} has closed")]
-    SaleClosed(ProductId),
-    /// The caller sent an Idempotency-Key again with a different request body.
-    #[error("this Idempotency-Key was used with another request")]
-    IdempotencyKeyReused,
-    /// The first request with this key is not durable yet; the caller may retry shortly and
-    /// get its answer.
-    #[error("a request with this Idempotency-Key is still being processed")]
-    IdempotencyKeyInUse,
-    /// The order's payment deadline has passed, or it has expired; it can no longer be paid.
-    #[error("the order expired before it was paid")]
-    OrderExpired,
-    /// A payment attempt of the order still awaits its outcome; the step is refused until it is
-    /// settled.
-    #[error("a payment of this order is being processed")]
-    PaymentInProgress,
-    /// The step does not follow from the order's status (for example shipping an unpaid
-    /// order); the text is the status.
-    #[error("the order is {0}; this step does not apply")]
-    OrderStateConflict(&'static str),
-    /// The order's status no longer allows a cancel; the text is the status.
-    #[error("the order is {0} and can no longer be cancelled")]
-    NotCancellable(&'static str),
-    /// A return of an order that is not delivered, or after its return window; the text says
-    /// which.
-    #[error("the order cannot be returned: {0}")]
-    NotReturnable(&'static str),
+    Account(#[from] AccountError),
+    /// A refusal of a catalog or wishlist step.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// A refusal of an order step: placement, payment, cancellation, shipping, a return.
+    #[error(transparent)]
+    Order(#[from] OrderError),
     /// The log is closed for the engine's shutdown; no new write is taken.
     #[error("the engine is shutting down")]
     ShuttingDown,
@@ -182,6 +36,20 @@ pub enum EngineError {
     /// The storage failed or returned damaged data while the engine was running.
     #[error(transparent)]
     Open(#[from] OpenError),
+}
+
+// A wire form's own errors become the engine's through the order step they belong to, so a
+// parse can be `?`-ed in any engine method.
+impl From<crate::orders::InvalidAddress> for EngineError {
+    fn from(invalid: crate::orders::InvalidAddress) -> Self {
+        OrderError::from(invalid).into()
+    }
+}
+
+impl From<crate::orders::InvalidOrderInput> for EngineError {
+    fn from(invalid: crate::orders::InvalidOrderInput) -> Self {
+        OrderError::from(invalid).into()
+    }
 }
 
 /// A failure inside the engine that no caller caused and no caller can mend: each kind says

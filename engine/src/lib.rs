@@ -75,10 +75,12 @@ pub(crate) mod wal;
 pub mod wire;
 pub(crate) mod wishlist;
 
+pub use accounts::AccountError;
 pub use accounts::{
     EMAIL_BYTES_MAX, EMAIL_PATTERN, EXPIRED_KEPT_MS, Email, VERIFICATION_CODE_TTL_MS,
 };
 pub use backup::{CopyReport, backup, restore};
+pub use catalog::CatalogError;
 pub use catalog::{
     DEFAULT_CURRENCY, NewProduct, Product, ProductChange, ProductChangeForm, ProductForm,
     ProductStatus, ProductVersion,
@@ -104,6 +106,7 @@ pub use limits::{
     IP_BUDGET_ADDRESSES_MAX, IpBudget, LOGIN_FAILURE_WINDOW_MS, LOGIN_FAILURES_MAX,
     LOGIN_THROTTLE_ACCOUNTS_MAX, RetryAfter,
 };
+pub use orders::OrderError;
 pub use orders::{
     ADDRESS_LINE_CHARS_MAX, AddressForm, CITY_CHARS_MAX, IDEMPOTENCY_KEY_BYTES_MAX, IdempotencyKey,
     InvalidAddress, InvalidIdempotencyKey, InvalidOrderInput, LineForm, LineRequest,
@@ -122,6 +125,7 @@ pub use payment::{
 };
 pub use record::{PaymentFailure, ProductDetails, ProductKind, Record, ReleaseReason, Role, Seq};
 pub use recovery::{RecoveryReport, TailCut};
+pub use state::StockError;
 pub use state::{Reservation, ReservationStatus, SkuImage, StateImage};
 pub use wal::Ticket;
 pub use wishlist::{WISHLIST_NOTE_CHARS_MAX, WISHLIST_QUANTITY_MAX, WishItem};

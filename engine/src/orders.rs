@@ -159,3 +159,59 @@ pub enum PaymentOutcome {
     /// No answer; ask the provider again later.
     TimedOut,
 }
+
+/// Why an order step was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    /// The provider did not confirm a due refund; the refund stays due and is asked again, so
+    /// retrying is safe.
+    #[error("the payment provider did not confirm the refund of order {0}; it is asked again")]
+    RefundNotConfirmed(OrderId),
+    /// The caller named an order the engine does not know.
+    #[error("order {0} does not exist")]
+    OrderNotFound(OrderId),
+    /// An order id that does not parse: the text as it was sent.
+    #[error("order {0:?} does not exist")]
+    OrderUnknown(String),
+    /// The caller's shipping address broke one of its rules.
+    #[error(transparent)]
+    InvalidAddress(#[from] crate::orders::InvalidAddress),
+    /// A return's reason or a shipment sent by the caller broke its rule.
+    #[error(transparent)]
+    InvalidOrderInput(#[from] crate::orders::InvalidOrderInput),
+    /// An order's lines broke a rule (their count, a product twice, two currencies); the text
+    /// names it.
+    #[error("{0}")]
+    InvalidOrder(&'static str),
+    /// The product's sale window has not begun; the same request may succeed later.
+    #[error("the sale of {0} has not opened yet")]
+    SaleNotOpen(ProductId),
+    /// The product's sale window has ended.
+    #[error("the sale of {0} has closed")]
+    SaleClosed(ProductId),
+    /// The caller sent an Idempotency-Key again with a different request body.
+    #[error("this Idempotency-Key was used with another request")]
+    IdempotencyKeyReused,
+    /// The first request with this key is not durable yet; the caller may retry shortly and
+    /// get its answer.
+    #[error("a request with this Idempotency-Key is still being processed")]
+    IdempotencyKeyInUse,
+    /// The order's payment deadline has passed, or it has expired; it can no longer be paid.
+    #[error("the order expired before it was paid")]
+    OrderExpired,
+    /// A payment attempt of the order still awaits its outcome; the step is refused until it is
+    /// settled.
+    #[error("a payment of this order is being processed")]
+    PaymentInProgress,
+    /// The step does not follow from the order's status (for example shipping an unpaid
+    /// order); the text is the status.
+    #[error("the order is {0}; this step does not apply")]
+    OrderStateConflict(&'static str),
+    /// The order's status no longer allows a cancel; the text is the status.
+    #[error("the order is {0} and can no longer be cancelled")]
+    NotCancellable(&'static str),
+    /// A return of an order that is not delivered, or after its return window; the text says
+    /// which.
+    #[error("the order cannot be returned: {0}")]
+    NotReturnable(&'static str),
+}

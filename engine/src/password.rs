@@ -3,6 +3,7 @@
 //! Hashing is argon2id with the OWASP parameters (19 MiB, 2 passes, 1 lane): about 20-50 ms of
 //! one core per hash, so callers run it on a bounded blocking pool, never on the async runtime.
 
+use const_format::concatcp;
 use std::collections::HashSet;
 use std::hint::black_box;
 use std::sync::LazyLock;
@@ -54,8 +55,16 @@ pub struct WeakPassword {
     pub reason: &'static str,
 }
 
-const TOO_SHORT: &str = "the password needs at least 8 characters";
-const TOO_LONG: &str = "the password may have at most 256 characters";
+const TOO_SHORT: &str = concatcp!(
+    "the password needs at least ",
+    PASSWORD_CHARS_MIN,
+    " characters"
+);
+const TOO_LONG: &str = concatcp!(
+    "the password may have at most ",
+    PASSWORD_CHARS_MAX,
+    " characters"
+);
 const CONTROL_CHARACTER: &str = "the password may not contain control characters";
 const NO_LETTER: &str = "the password needs at least one letter";
 const NO_DIGIT: &str = "the password needs at least one digit";

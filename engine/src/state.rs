@@ -20,6 +20,7 @@ pub use order_users::{OrderUsers, OrderUsersImage};
 pub use orders::NewOrder;
 pub(crate) use orders::{is_closed, order_placed, step as step_order};
 
+use crate::catalog::CatalogError;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -460,7 +461,7 @@ impl State {
         // The shard stays locked until the record is queued, so any reservation of this SKU is
         // logged after its creation; a SKU whose creation was lost takes no durable reservation.
         match self.skus.entry(sku) {
-            dashmap::Entry::Occupied(_) => Err(EngineError::SkuExists(sku)),
+            dashmap::Entry::Occupied(_) => Err(EngineError::Stock(StockError::SkuExists(sku))),
             dashmap::Entry::Vacant(slot) => {
                 let ticket = append(Record::SkuCreated {
                     sku,
@@ -482,12 +483,13 @@ impl State {
         append: impl FnOnce(Record) -> Result<Ticket, EngineError>,
     ) -> Result<(ReservationId, Ticket), EngineError> {
         if quantity == 0 || quantity > RESERVATION_UNITS_MAX {
-            return Err(EngineError::InvalidQuantity {
+            return Err(StockError::InvalidQuantity {
                 max: RESERVATION_UNITS_MAX,
-            });
+            }
+            .into());
         }
         {
-            let entry = self.skus.get(&sku).ok_or(EngineError::SkuNotFound(sku))?;
+            let entry = self.skus.get(&sku).ok_or(StockError::SkuNotFound(sku))?;
             self.take_units(&entry, sku, user, quantity)?;
         }
         let id = ReservationId(self.next_reservation.fetch_add(1, Ordering::AcqRel));
@@ -536,13 +538,14 @@ impl State {
         let mut reservation = self
             .reservations
             .get_mut(&id)
-            .ok_or(EngineError::ReservationNotFound(id))?;
+            .ok_or(StockError::ReservationNotFound(id))?;
         Self::check_transition(&reservation)?;
         if now_ms > reservation.deadline_ms {
-            return Err(EngineError::ReservationExpired {
+            return Err(StockError::ReservationExpired {
                 id,
                 deadline_ms: reservation.deadline_ms,
-            });
+            }
+            .into());
         }
         let ticket = append(Record::ReservationCommitted { reservation: id })?;
         reservation.transition_queued = true;
@@ -559,7 +562,7 @@ impl State {
         let mut reservation = self
             .reservations
             .get_mut(&id)
-            .ok_or(EngineError::ReservationNotFound(id))?;
+            .ok_or(StockError::ReservationNotFound(id))?;
         Self::check_transition(&reservation)?;
         let ticket = append(Record::ReservationReleased {
             reservation: id,
@@ -576,9 +579,9 @@ impl State {
         append: impl FnOnce(Record) -> Result<Ticket, EngineError>,
     ) -> Result<Ticket, EngineError> {
         if quantity == 0 {
-            return Err(EngineError::InvalidQuantity { max: u32::MAX });
+            return Err(StockError::InvalidQuantity { max: u32::MAX }.into());
         }
-        let entry = self.skus.get(&sku).ok_or(EngineError::SkuNotFound(sku))?;
+        let entry = self.skus.get(&sku).ok_or(StockError::SkuNotFound(sku))?;
         Self::promise_units(&entry, quantity)?;
         append(Record::Restocked { sku, quantity }).inspect_err(|_| {
             entry
@@ -598,7 +601,7 @@ impl State {
         // As with `create_sku`: the SKU's slot stays locked until the record is queued.
         let slot = match self.skus.entry(Sku(id.0)) {
             dashmap::Entry::Occupied(_) => {
-                return Err(EngineError::InvalidProduct("the product exists"));
+                return Err(CatalogError::InvalidProduct("the product exists").into());
             }
             dashmap::Entry::Vacant(slot) => slot,
         };
@@ -719,7 +722,7 @@ impl State {
     ) -> Result<(), EngineError> {
         validate_new_sku(per_user_limit)?;
         match self.skus.entry(sku) {
-            dashmap::Entry::Occupied(_) => Err(EngineError::SkuExists(sku)),
+            dashmap::Entry::Occupied(_) => Err(EngineError::Stock(StockError::SkuExists(sku))),
             dashmap::Entry::Vacant(slot) => {
                 slot.insert(SkuEntry::new(stock_total, per_user_limit));
                 Ok(())
@@ -737,9 +740,10 @@ impl State {
         quantity: u32,
     ) -> Result<(), EngineError> {
         if quantity == 0 || quantity > RESERVATION_UNITS_MAX {
-            return Err(EngineError::InvalidQuantity {
+            return Err(StockError::InvalidQuantity {
                 max: RESERVATION_UNITS_MAX,
-            });
+            }
+            .into());
         }
         if let Some(limit) = entry.per_user_limit {
             self.take_allowance(user, sku, quantity, limit)?;
@@ -750,9 +754,9 @@ impl State {
             }
             match refusal {
                 CounterRefusal::Short(counts) | CounterRefusal::Full(counts) => {
-                    EngineError::SoldOut {
+                    EngineError::Stock(StockError::SoldOut {
                         available: counts.available,
-                    }
+                    })
                 }
             }
         })
@@ -784,7 +788,7 @@ impl State {
                 h.checked_add(quantity).filter(|&next| next <= limit)
             })
             .map(drop)
-            .map_err(|_| EngineError::PurchaseLimitExceeded { limit })
+            .map_err(|_| EngineError::Stock(StockError::PurchaseLimitExceeded { limit }))
         };
         if let Some(held) = self.holds.get(&(user, sku)) {
             return take(&held);
@@ -814,15 +818,16 @@ impl State {
                     .filter(|&next| next <= SKU_UNITS_MAX)
             })
             .map(drop)
-            .map_err(|_| EngineError::StockLimitExceeded { max: SKU_UNITS_MAX })
+            .map_err(|_| EngineError::Stock(StockError::StockLimitExceeded { max: SKU_UNITS_MAX }))
     }
 
     fn refuse_order_owned(&self, id: ReservationId) -> Result<(), EngineError> {
         if self.order_owned.contains_key(&id) {
-            return Err(EngineError::ReservationNotActive {
+            return Err(StockError::ReservationNotActive {
                 id,
                 status: "a line of an order",
-            });
+            }
+            .into());
         }
         Ok(())
     }
@@ -834,10 +839,11 @@ impl State {
             } else {
                 reservation.status.as_str()
             };
-            return Err(EngineError::ReservationNotActive {
+            return Err(StockError::ReservationNotActive {
                 id: reservation.id,
                 status,
-            });
+            }
+            .into());
         }
         Ok(())
     }
@@ -882,11 +888,69 @@ impl SkuEntry {
 
 fn validate_new_sku(per_user_limit: Option<u32>) -> Result<(), EngineError> {
     if per_user_limit == Some(0) {
-        return Err(EngineError::InvalidQuantity {
+        return Err(StockError::InvalidQuantity {
             max: RESERVATION_UNITS_MAX,
-        });
+        }
+        .into());
     }
     Ok(())
+}
+
+/// Why the stock refused a step (see the module doc: units are taken at once, given back
+/// only through the log).
+#[derive(Debug, thiserror::Error)]
+pub enum StockError {
+    /// The caller named a SKU the engine does not know.
+    #[error("SKU {0} does not exist")]
+    SkuNotFound(Sku),
+    /// The caller tried to create a SKU under an id that is taken.
+    #[error("SKU {0} exists already")]
+    SkuExists(Sku),
+    /// Fewer units are available than were asked for; nothing was taken.
+    #[error("only {available} unit(s) left")]
+    SoldOut {
+        /// The units available when the request was refused.
+        available: u64,
+    },
+    /// The customer would hold more units of a SKU than its per-customer limit allows.
+    #[error("the purchase limit of {limit} unit(s) per customer would be exceeded")]
+    PurchaseLimitExceeded {
+        /// The SKU's per-customer limit, in units.
+        limit: u32,
+    },
+    /// The caller asked for 0 units or more than a single request may take (also a
+    /// per-customer limit of 0 on a new SKU).
+    #[error("quantity must be between 1 and {max}")]
+    InvalidQuantity {
+        /// The largest quantity accepted, in units.
+        max: u32,
+    },
+    /// A restock would give the SKU more units than its counter can hold; nothing was added.
+    #[error("a SKU holds at most {max} units over its lifetime")]
+    StockLimitExceeded {
+        /// The most units a SKU may ever be given (`SKU_UNITS_MAX`).
+        max: u64,
+    },
+    /// The caller named a reservation the engine does not know.
+    #[error("reservation {0} does not exist")]
+    ReservationNotFound(ReservationId),
+    /// The reservation can no longer be committed or released: it is closed, already closing,
+    /// or belongs to an order (which handles it).
+    #[error("reservation {id} is {status}, not active")]
+    ReservationNotActive {
+        /// The reservation asked about.
+        id: ReservationId,
+        /// Its state in words, such as "closing" or "a line of an order".
+        status: &'static str,
+    },
+    /// A commit came after the reservation's deadline, even if its expiry is not logged yet.
+    #[error("reservation {id} expired at {deadline_ms}")]
+    ReservationExpired {
+        /// The reservation asked about.
+        id: ReservationId,
+        /// When it expired, in ms since the Unix epoch.
+        deadline_ms: Millis,
+    },
 }
 
 #[cfg(test)]

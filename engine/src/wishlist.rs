@@ -1,5 +1,7 @@
 //! Wishlists as a view of the log: per customer, the products they want and how many.
 
+use crate::catalog::CatalogError;
+use const_format::concatcp;
 use std::collections::BTreeMap;
 
 use dashmap::DashMap;
@@ -52,18 +54,28 @@ impl Wishlists {
         append: &dyn Fn(CatalogRecord) -> Result<Ticket, EngineError>,
     ) -> Result<(WishItem, Ticket), EngineError> {
         if !(1..=WISHLIST_QUANTITY_MAX).contains(&item.quantity) {
-            return Err(EngineError::InvalidWishlistItem("quantity must be 1 to 99"));
+            return Err(CatalogError::InvalidWishlistItem(concatcp!(
+                "quantity must be 1 to ",
+                WISHLIST_QUANTITY_MAX
+            ))
+            .into());
         }
         if item.note.chars().count() > WISHLIST_NOTE_CHARS_MAX {
-            return Err(EngineError::InvalidWishlistItem(
-                "note is over 500 characters",
-            ));
+            return Err(CatalogError::InvalidWishlistItem(concatcp!(
+                "note is over ",
+                WISHLIST_NOTE_CHARS_MAX,
+                " characters"
+            ))
+            .into());
         }
         let mut items = self.items.entry(user).or_default();
         if !items.contains_key(&item.product) && items.len() >= WISHLIST_ITEMS_MAX {
-            return Err(EngineError::InvalidWishlistItem(
-                "a wishlist holds at most 200 products",
-            ));
+            return Err(CatalogError::InvalidWishlistItem(concatcp!(
+                "a wishlist holds at most ",
+                WISHLIST_ITEMS_MAX,
+                " products"
+            ))
+            .into());
         }
         let ticket = append(CatalogRecord::WishlistItemPut {
             user,

@@ -1,6 +1,7 @@
 //! Accounts, catalog and wishlists are views of the log like the inventory: replaying it (from
 //! the start, or from a snapshot) rebuilds exactly the state the live run had.
 
+use allot_engine::{AccountError, CatalogError};
 use std::sync::Arc;
 
 use allot_engine::hash_password;
@@ -27,11 +28,13 @@ fn exercise(engine: &Engine, clock: &ManualClock) {
     t.wait().unwrap();
     assert!(matches!(
         engine.request_verification(&email),
-        Err(EngineError::VerificationCooldown { .. })
+        Err(EngineError::Account(
+            AccountError::VerificationCooldown { .. }
+        ))
     ));
     assert!(matches!(
         engine.confirm_verification(&email, "000000x"),
-        Err(EngineError::InvalidCode)
+        Err(EngineError::Account(AccountError::InvalidCode))
     ));
     let (token, t) = engine.confirm_verification(&email, &code).unwrap();
     t.wait().unwrap();
@@ -48,7 +51,7 @@ fn exercise(engine: &Engine, clock: &ManualClock) {
     t.wait().unwrap();
     assert!(matches!(
         engine.register(&token, hash.clone(), profile),
-        Err(EngineError::InvalidVerificationToken)
+        Err(EngineError::Account(AccountError::InvalidVerificationToken))
     ));
     let (refresh, t) = engine.start_session(user, 60_000).unwrap();
     t.wait().unwrap();
@@ -69,7 +72,7 @@ fn exercise(engine: &Engine, clock: &ManualClock) {
     ticket.wait().unwrap();
     assert!(matches!(
         engine.refresh_session(&rotated, 60_000),
-        Err(EngineError::InvalidRefresh)
+        Err(EngineError::Account(AccountError::InvalidRefresh))
     ));
     engine
         .revoke_access("some-jti", T0 + 900_000)
@@ -137,7 +140,7 @@ fn exercise(engine: &Engine, clock: &ManualClock) {
     };
     assert!(matches!(
         engine.update_product(drop, bad),
-        Err(EngineError::InvalidProduct(_))
+        Err(EngineError::Catalog(CatalogError::InvalidProduct(_)))
     ));
     // Free is not a price: no provider charges 0, so such an order could never be paid.
     let free = ProductChange {
@@ -146,7 +149,7 @@ fn exercise(engine: &Engine, clock: &ManualClock) {
     };
     assert!(matches!(
         engine.update_product(drop, free),
-        Err(EngineError::InvalidProduct(reason)) if reason.contains("at least 1")
+        Err(EngineError::Catalog(CatalogError::InvalidProduct(reason))) if reason.contains("at least 1")
     ));
     assert!(matches!(
         engine.create_product(NewProduct {
@@ -157,7 +160,7 @@ fn exercise(engine: &Engine, clock: &ManualClock) {
             per_user_limit: None,
             stock_total: 10,
         }),
-        Err(EngineError::InvalidProduct(reason)) if reason.contains("at least 1")
+        Err(EngineError::Catalog(CatalogError::InvalidProduct(reason))) if reason.contains("at least 1")
     ));
     assert_eq!(
         engine.product_version(drop, 1).unwrap().details.price,
@@ -202,11 +205,11 @@ fn exercise(engine: &Engine, clock: &ManualClock) {
         .unwrap();
     assert!(matches!(
         engine.put_wishlist_item(user, allot_engine::ProductId(99), 1, String::new()),
-        Err(EngineError::ProductNotFound(_))
+        Err(EngineError::Catalog(CatalogError::ProductNotFound(_)))
     ));
     assert!(matches!(
         engine.put_wishlist_item(UserId(9), drop, 0, String::new()),
-        Err(EngineError::InvalidWishlistItem(_))
+        Err(EngineError::Catalog(CatalogError::InvalidWishlistItem(_)))
     ));
     assert_eq!(engine.wishlist(user).len(), 1);
 }
@@ -265,7 +268,7 @@ fn logins_are_throttled_per_account_and_a_success_clears_the_count() {
         let attempt = engine.begin_login(email).expect("not throttled yet");
         assert!(matches!(
             attempt.finish(false),
-            Err(EngineError::InvalidCredentials)
+            Err(EngineError::Account(AccountError::InvalidCredentials))
         ));
     };
 
@@ -279,7 +282,7 @@ fn logins_are_throttled_per_account_and_a_success_clears_the_count() {
     wrong(" KIM@example.com ");
     assert!(matches!(
         engine.begin_login("kim@example.com"),
-        Err(EngineError::LoginThrottled { retry_after_s }) if retry_after_s == LOGIN_FAILURE_WINDOW_MS / 1000
+        Err(EngineError::Account(AccountError::LoginThrottled { retry_after_s })) if retry_after_s == LOGIN_FAILURE_WINDOW_MS / 1000
     ));
 
     // Another account, and an address with no account, are counted on their own.
@@ -288,7 +291,7 @@ fn logins_are_throttled_per_account_and_a_success_clears_the_count() {
     }
     assert!(matches!(
         engine.begin_login("nobody@example.com"),
-        Err(EngineError::LoginThrottled { .. })
+        Err(EngineError::Account(AccountError::LoginThrottled { .. }))
     ));
 
     // Once the failures leave the window the account may try again; the right password
@@ -307,6 +310,6 @@ fn logins_are_throttled_per_account_and_a_success_clears_the_count() {
     assert!(!verified);
     assert!(matches!(
         attempt.finish(verified),
-        Err(EngineError::InvalidCredentials)
+        Err(EngineError::Account(AccountError::InvalidCredentials))
     ));
 }

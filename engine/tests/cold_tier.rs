@@ -3,6 +3,7 @@
 //! payments, cancellations, returns, refunds, expiries and return windows that pass, checked
 //! against a model.
 
+use allot_engine::OrderError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -210,7 +211,9 @@ fn step(
             // a restart alike.
             assert!(matches!(
                 engine.request_return(id, reason("too small")),
-                Err(allot_engine::EngineError::NotReturnable(_))
+                Err(allot_engine::EngineError::Order(OrderError::NotReturnable(
+                    _
+                )))
             ));
             None
         }
@@ -325,12 +328,16 @@ fn the_key_of_a_closed_order_answers_it_and_refuses_another_request() {
                 &request_to(&lines, "someone else"),
                 TTL
             ),
-            Err(allot_engine::EngineError::IdempotencyKeyReused)
+            Err(allot_engine::EngineError::Order(
+                OrderError::IdempotencyKeyReused
+            ))
         ));
         // Its steps are refused as they were while it was live.
         assert!(matches!(
             engine.cancel_order(order.id),
-            Err(allot_engine::EngineError::NotCancellable("cancelled"))
+            Err(allot_engine::EngineError::Order(
+                OrderError::NotCancellable("cancelled")
+            ))
         ));
         assert!(
             engine

@@ -1,6 +1,7 @@
 //! Many threads race for few units: exactly the stock is sold, never a unit more, and no
 //! customer gets past the per-customer limit.
 
+use allot_engine::StockError;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -47,7 +48,8 @@ fn eight_threads_race_100k_attempts_for_1000_units() {
                             purchases.push(user);
                         }
                         Err(
-                            EngineError::SoldOut { .. } | EngineError::PurchaseLimitExceeded { .. },
+                            EngineError::Stock(StockError::SoldOut { .. })
+                            | EngineError::Stock(StockError::PurchaseLimitExceeded { .. }),
                         ) => {
                             refused.fetch_add(1, Ordering::Relaxed);
                         }

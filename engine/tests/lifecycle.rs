@@ -1,5 +1,6 @@
 //! The engine's operations, their refusals, expiry and restarts, on a real data directory.
 
+use allot_engine::StockError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,7 +38,7 @@ fn reserve_commit_release_and_restock_move_units_exactly() {
     assert_eq!(engine.stock(sku), Some(counts(0, 5, 0)));
     assert!(matches!(
         engine.reserve(UserId(3), sku, 1, 60_000),
-        Err(EngineError::SoldOut { available: 0 })
+        Err(EngineError::Stock(StockError::SoldOut { available: 0 }))
     ));
 
     engine.commit(a).unwrap().wait().unwrap();
@@ -53,15 +54,15 @@ fn reserve_commit_release_and_restock_move_units_exactly() {
     // A reservation closes once: neither a second release nor a commit after release.
     assert!(matches!(
         engine.release(b, ReleaseReason::Cancelled),
-        Err(EngineError::ReservationNotActive { .. })
+        Err(EngineError::Stock(StockError::ReservationNotActive { .. }))
     ));
     assert!(matches!(
         engine.commit(b),
-        Err(EngineError::ReservationNotActive { .. })
+        Err(EngineError::Stock(StockError::ReservationNotActive { .. }))
     ));
     assert!(matches!(
         engine.release(a, ReleaseReason::Cancelled),
-        Err(EngineError::ReservationNotActive { .. })
+        Err(EngineError::Stock(StockError::ReservationNotActive { .. }))
     ));
     assert!(engine.image().skus[0].stock_total == 9);
     assert!(engine.image().reservations.len() == 2);
@@ -82,27 +83,29 @@ fn bad_requests_are_refused_and_change_nothing() {
 
     assert!(matches!(
         engine.create_sku(sku, 1, None),
-        Err(EngineError::SkuExists(_))
+        Err(EngineError::Stock(StockError::SkuExists(_)))
     ));
     assert!(matches!(
         engine.reserve(UserId(1), sku, 0, 1_000),
-        Err(EngineError::InvalidQuantity { .. })
+        Err(EngineError::Stock(StockError::InvalidQuantity { .. }))
     ));
     assert!(matches!(
         engine.reserve(UserId(1), Sku(99), 1, 1_000),
-        Err(EngineError::SkuNotFound(_))
+        Err(EngineError::Stock(StockError::SkuNotFound(_)))
     ));
     assert!(matches!(
         engine.reserve(UserId(1), sku, 3, 1_000),
-        Err(EngineError::PurchaseLimitExceeded { limit: 2 })
+        Err(EngineError::Stock(StockError::PurchaseLimitExceeded {
+            limit: 2
+        }))
     ));
     assert!(matches!(
         engine.restock(sku, 0),
-        Err(EngineError::InvalidQuantity { .. })
+        Err(EngineError::Stock(StockError::InvalidQuantity { .. }))
     ));
     assert!(matches!(
         engine.commit(allot_engine::ReservationId(12345)),
-        Err(EngineError::ReservationNotFound(_))
+        Err(EngineError::Stock(StockError::ReservationNotFound(_)))
     ));
     engine.barrier().wait().unwrap();
     assert_eq!(engine.image(), before);
@@ -122,7 +125,9 @@ fn the_purchase_limit_counts_held_units_and_frees_them_on_release() {
     t.wait().unwrap();
     assert!(matches!(
         engine.reserve(user, sku, 1, 60_000),
-        Err(EngineError::PurchaseLimitExceeded { limit: 2 })
+        Err(EngineError::Stock(StockError::PurchaseLimitExceeded {
+            limit: 2
+        }))
     ));
     engine.commit(first).unwrap().wait().unwrap();
     // Bought units still count against the limit.
@@ -145,7 +150,7 @@ fn expired_reservations_are_released_by_the_scheduler_and_cannot_be_committed() 
     clock.advance_ms(10_001);
     assert!(matches!(
         engine.commit(id),
-        Err(EngineError::ReservationExpired { .. })
+        Err(EngineError::Stock(StockError::ReservationExpired { .. }))
     ));
     // The scheduler, not this test, releases it (it polls at least every expiry tick).
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -163,8 +168,14 @@ fn expired_reservations_are_released_by_the_scheduler_and_cannot_be_committed() 
     assert!(engine.reserve(UserId(1), sku, 1, 10_000).is_ok());
 }
 
-#[test]
-fn deadlines_survive_a_restart() {
+/// A store, closed, whose one reservation (both units of SKU 1) is past its deadline on the
+/// clock answered with it.
+fn a_closed_store_with_a_due_reservation() -> (
+    tempfile::TempDir,
+    Arc<ManualClock>,
+    Sku,
+    allot_engine::ReservationId,
+) {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let sku = Sku(1);
@@ -177,6 +188,12 @@ fn deadlines_survive_a_restart() {
         id
     };
     clock.advance_ms(6_000);
+    (dir, clock, sku, id)
+}
+
+#[test]
+fn deadlines_survive_a_restart() {
+    let (dir, clock, sku, id) = a_closed_store_with_a_due_reservation();
     let engine = open(dir.path(), &clock);
     // Whoever gets there first, the scheduler at start or this call, releases it exactly once.
     engine.release_expired();
@@ -201,18 +218,7 @@ fn deadlines_survive_a_restart() {
 /// until the shop itself starts again.
 #[test]
 fn an_open_without_expiry_leaves_due_reservations_to_the_shop() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(T0));
-    let sku = Sku(1);
-    let id = {
-        let engine = open(dir.path(), &clock);
-        engine.create_sku(sku, 2, None).unwrap().wait().unwrap();
-        let (id, t) = engine.reserve(UserId(1), sku, 2, 5_000).unwrap();
-        t.wait().unwrap();
-        engine.close().unwrap();
-        id
-    };
-    clock.advance_ms(6_000);
+    let (dir, clock, sku, id) = a_closed_store_with_a_due_reservation();
     let offline = EngineConfig {
         run_expiry: false,
         expiry_tick_ms: 1,
@@ -384,7 +390,7 @@ fn a_sku_holds_more_than_2_pow_40_units_over_its_lifetime() {
     let before = engine.stock(sku).unwrap();
     assert!(matches!(
         engine.restock(sku, u32::MAX),
-        Err(EngineError::StockLimitExceeded { .. })
+        Err(EngineError::Stock(StockError::StockLimitExceeded { .. }))
     ));
     engine.barrier().wait().unwrap();
     assert_eq!(engine.stock(sku).unwrap(), before);

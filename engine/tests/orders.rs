@@ -1,6 +1,7 @@
 //! The order saga in the engine: atomic multi-line placement, idempotency, payment attempts,
 //! expiry, cancellation, shipping and returns — and a log that replays to the same state.
 
+use allot_engine::{CatalogError, OrderError, StockError};
 use std::sync::Arc;
 
 use allot_engine::PaymentFailure;
@@ -82,7 +83,7 @@ fn a_multi_line_order_takes_every_line_or_none() {
     let b = product(&shop, "B", 2_500, 1, None);
     assert!(matches!(
         place(&shop, 1, "k1", &[line(a, 2), line(b, 2)]),
-        Err(EngineError::SoldOut { .. })
+        Err(EngineError::Stock(StockError::SoldOut { .. }))
     ));
     assert_eq!(
         stock(&shop, a),
@@ -100,20 +101,20 @@ fn a_multi_line_order_takes_every_line_or_none() {
     assert_eq!(stock(&shop, b), counts(0, 1, 0));
     assert!(matches!(
         place(&shop, 1, "k3", &[line(a, 1), line(a, 1)]),
-        Err(EngineError::InvalidOrder(_))
+        Err(EngineError::Order(OrderError::InvalidOrder(_)))
     ));
     assert!(matches!(
         place(&shop, 1, "k4", &[]),
-        Err(EngineError::InvalidOrder(_))
+        Err(EngineError::Order(OrderError::InvalidOrder(_)))
     ));
     assert!(matches!(
         place(&shop, 1, "k5", &[line(a, 0)]),
-        Err(EngineError::InvalidQuantity { .. })
+        Err(EngineError::Stock(StockError::InvalidQuantity { .. }))
     ));
     // A line of an order moves only with its order.
     assert!(matches!(
         shop.engine.commit(order.lines[0].reservation),
-        Err(EngineError::ReservationNotActive { .. })
+        Err(EngineError::Stock(StockError::ReservationNotActive { .. }))
     ));
 }
 
@@ -131,7 +132,10 @@ fn the_same_idempotency_key_answers_the_same_order() {
         &request_to(&[line(a, 2)], "someone else"),
         TTL,
     );
-    assert!(matches!(other, Err(EngineError::IdempotencyKeyReused)));
+    assert!(matches!(
+        other,
+        Err(EngineError::Order(OrderError::IdempotencyKeyReused))
+    ));
     // Keys are per user.
     let someone_else = place(&shop, 2, "key", &[line(a, 1)]).unwrap();
     assert_ne!(someone_else.id, first.id);
@@ -162,7 +166,7 @@ fn payment_sells_a_declined_card_can_try_again_and_a_timeout_holds_the_order() {
     assert_eq!(stock(&shop, a), counts(3, 0, 2));
     assert!(matches!(
         shop.engine.request_payment(order.id),
-        Err(EngineError::OrderStateConflict("paid"))
+        Err(EngineError::Order(OrderError::OrderStateConflict("paid")))
     ));
 
     // A timeout leaves the attempt open: no expiry, no cancel, no second attempt.
@@ -177,11 +181,11 @@ fn payment_sells_a_declined_card_can_try_again_and_a_timeout_holds_the_order() {
         .unwrap();
     assert!(matches!(
         shop.engine.request_payment(other.id),
-        Err(EngineError::PaymentInProgress)
+        Err(EngineError::Order(OrderError::PaymentInProgress))
     ));
     assert!(matches!(
         shop.engine.cancel_order(other.id),
-        Err(EngineError::PaymentInProgress)
+        Err(EngineError::Order(OrderError::PaymentInProgress))
     ));
     shop.clock.advance_ms(TTL + 1);
     shop.engine.expire_due_orders();
@@ -215,11 +219,11 @@ fn an_unpaid_order_expires_and_its_units_go_back_on_sale() {
     assert_eq!(stock(&shop, a), counts(3, 0, 0));
     assert!(matches!(
         shop.engine.request_payment(order.id),
-        Err(EngineError::OrderExpired)
+        Err(EngineError::Order(OrderError::OrderExpired))
     ));
     assert!(matches!(
         shop.engine.cancel_order(order.id),
-        Err(EngineError::NotCancellable("expired"))
+        Err(EngineError::Order(OrderError::NotCancellable("expired")))
     ));
     let history: Vec<_> = shop
         .engine
@@ -258,19 +262,21 @@ fn cancel_ship_deliver_and_return() {
     shop.engine.refund_issued(paid.id).unwrap().wait().unwrap();
     assert!(matches!(
         shop.engine.refund_issued(paid.id),
-        Err(EngineError::OrderStateConflict(_))
+        Err(EngineError::Order(OrderError::OrderStateConflict(_)))
     ));
 
     // Shipped orders cannot be cancelled; delivered ones can be returned within the window.
     let order = place(&shop, 2, "r", &[line(a, 1)]).unwrap();
     assert!(matches!(
         shop.engine.ship_order(order.id, shipment("CJ", "123")),
-        Err(EngineError::OrderStateConflict("pending_payment"))
+        Err(EngineError::Order(OrderError::OrderStateConflict(
+            "pending_payment"
+        )))
     ));
     pay(&shop, order.id, PaymentOutcome::Charged);
     assert!(matches!(
         shop.engine.request_return(order.id, reason("too big")),
-        Err(EngineError::NotReturnable(_))
+        Err(EngineError::Order(OrderError::NotReturnable(_)))
     ));
     let (shipped, t) = shop
         .engine
@@ -280,7 +286,7 @@ fn cancel_ship_deliver_and_return() {
     assert_eq!(shipped.tracking, Some(("CJ".into(), "123".into())));
     assert!(matches!(
         shop.engine.cancel_order(order.id),
-        Err(EngineError::NotCancellable("shipped"))
+        Err(EngineError::Order(OrderError::NotCancellable("shipped")))
     ));
     shop.engine
         .deliver_order(order.id)
@@ -337,7 +343,7 @@ fn cancel_ship_deliver_and_return() {
     shop.clock.advance_ms(7 * 86_400_000 + 1);
     assert!(matches!(
         shop.engine.request_return(late.id, reason("late")),
-        Err(EngineError::NotReturnable(_))
+        Err(EngineError::Order(OrderError::NotReturnable(_)))
     ));
 }
 
@@ -482,7 +488,7 @@ fn an_order_a_millisecond_before_the_opening_is_refused_and_one_at_it_succeeds()
     shop.clock.set_ms(opens - 1);
     assert!(matches!(
         place(&shop, 1, "early", &[line(drop, 1)]),
-        Err(EngineError::SaleNotOpen(_))
+        Err(EngineError::Order(OrderError::SaleNotOpen(_)))
     ));
     assert_eq!(
         stock(&shop, drop),
@@ -497,7 +503,7 @@ fn an_order_a_millisecond_before_the_opening_is_refused_and_one_at_it_succeeds()
     shop.clock.set_ms(closes);
     assert!(matches!(
         place(&shop, 3, "late", &[line(drop, 1)]),
-        Err(EngineError::SaleClosed(_))
+        Err(EngineError::Order(OrderError::SaleClosed(_)))
     ));
     // The clock was moved by hand here; a real one never goes back: `SystemClock` is wall time
     // read once at start and advanced by the monotonic clock, so a host whose wall clock is set
@@ -517,25 +523,31 @@ fn a_certain_refusal_is_found_without_placing_and_never_for_a_key_used_before() 
     // The limit is used up: refused before anything is taken, as the placement would be.
     assert!(matches!(
         refusal(1, "b", 1),
-        Some(EngineError::PurchaseLimitExceeded { limit: 1 })
+        Some(EngineError::Stock(StockError::PurchaseLimitExceeded {
+            limit: 1
+        }))
     ));
     assert!(matches!(
         place(&shop, 1, "b", &[line(tote, 1)]),
-        Err(EngineError::PurchaseLimitExceeded { limit: 1 })
+        Err(EngineError::Stock(StockError::PurchaseLimitExceeded {
+            limit: 1
+        }))
     ));
     place(&shop, 2, "c", &[line(tote, 1)]).unwrap();
     assert!(matches!(
         refusal(3, "d", 1),
-        Some(EngineError::SoldOut { available: 0 })
+        Some(EngineError::Stock(StockError::SoldOut { available: 0 }))
     ));
     assert!(matches!(
         refusal(3, "d", 0),
-        Some(EngineError::InvalidQuantity { .. })
+        Some(EngineError::Stock(StockError::InvalidQuantity { .. }))
     ));
     assert!(matches!(
         shop.engine
             .certain_refusal(UserId(3), &key_of("e"), &[line(ProductId(99), 1)]),
-        Some(EngineError::ProductNotFound(ProductId(99)))
+        Some(EngineError::Catalog(CatalogError::ProductNotFound(
+            ProductId(99)
+        )))
     ));
     // Sold out, but a key used before answers its order again: no refusal here.
     assert!(refusal(1, "a", 1).is_none());
@@ -568,6 +580,6 @@ fn a_certain_refusal_is_found_without_placing_and_never_for_a_key_used_before() 
     );
     assert!(matches!(
         place(&shop, 4, "f", &both),
-        Err(EngineError::InvalidOrder(_))
+        Err(EngineError::Order(OrderError::InvalidOrder(_)))
     ));
 }

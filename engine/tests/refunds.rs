@@ -2,6 +2,7 @@
 //! The provider is the one part replaced here: a stand-in that charges like the simulator but
 //! answers refunds as told, as a provider that is down (or whose own record failed) would.
 
+use allot_engine::OrderError;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -83,7 +84,7 @@ fn a_refund_the_provider_did_not_confirm_is_not_recorded_and_is_asked_again() {
     // The provider does not refund: nothing is recorded, the refund stays due.
     assert!(matches!(
         engine.refund_order(&payments, order.id),
-        Err(EngineError::RefundNotConfirmed(id)) if id == order.id
+        Err(EngineError::Order(OrderError::RefundNotConfirmed(id))) if id == order.id
     ));
     assert_eq!(engine.resolve_payments(&payments), 0);
     let now = engine.order(order.id).unwrap();

@@ -1,6 +1,7 @@
 //! Retention: what expired is forgotten, by records of its own, so memory does not grow with
 //! every login, logout and email check ever made — and a replay forgets exactly the same.
 
+use allot_engine::AccountError;
 use std::sync::Arc;
 
 use allot_engine::EXPIRED_KEPT_MS;
@@ -73,7 +74,7 @@ fn expired_sessions_revocations_and_verifications_are_forgotten_and_replay_alike
     // A forgotten session's token is refused like any unknown one.
     assert!(matches!(
         engine.refresh_session(&refresh_tokens[1], SESSION_TTL),
-        Err(EngineError::InvalidRefresh)
+        Err(EngineError::Account(AccountError::InvalidRefresh))
     ));
     assert!(!engine.is_access_revoked("jti-1"));
 

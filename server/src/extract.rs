@@ -2,11 +2,12 @@
 //! Idempotency-Key header. What does not parse answers its problem here, naming what was
 //! sent, so a handler only ever sees well-formed values.
 
+use allot_engine::{CatalogError, OrderError};
 use axum::extract::{FromRequestParts, MatchedPath, Path};
 use axum::http::request::Parts;
 
 use allot_engine::InvalidIdempotencyKey;
-use allot_engine::{EngineError, IdempotencyKey, OrderId, ProductId};
+use allot_engine::{IdempotencyKey, OrderId, ProductId};
 
 use crate::problem::{Problem, ProblemType};
 
@@ -39,7 +40,7 @@ async fn segment<S: Send + Sync>(parts: &mut Parts, state: &S) -> String {
 
 fn product(text: String) -> Result<ProductId, Problem> {
     text.parse::<ProductId>()
-        .map_err(|_| EngineError::ProductUnknown(text).into())
+        .map_err(|_| CatalogError::ProductUnknown(text).into())
 }
 
 /// `{id}` of a product route: an id that does not parse answers `product_not_found`.
@@ -91,7 +92,7 @@ impl<S: Send + Sync> FromRequestParts<S> for OrderPath {
         let text = segment(parts, state).await;
         text.parse::<OrderId>()
             .map(Self)
-            .map_err(|_| EngineError::OrderUnknown(text).into())
+            .map_err(|_| OrderError::OrderUnknown(text).into())
     }
 }
 

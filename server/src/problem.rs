@@ -2,6 +2,7 @@
 //! types (code, status, title) every answer is built from, and the one place where engine
 //! outcomes become problems.
 
+use allot_engine::{AccountError, CatalogError, OrderError, StockError};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -244,62 +245,107 @@ impl IntoResponse for Problem {
 }
 
 impl From<EngineError> for Problem {
+    /// One exhaustive match per module's errors: a new variant does not compile until it has
+    /// its problem type.
     fn from(error: EngineError) -> Self {
-        use ProblemType as T;
         let kind = match &error {
-            EngineError::SkuNotFound(_)
-            | EngineError::ProductNotFound(_)
-            | EngineError::ProductUnknown(_) => T::PRODUCT_NOT_FOUND,
-            EngineError::SkuExists(_) => T::PRODUCT_EXISTS,
-            EngineError::SoldOut { .. } => T::SOLD_OUT,
-            EngineError::PurchaseLimitExceeded { .. } => T::PURCHASE_LIMIT_EXCEEDED,
-            EngineError::InvalidQuantity { .. } => T::INVALID_QUANTITY,
-            EngineError::StockLimitExceeded { .. } => T::STOCK_LIMIT_EXCEEDED,
-            EngineError::ReservationNotFound(_) => T::RESERVATION_NOT_FOUND,
-            EngineError::ReservationNotActive { .. } => T::RESERVATION_CLOSED,
-            EngineError::ReservationExpired { .. } => T::RESERVATION_EXPIRED,
-            EngineError::InvalidEmail => T::INVALID_EMAIL,
-            EngineError::InvalidCode => T::INVALID_CODE,
-            EngineError::CodeExpired => T::CODE_EXPIRED,
-            EngineError::TooManyAttempts => T::TOO_MANY_ATTEMPTS,
-            EngineError::VerificationCooldown { retry_after_ms } => {
-                return Self::rate_limited(retry_after_ms.div_ceil(1000));
-            }
-            EngineError::LoginThrottled { retry_after_s } => {
-                return Self::rate_limited(*retry_after_s);
-            }
-            EngineError::InvalidCredentials => T::INVALID_CREDENTIALS,
-            EngineError::InvalidVerificationToken => T::INVALID_VERIFICATION_TOKEN,
-            EngineError::EmailTaken => T::EMAIL_TAKEN,
-            EngineError::InvalidProfile(_) => T::INVALID_PROFILE,
-            // A token for an account that no longer exists.
-            EngineError::UserNotFound(_) => return Self::unauthenticated(),
-            EngineError::InvalidRefresh => T::INVALID_REFRESH,
-            EngineError::InvalidProduct(_) => T::INVALID_PRODUCT,
-            EngineError::InvalidWishlistItem(_) => T::INVALID_WISHLIST_ITEM,
-            EngineError::OrderNotFound(_) | EngineError::OrderUnknown(_) => T::ORDER_NOT_FOUND,
-            EngineError::InvalidAddress(_) => T::INVALID_ADDRESS,
-            EngineError::InvalidOrderInput(_) => T::INVALID_ORDER,
-            EngineError::InvalidOrder(_) => T::INVALID_ORDER,
-            EngineError::SaleNotOpen(_) => T::SALE_NOT_OPEN,
-            EngineError::SaleClosed(_) => T::SALE_CLOSED,
-            EngineError::IdempotencyKeyReused => T::IDEMPOTENCY_KEY_REUSED,
-            EngineError::IdempotencyKeyInUse => T::IDEMPOTENCY_KEY_IN_USE,
-            EngineError::OrderExpired => T::ORDER_EXPIRED,
-            EngineError::RefundNotConfirmed(_) => T::PAYMENT_PROVIDER_UNAVAILABLE,
-            EngineError::PaymentInProgress => T::PAYMENT_IN_PROGRESS,
-            EngineError::OrderStateConflict(_) => T::INVALID_TRANSITION,
-            EngineError::NotCancellable(_) => T::NOT_CANCELLABLE,
-            EngineError::NotReturnable(_) => T::NOT_RETURNABLE,
-            EngineError::ShuttingDown => T::SHUTTING_DOWN,
+            EngineError::Stock(refused) => stock_problem(refused),
+            EngineError::Account(refused) => match account_problem(refused) {
+                Ok(kind) => kind,
+                Err(problem) => return problem,
+            },
+            EngineError::Catalog(refused) => catalog_problem(refused),
+            EngineError::Order(refused) => order_problem(refused),
+            EngineError::ShuttingDown => ProblemType::SHUTTING_DOWN,
             EngineError::LogFailed(_) | EngineError::Internal(_) | EngineError::Open(_) => {
                 tracing::error!(%error, "engine failure answered as 500");
-                return T::INTERNAL.with(
+                return ProblemType::INTERNAL.with(
                     "the server could not record this; its outcome is unknown until the server restarts",
                 );
             }
         };
         kind.with(error.to_string())
+    }
+}
+
+// A module's refusal answers as the engine's would: `?` on a `Result<_, StockError>` in a
+// handler.
+macro_rules! from_module_error {
+    ($($error:ty),*) => {$(
+        impl From<$error> for Problem {
+            fn from(refused: $error) -> Self {
+                EngineError::from(refused).into()
+            }
+        }
+    )*};
+}
+from_module_error!(StockError, AccountError, CatalogError, OrderError);
+
+fn stock_problem(refused: &StockError) -> ProblemType {
+    use ProblemType as T;
+    match refused {
+        StockError::SkuNotFound(_) => T::PRODUCT_NOT_FOUND,
+        StockError::SkuExists(_) => T::PRODUCT_EXISTS,
+        StockError::SoldOut { .. } => T::SOLD_OUT,
+        StockError::PurchaseLimitExceeded { .. } => T::PURCHASE_LIMIT_EXCEEDED,
+        StockError::InvalidQuantity { .. } => T::INVALID_QUANTITY,
+        StockError::StockLimitExceeded { .. } => T::STOCK_LIMIT_EXCEEDED,
+        StockError::ReservationNotFound(_) => T::RESERVATION_NOT_FOUND,
+        StockError::ReservationNotActive { .. } => T::RESERVATION_CLOSED,
+        StockError::ReservationExpired { .. } => T::RESERVATION_EXPIRED,
+    }
+}
+
+/// The problem type, or a whole problem where the answer is more than a type and a detail
+/// (a Retry-After, the plain 401).
+fn account_problem(refused: &AccountError) -> Result<ProblemType, Problem> {
+    use ProblemType as T;
+    Ok(match refused {
+        AccountError::InvalidEmail => T::INVALID_EMAIL,
+        AccountError::InvalidCode => T::INVALID_CODE,
+        AccountError::CodeExpired => T::CODE_EXPIRED,
+        AccountError::TooManyAttempts => T::TOO_MANY_ATTEMPTS,
+        AccountError::VerificationCooldown { retry_after_ms } => {
+            return Err(Problem::rate_limited(retry_after_ms.div_ceil(1000)));
+        }
+        AccountError::LoginThrottled { retry_after_s } => {
+            return Err(Problem::rate_limited(*retry_after_s));
+        }
+        AccountError::InvalidCredentials => T::INVALID_CREDENTIALS,
+        AccountError::InvalidVerificationToken => T::INVALID_VERIFICATION_TOKEN,
+        AccountError::EmailTaken => T::EMAIL_TAKEN,
+        AccountError::InvalidProfile(_) => T::INVALID_PROFILE,
+        // A token for an account that no longer exists.
+        AccountError::UserNotFound(_) => return Err(Problem::unauthenticated()),
+        AccountError::InvalidRefresh => T::INVALID_REFRESH,
+    })
+}
+
+fn catalog_problem(refused: &CatalogError) -> ProblemType {
+    use ProblemType as T;
+    match refused {
+        CatalogError::ProductNotFound(_) | CatalogError::ProductUnknown(_) => T::PRODUCT_NOT_FOUND,
+        CatalogError::InvalidProduct(_) => T::INVALID_PRODUCT,
+        CatalogError::InvalidWishlistItem(_) => T::INVALID_WISHLIST_ITEM,
+    }
+}
+
+fn order_problem(refused: &OrderError) -> ProblemType {
+    use ProblemType as T;
+    match refused {
+        OrderError::OrderNotFound(_) | OrderError::OrderUnknown(_) => T::ORDER_NOT_FOUND,
+        OrderError::InvalidAddress(_) => T::INVALID_ADDRESS,
+        OrderError::InvalidOrderInput(_) | OrderError::InvalidOrder(_) => T::INVALID_ORDER,
+        OrderError::SaleNotOpen(_) => T::SALE_NOT_OPEN,
+        OrderError::SaleClosed(_) => T::SALE_CLOSED,
+        OrderError::IdempotencyKeyReused => T::IDEMPOTENCY_KEY_REUSED,
+        OrderError::IdempotencyKeyInUse => T::IDEMPOTENCY_KEY_IN_USE,
+        OrderError::OrderExpired => T::ORDER_EXPIRED,
+        OrderError::RefundNotConfirmed(_) => T::PAYMENT_PROVIDER_UNAVAILABLE,
+        OrderError::PaymentInProgress => T::PAYMENT_IN_PROGRESS,
+        OrderError::OrderStateConflict(_) => T::INVALID_TRANSITION,
+        OrderError::NotCancellable(_) => T::NOT_CANCELLABLE,
+        OrderError::NotReturnable(_) => T::NOT_RETURNABLE,
     }
 }
 

@@ -141,7 +141,19 @@ impl LazyFs {
     /// unmounts. Whoever had files open on the mount must be gone already (killed): a running
     /// program would go on writing into a file system that has forgotten part of what it wrote,
     /// which no real power cut allows.
+    ///
+    /// A LazyFS that died on its own (it crashes now and then on sparse writes, a defect of
+    /// LazyFS) has already lost what was not fsynced, as a power cut does: then it is only
+    /// unmounted.
     pub fn power_cut(&mut self) {
+        if let Some(status) = self.crashed() {
+            eprintln!(
+                "lazyfs died on its own ({status}); its lost cache is this round's power cut: {}",
+                self.output().lines().last().unwrap_or_default()
+            );
+            self.unmount();
+            return;
+        }
         let mut faults = OpenOptions::new()
             .write(true)
             .open(self.root.join("faults.fifo"))
@@ -167,9 +179,18 @@ impl LazyFs {
         self.unmount();
     }
 
+    /// How LazyFS ended, if it has ended on its own.
+    pub fn crashed(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
     fn unmount(&mut self) {
         let deadline = Instant::now() + WAIT_MAX;
         loop {
+            // A dead LazyFS leaves a mount that answers nothing; the kernel lets go of it lazily.
+            if self.crashed().is_some() && self.is_mounted() {
+                let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+            }
             let status = Command::new("fusermount3")
                 .arg("-u")
                 .arg(&self.mount)
@@ -222,6 +243,11 @@ impl LazyFs {
 impl Drop for LazyFs {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // A LazyFS that died under the server fails its writes ("Transport endpoint is not
+            // connected"); say why, before its directory goes.
+            if let Ok(Some(status)) = child.try_wait() {
+                eprintln!("lazyfs had exited on its own ({status}): {}", self.output());
+            }
             let _ = Command::new("fusermount3")
                 .arg("-u")
                 .arg(&self.mount)

@@ -4,6 +4,7 @@
 //! Addresses are ASCII (an international domain in its `xn--` form): the mail relay does not
 //! speak SMTPUTF8, and an ASCII rule can be written as the [`EMAIL_PATTERN`] the API documents.
 
+use crate::accounts::AccountError;
 use std::fmt;
 
 use crate::error::EngineError;
@@ -41,7 +42,7 @@ pub struct Email(String);
 
 impl Email {
     /// Checks and normalises `text` (blanks around dropped, lower-cased). Fails with
-    /// `EngineError::InvalidEmail` for text over `EMAIL_BYTES_MAX` (254) bytes or that
+    /// `AccountError::InvalidEmail` for text over `EMAIL_BYTES_MAX` (254) bytes or that
     /// `EMAIL_PATTERN` does not match.
     pub fn parse(text: &str) -> Result<Self, EngineError> {
         let normalised = text.trim_matches(is_blank).to_ascii_lowercase();
@@ -61,7 +62,7 @@ impl Email {
         if valid {
             Ok(Self(normalised))
         } else {
-            Err(EngineError::InvalidEmail)
+            Err(EngineError::Account(AccountError::InvalidEmail))
         }
     }
 

@@ -2,6 +2,8 @@
 //! [`ProductChange`]: kinds by name, instants in RFC 3339, money and stock never negative,
 //! the default currency. The rules every version keeps are checked later, in `validate`.
 
+use crate::catalog::CatalogError;
+use const_format::concatcp;
 use serde::Deserialize;
 
 use crate::clock::{Millis, parse_rfc3339};
@@ -93,20 +95,23 @@ fn kind(text: &str) -> Result<ProductKind, EngineError> {
     match text {
         "general" => Ok(ProductKind::General),
         "limited" => Ok(ProductKind::Limited),
-        _ => Err(EngineError::InvalidProduct(
+        _ => Err(EngineError::Catalog(CatalogError::InvalidProduct(
             "kind must be general or limited",
-        )),
+        ))),
     }
 }
 
 fn price(minor_units: i64) -> Result<u64, EngineError> {
-    u64::try_from(minor_units)
-        .map_err(|_| EngineError::InvalidProduct("price must not be negative"))
+    u64::try_from(minor_units).map_err(|_| {
+        EngineError::Catalog(CatalogError::InvalidProduct("price must not be negative"))
+    })
 }
 
 fn instant(text: Option<&str>, refusal: &'static str) -> Result<Option<Millis>, EngineError> {
-    text.map(|text| parse_rfc3339(text).ok_or(EngineError::InvalidProduct(refusal)))
-        .transpose()
+    text.map(|text| {
+        parse_rfc3339(text).ok_or(EngineError::Catalog(CatalogError::InvalidProduct(refusal)))
+    })
+    .transpose()
 }
 
 /// The sale window's two instants, each absent or RFC 3339.
@@ -126,8 +131,12 @@ impl TryFrom<ProductForm> for NewProduct {
     fn try_from(form: ProductForm) -> Result<Self, Self::Error> {
         // One record carries up to u32::MAX units; restocks add more (a SKU's lifetime bound
         // is `SKU_UNITS_MAX`, `stock_limit_exceeded`).
-        let stock_total = u32::try_from(form.stock_total)
-            .map_err(|_| EngineError::InvalidProduct("stock_total must be 0 to 4,294,967,295"))?;
+        let stock_total = u32::try_from(form.stock_total).map_err(|_| {
+            EngineError::Catalog(CatalogError::InvalidProduct(concatcp!(
+                "stock_total must be 0 to ",
+                u32::MAX
+            )))
+        })?;
         let (sale_opens_ms, sale_closes_ms) = window(
             form.sale_opens_at.as_deref(),
             form.sale_closes_at.as_deref(),
@@ -215,7 +224,7 @@ mod tests {
             assert!(
                 matches!(
                     NewProduct::try_from(broken),
-                    Err(EngineError::InvalidProduct(_))
+                    Err(EngineError::Catalog(CatalogError::InvalidProduct(_)))
                 ),
                 "case {n}"
             );

@@ -2,6 +2,7 @@
 //! sealed to its row and field, emails are turned into blind indexes, codes and tokens are
 //! generated and only their keyed hashes kept.
 
+use crate::accounts::AccountError;
 use crate::accounts::{Email, NewUser, ProfilePatch, Refresh, User};
 use crate::clock::Millis;
 use crate::crypto::{random_code, random_token};
@@ -9,6 +10,7 @@ use crate::error::{EngineError, Internal};
 use crate::ids::UserId;
 use crate::record::{Digest, Role};
 use crate::wal::Ticket;
+use const_format::concatcp;
 
 use super::Engine;
 
@@ -26,7 +28,17 @@ pub const ADDRESS_CHARS_MAX: usize = 500;
 pub const NAME_PATTERN: &str =
     r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
 /// A phone number: 5 to 20 digits, with spaces and `+ - ( ) .` around and between them.
-pub const PHONE_PATTERN: &str = r"^[ +().-]*([0-9][ +().-]*){5,20}$";
+pub const PHONE_PATTERN: &str = concatcp!(
+    r"^[ +().-]*([0-9][ +().-]*){",
+    PHONE_DIGITS_MIN,
+    ",",
+    PHONE_DIGITS_MAX,
+    "}$"
+);
+/// Fewest digits in a phone number.
+pub const PHONE_DIGITS_MIN: usize = 5;
+/// Most digits in a phone number.
+pub const PHONE_DIGITS_MAX: usize = 20;
 /// An address: like a name, and it may span lines.
 pub const ADDRESS_PATTERN: &str =
     r"^[^\x00-\x09\x0b-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x09\x0b-\x1f\x7f-\x9f]*$";
@@ -168,7 +180,7 @@ impl Engine {
             .state
             .accounts
             .pending_signup(&token_hash, self.now_ms())
-            .ok_or(EngineError::InvalidVerificationToken)?;
+            .ok_or(AccountError::InvalidVerificationToken)?;
         let email = self
             .keys()
             .cipher()
@@ -242,7 +254,7 @@ impl Engine {
             .state
             .accounts
             .user(user)
-            .ok_or(EngineError::UserNotFound(user))?;
+            .ok_or(AccountError::UserNotFound(user))?;
         self.open_profile(&user)
     }
 
@@ -457,9 +469,12 @@ fn valid_name(name: &str) -> Result<String, EngineError> {
         || name.chars().any(char::is_control)
         || name.trim().is_empty()
     {
-        return Err(EngineError::InvalidProfile(
-            "name must be 1 to 100 characters, none of them control characters",
-        ));
+        return Err(AccountError::InvalidProfile(concatcp!(
+            "name must be 1 to ",
+            NAME_CHARS_MAX,
+            " characters, none of them control characters"
+        ))
+        .into());
     }
     Ok(name.trim().to_string())
 }
@@ -469,10 +484,20 @@ fn valid_phone(phone: &str) -> Result<String, EngineError> {
     let allowed = phone
         .chars()
         .all(|c| c.is_ascii_digit() || " +-().".contains(c));
-    if !allowed || !(5..=20).contains(&digits) || phone.chars().count() > PHONE_CHARS_MAX {
-        return Err(EngineError::InvalidProfile(
-            "phone must be 5 to 20 digits, optionally with + - ( ) . and spaces, at most 32 characters",
-        ));
+    if !allowed
+        || !(PHONE_DIGITS_MIN..=PHONE_DIGITS_MAX).contains(&digits)
+        || phone.chars().count() > PHONE_CHARS_MAX
+    {
+        return Err(AccountError::InvalidProfile(concatcp!(
+            "phone must be ",
+            PHONE_DIGITS_MIN,
+            " to ",
+            PHONE_DIGITS_MAX,
+            " digits, optionally with + - ( ) . and spaces, at most ",
+            PHONE_CHARS_MAX,
+            " characters"
+        ))
+        .into());
     }
     Ok(phone.trim_matches(' ').to_string())
 }
@@ -482,9 +507,12 @@ fn valid_address(address: &str) -> Result<String, EngineError> {
         || address.chars().any(|c| c.is_control() && c != '\n')
         || address.trim().is_empty()
     {
-        return Err(EngineError::InvalidProfile(
-            "address must be 1 to 500 characters, no control characters but line breaks",
-        ));
+        return Err(AccountError::InvalidProfile(concatcp!(
+            "address must be 1 to ",
+            ADDRESS_CHARS_MAX,
+            " characters, no control characters but line breaks"
+        ))
+        .into());
     }
     Ok(address.trim().to_string())
 }

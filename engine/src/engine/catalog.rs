@@ -1,6 +1,7 @@
 //! The engine's catalog and wishlist operations. Every product answer carries its stock read
 //! from the SKU counter at that moment, never from a cache.
 
+use crate::catalog::CatalogError;
 use crate::catalog::{NewProduct, Product, ProductChange, ProductStatus, ProductVersion};
 use crate::clock::Millis;
 use crate::counter::StockCounts;
@@ -66,7 +67,7 @@ impl Engine {
     /// `StockLimitExceeded`, `ShuttingDown`, `LogFailed`).
     pub fn restock_product(&self, id: ProductId, quantity: u32) -> Result<Ticket, EngineError> {
         if !self.inner.state.catalog.contains(id) {
-            return Err(EngineError::ProductNotFound(id));
+            return Err(CatalogError::ProductNotFound(id).into());
         }
         self.restock(Sku(id.0), quantity)
     }
@@ -165,7 +166,7 @@ impl Engine {
         note: String,
     ) -> Result<(WishItem, Ticket), EngineError> {
         if !self.inner.state.catalog.contains(product) {
-            return Err(EngineError::ProductNotFound(product));
+            return Err(CatalogError::ProductNotFound(product).into());
         }
         let item = WishItem {
             product,

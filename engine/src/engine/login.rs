@@ -4,6 +4,7 @@
 //! the budget. The slow part, argon2, runs wherever the caller runs slow work (the server's
 //! bounded pool): the engine hands it out as a closure and is told how it went.
 
+use crate::accounts::AccountError;
 use crate::accounts::Email;
 use crate::clock::Millis;
 use crate::error::EngineError;
@@ -46,8 +47,10 @@ impl Engine {
         self.inner
             .login_throttle
             .begin_attempt(&key, at_ms)
-            .map_err(|retry| EngineError::LoginThrottled {
-                retry_after_s: retry.seconds,
+            .map_err(|retry| {
+                EngineError::Account(AccountError::LoginThrottled {
+                    retry_after_s: retry.seconds,
+                })
             })?;
         let account = parsed.as_ref().and_then(|e| self.account_by_email(e));
         Ok(LoginAttempt {
@@ -81,7 +84,7 @@ impl LoginAttempt {
                 self.engine.inner.login_throttle.clear(&self.key);
                 Ok((user, role))
             }
-            _ => Err(EngineError::InvalidCredentials),
+            _ => Err(EngineError::Account(AccountError::InvalidCredentials)),
         }
     }
 

@@ -3,6 +3,7 @@
 //! twice. Answers that were lost (a timeout, a crash) and refunds that are due are settled by
 //! `resolve_payments`, which a background task runs, and which runs after every restart.
 
+use crate::orders::OrderError;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -62,7 +63,7 @@ impl Engine {
         card: &Card,
     ) -> Result<Paid, EngineError> {
         if !payments.live.lock().insert(id) {
-            return Err(EngineError::PaymentInProgress);
+            return Err(OrderError::PaymentInProgress.into());
         }
         let _live = Live(payments, id);
         let (order, attempt, ticket) = self.request_payment(id)?;
@@ -90,10 +91,10 @@ impl Engine {
 
     /// Refunds an order whose refund is due (cancelled after payment, or returned); blocks.
     /// `RefundIssued` is recorded only once the provider confirms the refund; until then this
-    /// answers [`EngineError::RefundNotConfirmed`], the refund stays due, and the resolver asks
+    /// answers [`OrderError::RefundNotConfirmed`], the refund stays due, and the resolver asks
     /// again (the provider refunds a key once, so asking again never refunds twice).
     pub fn refund_order(&self, payments: &Payments, id: OrderId) -> Result<Order, EngineError> {
-        let order = self.order(id).ok_or(EngineError::OrderNotFound(id))?;
+        let order = self.order(id).ok_or(OrderError::OrderNotFound(id))?;
         if let (true, false, Some(attempt)) = (order.refund_due, order.refunded, order.paid_attempt)
         {
             let key = order.payment_key(attempt);
@@ -101,11 +102,12 @@ impl Engine {
                 ChargeStatus::Refunded => self.refund_issued(id)?.wait()?,
                 status => {
                     tracing::warn!(order = %id, key, ?status, "the provider did not confirm a refund; will ask again");
-                    return Err(EngineError::RefundNotConfirmed(id));
+                    return Err(OrderError::RefundNotConfirmed(id).into());
                 }
             }
         }
-        self.order(id).ok_or(EngineError::OrderNotFound(id))
+        self.order(id)
+            .ok_or(EngineError::Order(OrderError::OrderNotFound(id)))
     }
 
     /// Settles what is unfinished: attempts whose answer is unknown are asked again (charged →

@@ -3,6 +3,9 @@
 //! stands for, a return's reason, a shipment. Each owns its limits and its error; the HTTP
 //! layer only builds them from the wire.
 
+use crate::catalog::CatalogError;
+use crate::orders::OrderError;
+use const_format::concatcp;
 use std::fmt;
 use std::str::FromStr;
 
@@ -223,16 +226,20 @@ impl TryFrom<OrderForm> for OrderRequest {
     /// error), `InvalidOrder` for a line count out of bounds, `InvalidAddress` for the address.
     fn try_from(form: OrderForm) -> Result<Self, Self::Error> {
         if form.items.is_empty() || form.items.len() > ORDER_LINES_MAX {
-            return Err(EngineError::InvalidOrder("an order has 1 to 20 lines"));
+            return Err(OrderError::InvalidOrder(concatcp!(
+                "an order has 1 to ",
+                ORDER_LINES_MAX,
+                " lines"
+            ))
+            .into());
         }
         let lines = form
             .items
             .iter()
             .map(|item| {
-                let product = item
-                    .product_id
-                    .parse::<ProductId>()
-                    .map_err(|_| EngineError::ProductUnknown(item.product_id.clone()))?;
+                let product = item.product_id.parse::<ProductId>().map_err(|_| {
+                    EngineError::Catalog(CatalogError::ProductUnknown(item.product_id.clone()))
+                })?;
                 Ok(LineRequest {
                     product,
                     quantity: item.quantity,

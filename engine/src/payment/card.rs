@@ -1,6 +1,7 @@
 //! A card as the customer typed it, parsed once at the boundary. Its number and cvc are wiped
 //! from memory when it is dropped and never appear in Debug output or in any record.
 
+use const_format::concatcp;
 use std::fmt;
 use std::mem;
 
@@ -37,7 +38,13 @@ pub struct InvalidCard {
 }
 
 const NUMBER_LENGTH: InvalidCard = InvalidCard {
-    reason: "the card number must have 13 to 19 digits",
+    reason: concatcp!(
+        "the card number must have ",
+        CARD_NUMBER_DIGITS_MIN,
+        " to ",
+        CARD_NUMBER_DIGITS_MAX,
+        " digits"
+    ),
 };
 const NUMBER_CHARACTERS: InvalidCard = InvalidCard {
     reason: "the card number may hold only digits, spaces and dashes",
@@ -55,7 +62,13 @@ const EXPIRED: InvalidCard = InvalidCard {
     reason: "the card has expired",
 };
 const CVC_FORMAT: InvalidCard = InvalidCard {
-    reason: "the security code must be 3 or 4 digits",
+    reason: concatcp!(
+        "the security code must be ",
+        CVC_DIGITS_MIN,
+        " or ",
+        CVC_DIGITS_MAX,
+        " digits"
+    ),
 };
 
 impl Card {

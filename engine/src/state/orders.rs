@@ -2,6 +2,9 @@
 //! `step` (the one mutation), for a live decision and a replay alike; units move only in
 //! `complete_order`, after the record is durable.
 
+use crate::catalog::CatalogError;
+use crate::orders::OrderError;
+use crate::state::StockError;
 use std::sync::atomic::Ordering;
 
 use super::{Reservation, ReservationStatus, State, apply_error};
@@ -49,10 +52,10 @@ impl State {
             dashmap::Entry::Occupied(seen) => {
                 let (request, order, durable) = *seen.get();
                 if request != new.request {
-                    return Err(EngineError::IdempotencyKeyReused);
+                    return Err(OrderError::IdempotencyKeyReused.into());
                 }
                 if !durable {
-                    return Err(EngineError::IdempotencyKeyInUse);
+                    return Err(OrderError::IdempotencyKeyInUse.into());
                 }
                 // Closing at this moment: the writer removes it from memory before its key (which
                 // waits for this slot), and the cold tier holds it as it closed.
@@ -60,7 +63,7 @@ impl State {
                     Some(live) => live,
                     None => self
                         .closed_order(order)?
-                        .ok_or(EngineError::OrderNotFound(order))?,
+                        .ok_or(OrderError::OrderNotFound(order))?,
                 };
                 return Ok(Placement::Replayed(order));
             }
@@ -69,7 +72,7 @@ impl State {
         // A closed order's key is in the cold tier; its slot above still serialises the retries.
         if let Some(order) = self.closed_order_of_key(&new.idempotency)? {
             if order.request != new.request {
-                return Err(EngineError::IdempotencyKeyReused);
+                return Err(OrderError::IdempotencyKeyReused.into());
             }
             return Ok(Placement::Replayed(order));
         }
@@ -146,7 +149,11 @@ impl State {
                 Ok((product.sku(), mixed))
             });
             let (sku, mixed) = match read {
-                None => return Some(EngineError::ProductNotFound(line.product)),
+                None => {
+                    return Some(EngineError::Catalog(CatalogError::ProductNotFound(
+                        line.product,
+                    )));
+                }
                 Some(Err(error)) => return Some(error),
                 Some(Ok(read)) => read,
             };
@@ -157,11 +164,13 @@ impl State {
             if let Some(limit) = entry.per_user_limit
                 && self.held_by(user, sku).saturating_add(line.quantity) > limit
             {
-                return Some(EngineError::PurchaseLimitExceeded { limit });
+                return Some(EngineError::Stock(StockError::PurchaseLimitExceeded {
+                    limit,
+                }));
             }
             let available = entry.counter.load().available;
             if available < u64::from(line.quantity) {
-                return Some(EngineError::SoldOut { available });
+                return Some(EngineError::Stock(StockError::SoldOut { available }));
             }
         }
         None
@@ -222,11 +231,11 @@ impl State {
     ) -> Result<(Order, u32, Ticket), EngineError> {
         let (order, ticket) = self.transition(id, append, |order| {
             if order.status.is_unpaid() && order.payment_in_flight.is_some() {
-                return Err(EngineError::PaymentInProgress);
+                return Err(OrderError::PaymentInProgress.into());
             }
             let past_deadline = order.status.is_unpaid() && now_ms > order.deadline_ms;
             if past_deadline || order.status == OrderStatus::Expired {
-                return Err(EngineError::OrderExpired);
+                return Err(OrderError::OrderExpired.into());
             }
             Ok(OrderRecord::PaymentRequested {
                 order: id,
@@ -278,7 +287,7 @@ impl State {
     ) -> Result<Ticket, EngineError> {
         self.transition(id, append, |order| {
             if now_ms < order.deadline_ms {
-                return Err(EngineError::OrderStateConflict("not due"));
+                return Err(OrderError::OrderStateConflict("not due").into());
             }
             Ok(OrderRecord::OrderExpired {
                 order: id,
@@ -327,7 +336,7 @@ impl State {
                 .delivered_ms
                 .is_none_or(|delivered| now_ms <= delivered.saturating_add(window_ms));
             if open {
-                return Err(EngineError::OrderStateConflict("not due"));
+                return Err(OrderError::OrderStateConflict("not due").into());
             }
             Ok(OrderRecord::ReturnWindowClosed {
                 order: id,
@@ -403,7 +412,7 @@ impl State {
                 .delivered_ms
                 .is_some_and(|delivered| now_ms > delivered.saturating_add(window_ms))
             {
-                return Err(EngineError::NotReturnable("the return window has passed"));
+                return Err(OrderError::NotReturnable("the return window has passed").into());
             }
             Ok(OrderRecord::ReturnRequested {
                 order: id,
@@ -472,7 +481,7 @@ impl State {
     ) -> EngineError {
         let order = match self.closed_order(id) {
             Ok(Some(order)) => order,
-            Ok(None) => return EngineError::OrderNotFound(id),
+            Ok(None) => return EngineError::Order(OrderError::OrderNotFound(id)),
             Err(error) => return error,
         };
         let step =
@@ -481,10 +490,10 @@ impl State {
             Err(refusal) => refusal,
             // Delivered, and closed when its return window passed: the window's rule answers.
             Ok(OrderRecord::ReturnRequested { .. }) if order.status == OrderStatus::Delivered => {
-                EngineError::NotReturnable("the return window has passed")
+                EngineError::Order(OrderError::NotReturnable("the return window has passed"))
             }
             Ok(OrderRecord::ReturnWindowClosed { .. }) => {
-                EngineError::OrderStateConflict(order.status.as_str())
+                EngineError::Order(OrderError::OrderStateConflict(order.status.as_str()))
             }
             Ok(_) => Internal::Defect(format!("{id} is closed but its rules allow a step")).into(),
         }
@@ -683,9 +692,9 @@ impl State {
                 let current = product.current();
                 match currency {
                     Some(c) if *c != current.details.currency => {
-                        return Err(EngineError::InvalidOrder(
+                        return Err(EngineError::from(OrderError::InvalidOrder(
                             "all lines must be in one currency",
-                        ));
+                        )));
                     }
                     Some(_) => {}
                     None => *currency = Some(current.details.currency.clone()),
@@ -697,11 +706,11 @@ impl State {
                     current.details.price,
                 ))
             })
-            .ok_or(EngineError::ProductNotFound(line.product))??;
+            .ok_or(CatalogError::ProductNotFound(line.product))??;
         let entry = self
             .skus
             .get(&sku)
-            .ok_or(EngineError::ProductNotFound(line.product))?;
+            .ok_or(CatalogError::ProductNotFound(line.product))?;
         self.take_units(&entry, sku, user, line.quantity)?;
         drop(entry);
         Ok(OrderLine {
@@ -792,7 +801,7 @@ pub(crate) fn is_closed(order: &Order) -> bool {
 /// The rules of the saga: which step may follow which. One place, for decisions and replay.
 fn check_step(order: &Order, record: &OrderRecord) -> Result<(), EngineError> {
     let status = order.status;
-    let conflict = || EngineError::OrderStateConflict(status.as_str());
+    let conflict = || EngineError::Order(OrderError::OrderStateConflict(status.as_str()));
     let ok = match record {
         OrderRecord::OrderPlaced { .. } => false,
         OrderRecord::PaymentRequested { attempt, .. } => {
@@ -806,18 +815,18 @@ fn check_step(order: &Order, record: &OrderRecord) -> Result<(), EngineError> {
         | OrderRecord::PaymentTimedOut { attempt, .. } => order.payment_in_flight == Some(*attempt),
         OrderRecord::OrderExpired { .. } => {
             if order.payment_in_flight.is_some() {
-                return Err(EngineError::PaymentInProgress);
+                return Err(OrderError::PaymentInProgress.into());
             }
             status.is_unpaid()
         }
         OrderRecord::OrderCancelled { refund, .. } => {
             if status.is_unpaid() && order.payment_in_flight.is_some() {
-                return Err(EngineError::PaymentInProgress);
+                return Err(OrderError::PaymentInProgress.into());
             }
             let cancellable =
                 (status.is_unpaid() && !refund) || (status == OrderStatus::Paid && *refund);
             if !cancellable {
-                return Err(EngineError::NotCancellable(status.as_str()));
+                return Err(OrderError::NotCancellable(status.as_str()).into());
             }
             true
         }
@@ -825,9 +834,9 @@ fn check_step(order: &Order, record: &OrderRecord) -> Result<(), EngineError> {
         OrderRecord::OrderDelivered { .. } => status == OrderStatus::Shipped,
         OrderRecord::ReturnRequested { .. } => {
             if status != OrderStatus::Delivered {
-                return Err(EngineError::NotReturnable(
-                    "only a delivered order can be returned",
-                ));
+                return Err(
+                    OrderError::NotReturnable("only a delivered order can be returned").into(),
+                );
             }
             true
         }
@@ -938,18 +947,19 @@ pub(crate) fn order_placed(record: &OrderRecord) -> Option<Order> {
 
 fn validate_lines(lines: &[LineRequest]) -> Result<(), EngineError> {
     if lines.is_empty() || lines.len() > ORDER_LINES_MAX {
-        return Err(EngineError::InvalidOrder("an order has 1 to 20 lines"));
+        return Err(OrderError::InvalidOrder("an order has 1 to 20 lines").into());
     }
     for (i, line) in lines.iter().enumerate() {
         if line.quantity == 0 || line.quantity > RESERVATION_UNITS_MAX {
-            return Err(EngineError::InvalidQuantity {
+            return Err(StockError::InvalidQuantity {
                 max: RESERVATION_UNITS_MAX,
-            });
+            }
+            .into());
         }
         if lines[..i].iter().any(|l| l.product == line.product) {
-            return Err(EngineError::InvalidOrder(
-                "each product may appear on one line only",
-            ));
+            return Err(
+                OrderError::InvalidOrder("each product may appear on one line only").into(),
+            );
         }
     }
     Ok(())

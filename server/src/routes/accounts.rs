@@ -1,5 +1,6 @@
 //! Accounts: email verification, signup, login, refresh, logout, and the caller's profile.
 
+use allot_engine::AccountError;
 use std::net::SocketAddr;
 
 use axum::Json;
@@ -101,7 +102,7 @@ async fn request_verification(
             }
         }
         // Within the resend cooldown: no new mail, and the same answer.
-        Err(EngineError::VerificationCooldown { .. }) => {}
+        Err(EngineError::Account(AccountError::VerificationCooldown { .. })) => {}
         Err(error) => return Err(error.into()),
     }
     Ok((
@@ -137,7 +138,7 @@ async fn confirm_verification(
     Ready(engine): Ready,
     ApiJson(body): ApiJson<ConfirmRequest>,
 ) -> Result<Json<VerificationToken>, Problem> {
-    let email = Email::parse(&body.email).map_err(|_| Problem::from(EngineError::InvalidCode))?;
+    let email = Email::parse(&body.email).map_err(|_| Problem::from(AccountError::InvalidCode))?;
     let (token, ticket) = engine.confirm_verification(&email, &body.code)?;
     ticket.durable().await?;
     Ok(Json(VerificationToken {
@@ -189,7 +190,7 @@ async fn signup(
 ) -> Result<(StatusCode, Json<SignupResponse>), Problem> {
     // A made-up token must cost no argon2 work.
     if !engine.signup_token_is_live(&body.verification_token) {
-        return Err(EngineError::InvalidVerificationToken.into());
+        return Err(AccountError::InvalidVerificationToken.into());
     }
     check_policy(&body.password).map_err(|weak| ProblemType::WEAK_PASSWORD.with(weak.reason))?;
     let password = body.password;
@@ -288,7 +289,7 @@ async fn refresh(
     body: Bytes,
 ) -> Result<Response, Problem> {
     let (token, from_cookie) =
-        refresh_token_of(&headers, &body)?.ok_or(EngineError::InvalidRefresh)?;
+        refresh_token_of(&headers, &body)?.ok_or(AccountError::InvalidRefresh)?;
     // A cookie-authenticated write, like any other: the CSRF header must match.
     if from_cookie
         && !auth::csrf_ok(
@@ -310,10 +311,10 @@ async fn refresh(
         }
         RefreshOutcome::FamilyRevoked { ticket } => {
             ticket.durable().await?;
-            return Err(EngineError::InvalidRefresh.into());
+            return Err(AccountError::InvalidRefresh.into());
         }
     };
-    let role = engine.role_of(user).ok_or(EngineError::InvalidRefresh)?;
+    let role = engine.role_of(user).ok_or(AccountError::InvalidRefresh)?;
     Ok(session_response(
         &state,
         user,

@@ -1,5 +1,6 @@
 //! The catalog (public reads with live stock), its administration, and the caller's wishlist.
 
+use allot_engine::{CatalogError, StockError};
 use std::convert::Infallible;
 
 use axum::Json;
@@ -162,7 +163,9 @@ async fn get_product(
     Ready(engine): Ready,
     ProductPath(id): ProductPath,
 ) -> Result<Json<ProductJson>, Problem> {
-    let view = engine.product(id).ok_or(EngineError::ProductNotFound(id))?;
+    let view = engine
+        .product(id)
+        .ok_or(CatalogError::ProductNotFound(id))?;
     Ok(Json(ProductJson::of(&view)))
 }
 
@@ -174,7 +177,9 @@ async fn get_product_version(
     Ready(engine): Ready,
     ProductVersionPath(id, version): ProductVersionPath,
 ) -> Result<Json<ProductJson>, Problem> {
-    let view = engine.product(id).ok_or(EngineError::ProductNotFound(id))?;
+    let view = engine
+        .product(id)
+        .ok_or(CatalogError::ProductNotFound(id))?;
     let version = version
         .ok()
         .and_then(|v| view.product.version(v).cloned())
@@ -195,7 +200,9 @@ async fn get_stock(
     Ready(engine): Ready,
     ProductPath(id): ProductPath,
 ) -> Result<Json<StockJson>, Problem> {
-    let view = engine.product(id).ok_or(EngineError::ProductNotFound(id))?;
+    let view = engine
+        .product(id)
+        .ok_or(CatalogError::ProductNotFound(id))?;
     Ok(Json(StockJson::of(&view)))
 }
 
@@ -218,7 +225,7 @@ async fn stream_stock(
         .shared
         .stock_feed
         .subscribe(&engine, id)
-        .ok_or(EngineError::ProductNotFound(id))?;
+        .ok_or(CatalogError::ProductNotFound(id))?;
     let first = updates.borrow_and_update().clone();
     // Each item hands on frames the feed rendered once for every subscriber.
     let frames = futures_util::stream::unfold(
@@ -308,7 +315,9 @@ async fn update_product(
     if let Some(ticket) = engine.update_product(id, change)? {
         ticket.durable().await?;
     }
-    let view = engine.product(id).ok_or(EngineError::ProductNotFound(id))?;
+    let view = engine
+        .product(id)
+        .ok_or(CatalogError::ProductNotFound(id))?;
     Ok(Json(ProductJson::of(&view)))
 }
 
@@ -335,10 +344,15 @@ async fn restock_product(
     ProductPath(id): ProductPath,
     ApiJson(body): ApiJson<RestockRequest>,
 ) -> Result<Json<StockJson>, Problem> {
-    let quantity = u32::try_from(body.quantity)
-        .map_err(|_| Problem::from(EngineError::InvalidQuantity { max: u32::MAX }))?;
+    let quantity = u32::try_from(body.quantity).map_err(|_| {
+        Problem::from(EngineError::Stock(StockError::InvalidQuantity {
+            max: u32::MAX,
+        }))
+    })?;
     engine.restock_product(id, quantity)?.durable().await?;
-    let view = engine.product(id).ok_or(EngineError::ProductNotFound(id))?;
+    let view = engine
+        .product(id)
+        .ok_or(CatalogError::ProductNotFound(id))?;
     Ok(Json(StockJson::of(&view)))
 }
 

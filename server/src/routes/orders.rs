@@ -1,6 +1,7 @@
 //! Orders: placing (with Idempotency-Key), paying through the provider, cancelling, returning,
 //! reading one's own orders; and their administration (ship, deliver, approve a return).
 
+use allot_engine::OrderError;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -158,7 +159,7 @@ async fn own_order(
         .read_order(id)
         .await?
         .filter(|o| o.user == caller.user)
-        .ok_or_else(|| EngineError::OrderNotFound(id).into())
+        .ok_or_else(|| OrderError::OrderNotFound(id).into())
 }
 
 /// Runs blocking engine work (log waits, the provider) off the async workers.
