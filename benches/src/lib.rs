@@ -7,17 +7,15 @@
 //! latest end. A coordinating thread reading the clock instead could, on two cores, be scheduled
 //! only after a worker finished, and would under-measure.
 
-use allot_engine::StockError;
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use allot_engine::testkit::internals::SledFiles;
-use allot_engine::testkit::internals::batch;
 use allot_engine::{
     Clock, Durability, Engine, EngineConfig, EngineError, OpenError, Record, RecoveryReport,
-    ReservationId, Seq, Sku, SkuCounter, StockCounts, SystemClock, UserId,
+    ReservationId, Seq, Sku, SkuCounter, StockCounts, StockError, SystemClock, UserId,
+    testkit::internals::SledFiles, testkit::internals::batch,
 };
 
 /// Records per log batch: the engine's default `batch_records_max`, and the batch the raw

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 
-use allot_engine::{Email, Engine, EngineConfig, SystemClock};
-use allot_engine::{check_policy, hash_password};
+use allot_engine::{Email, Engine, EngineConfig, SystemClock, check_policy, hash_password};
 
 use crate::DataDirArg;
 

@@ -8,8 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Subcommand;
 
-use allot_engine::CopyReport;
-use allot_engine::{Engine, EngineConfig, SystemClock, inspect};
+use allot_engine::{CopyReport, Engine, EngineConfig, SystemClock, inspect};
 
 use crate::DataDirArg;
 

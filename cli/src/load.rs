@@ -9,7 +9,6 @@
 //! S <sku> <quantity>                        restocked
 //! ```
 
-use allot_engine::StockError;
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
@@ -24,7 +23,8 @@ use rand::{Rng, SeedableRng};
 use std::sync::Mutex;
 
 use allot_engine::{
-    Engine, EngineConfig, EngineError, ReleaseReason, ReservationId, Sku, SystemClock, UserId,
+    Engine, EngineConfig, EngineError, ReleaseReason, ReservationId, Sku, StockError, SystemClock,
+    UserId,
 };
 
 use crate::DataDirArg;

@@ -22,13 +22,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use allot_engine::PaymentSimulator;
-use allot_engine::testkit::ADMIN_EMAIL;
-use allot_engine::testkit::cards::{
-    APPROVED as CARD_APPROVED, DECLINED as CARD_DECLINED, LIMIT_EXCEEDED as CARD_LIMIT_EXCEEDED,
-    TIMEOUT_CHARGED as CARD_TIMEOUT_CHARGED, TIMEOUT_NOT_CHARGED as CARD_TIMEOUT_NOT_CHARGED,
+use allot_engine::{
+    Engine, EngineConfig, NewProduct, PaymentSimulator, ProductDetails, ProductKind, SystemClock,
+    testkit::ADMIN_EMAIL,
+    testkit::cards::{
+        APPROVED as CARD_APPROVED, DECLINED as CARD_DECLINED,
+        LIMIT_EXCEEDED as CARD_LIMIT_EXCEEDED, TIMEOUT_CHARGED as CARD_TIMEOUT_CHARGED,
+        TIMEOUT_NOT_CHARGED as CARD_TIMEOUT_NOT_CHARGED,
+    },
 };
-use allot_engine::{Engine, EngineConfig, NewProduct, ProductDetails, ProductKind, SystemClock};
 
 mod support;
 

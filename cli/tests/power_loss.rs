@@ -35,11 +35,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use allot_engine::testkit::ADMIN_EMAIL;
-use allot_engine::testkit::cards::{
-    APPROVED as CARD_APPROVED, DECLINED as CARD_DECLINED, TIMEOUT_CHARGED as CARD_TIMEOUT_CHARGED,
+use allot_engine::{
+    Engine, EngineConfig, NewProduct, ProductDetails, ProductKind, SystemClock,
+    testkit::ADMIN_EMAIL,
+    testkit::cards::{
+        APPROVED as CARD_APPROVED, DECLINED as CARD_DECLINED,
+        TIMEOUT_CHARGED as CARD_TIMEOUT_CHARGED,
+    },
 };
-use allot_engine::{Engine, EngineConfig, NewProduct, ProductDetails, ProductKind, SystemClock};
 
 mod support;
 

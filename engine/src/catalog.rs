@@ -3,11 +3,10 @@
 
 mod form;
 
-use crate::orders::OrderError;
-use const_format::concatcp;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use const_format::concatcp;
 use parking_lot::RwLock;
 use rkyv::{Archive, Deserialize, Serialize};
 
@@ -15,6 +14,7 @@ use crate::clock::Millis;
 use crate::counter::StockCounts;
 use crate::error::EngineError;
 use crate::ids::{ProductId, Sku};
+use crate::orders::OrderError;
 use crate::record::{ProductDetails, ProductKind};
 
 pub use form::{DEFAULT_CURRENCY, ProductChangeForm, ProductForm};

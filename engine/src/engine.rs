@@ -8,8 +8,6 @@ pub mod login;
 pub mod orders;
 pub mod payments;
 
-use crate::orders::OrderError;
-use crate::state::StockError;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -23,9 +21,10 @@ use crate::crypto::Keys;
 use crate::error::{EngineError, Internal, OpenError};
 use crate::ids::{ReservationId, Sku, UserId};
 use crate::limits::LoginThrottle;
+use crate::orders::OrderError;
 use crate::record::{ReleaseReason, Seq};
 use crate::recovery::{OnDefect, RecoveryReport, recover, replay};
-use crate::state::{Reservation, State, StateImage};
+use crate::state::{Reservation, State, StateImage, StockError};
 use crate::store::{DirLock, Store};
 use crate::wal::{Ticket, Wal, WalOptions, WalStats};
 

@@ -3,13 +3,13 @@
 //! Hashing is argon2id with the OWASP parameters (19 MiB, 2 passes, 1 lane): about 20-50 ms of
 //! one core per hash, so callers run it on a bounded blocking pool, never on the async runtime.
 
-use const_format::concatcp;
 use std::collections::HashSet;
 use std::hint::black_box;
 use std::sync::LazyLock;
 
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::{Algorithm, Argon2, Params, PasswordHash, Version};
+use const_format::concatcp;
 
 /// Shortest password accepted, in characters (Unicode scalar values).
 pub const PASSWORD_CHARS_MIN: usize = 8;

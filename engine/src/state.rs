@@ -20,7 +20,6 @@ pub use order_users::{OrderUsers, OrderUsersImage};
 pub use orders::NewOrder;
 pub(crate) use orders::{is_closed, order_placed, step as step_order};
 
-use crate::catalog::CatalogError;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -34,7 +33,9 @@ pub use image::{
 };
 
 use crate::accounts::Accounts;
-use crate::catalog::{Catalog, NewProduct, Product, ProductChange, ProductVersion, validate_new};
+use crate::catalog::{
+    Catalog, CatalogError, NewProduct, Product, ProductChange, ProductVersion, validate_new,
+};
 use crate::clock::Millis;
 use crate::counter::{CounterRefusal, SKU_UNITS_MAX, SkuCounter, StockCounts};
 use crate::error::{ApplyError, EngineError, Internal};

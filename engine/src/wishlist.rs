@@ -1,12 +1,12 @@
 //! Wishlists as a view of the log: per customer, the products they want and how many.
 
-use crate::catalog::CatalogError;
-use const_format::concatcp;
 use std::collections::BTreeMap;
 
+use const_format::concatcp;
 use dashmap::DashMap;
 use rkyv::{Archive, Deserialize, Serialize};
 
+use crate::catalog::CatalogError;
 use crate::clock::Millis;
 use crate::error::{ApplyError, EngineError};
 use crate::ids::{ProductId, UserId};

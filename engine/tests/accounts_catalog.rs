@@ -1,13 +1,12 @@
 //! Accounts, catalog and wishlists are views of the log like the inventory: replaying it (from
 //! the start, or from a snapshot) rebuilds exactly the state the live run had.
 
-use allot_engine::{AccountError, CatalogError};
 use std::sync::Arc;
 
-use allot_engine::hash_password;
 use allot_engine::{
-    Email, Engine, EngineConfig, EngineError, ManualClock, NewProduct, ProductChange,
-    ProductDetails, ProductKind, ProductStatus, ProfileChange, SignupProfile, UserId,
+    AccountError, CatalogError, Email, Engine, EngineConfig, EngineError, ManualClock, NewProduct,
+    ProductChange, ProductDetails, ProductKind, ProductStatus, ProfileChange, SignupProfile,
+    UserId, hash_password,
 };
 
 const T0: u64 = 1_800_000_000_000;

@@ -3,17 +3,15 @@
 //! payments, cancellations, returns, refunds, expiries and return windows that pass, checked
 //! against a model.
 
-use allot_engine::OrderError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use allot_engine::PaymentFailure;
-use allot_engine::testkit::{create, general, key_of, reason, request, request_to, shipment};
 use allot_engine::{
-    Clock, Engine, EngineConfig, ManualClock, NewProduct, OrderId, ProductId, UserId,
+    Clock, Engine, EngineConfig, LineRequest, ManualClock, NewProduct, Order, OrderError, OrderId,
+    OrderStatus, PaymentFailure, PaymentOutcome, Placement, ProductId, UserId,
+    testkit::{create, general, key_of, reason, request, request_to, shipment},
 };
-use allot_engine::{LineRequest, Order, OrderStatus, PaymentOutcome, Placement};
 
 const T0: u64 = 1_800_000_000_000;
 const TTL: u64 = 600_000;

@@ -1,11 +1,10 @@
 //! Many threads race for few units: exactly the stock is sold, never a unit more, and no
 //! customer gets past the per-customer limit.
 
-use allot_engine::StockError;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use allot_engine::{Engine, EngineConfig, EngineError, Sku, SystemClock, UserId};
+use allot_engine::{Engine, EngineConfig, EngineError, Sku, StockError, SystemClock, UserId};
 
 const THREADS: u64 = 8;
 const ATTEMPTS: u64 = 100_000;

@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use allot_engine::testkit::config;
-use allot_engine::{Engine, EngineConfig, ManualClock, Sku, StateImage, UserId};
+use allot_engine::{Engine, EngineConfig, ManualClock, Sku, StateImage, UserId, testkit::config};
 
 /// Writes some batches, closes, and answers (state before the last batch, last batch's key).
 fn prepare(dir: &std::path::Path) -> (StateImage, u64) {

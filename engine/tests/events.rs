@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
-use allot_engine::testkit::{config, create, general, key_of, request, shipment};
-use allot_engine::{Engine, EngineConfig, ManualClock, OrderId, ProductId, UserId};
-use allot_engine::{Event, EventKind, Subject};
-use allot_engine::{LineRequest, PaymentOutcome, Placement};
+use allot_engine::{
+    Engine, EngineConfig, Event, EventKind, LineRequest, ManualClock, OrderId, PaymentOutcome,
+    Placement, ProductId, Subject, UserId,
+    testkit::{config, create, general, key_of, request, shipment},
+};
 
 const T0: u64 = 1_800_000_000_000;
 const TTL: u64 = 600_000;

@@ -1,12 +1,11 @@
 //! The engine's operations, their refusals, expiry and restarts, on a real data directory.
 
-use allot_engine::StockError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use allot_engine::{
     Engine, EngineConfig, EngineError, ManualClock, OpenError, ReleaseReason, ReservationStatus,
-    Sku, StockCounts, UserId,
+    Sku, StockCounts, StockError, UserId,
 };
 
 const T0: u64 = 1_800_000_000_000;

@@ -5,8 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use allot_engine::testkit::config;
-use allot_engine::{Engine, ManualClock, Sku, UserId};
+use allot_engine::{Engine, ManualClock, Sku, UserId, testkit::config};
 
 fn open(dir: &Path) -> Engine {
     Engine::open(config(dir), Arc::new(ManualClock::new(1_000_000))).unwrap()

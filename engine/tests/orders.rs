@@ -1,16 +1,14 @@
 //! The order saga in the engine: atomic multi-line placement, idempotency, payment attempts,
 //! expiry, cancellation, shipping and returns — and a log that replays to the same state.
 
-use allot_engine::{CatalogError, OrderError, StockError};
 use std::sync::Arc;
 
-use allot_engine::PaymentFailure;
-use allot_engine::testkit::{self, create, general, key_of, reason, request, request_to, shipment};
 use allot_engine::{
-    Engine, EngineConfig, EngineError, ManualClock, NewProduct, ProductDetails, ProductId,
-    ProductKind, Sku, StockCounts, UserId,
+    CatalogError, Engine, EngineConfig, EngineError, LineRequest, ManualClock, NewProduct,
+    OrderError, OrderStatus, PaymentFailure, PaymentOutcome, Placement, ProductDetails, ProductId,
+    ProductKind, Sku, StockCounts, StockError, UserId,
+    testkit::{self, create, general, key_of, reason, request, request_to, shipment},
 };
-use allot_engine::{LineRequest, OrderStatus, PaymentOutcome, Placement};
 
 const T0: u64 = 1_800_000_000_000;
 const TTL: u64 = 600_000;

@@ -2,16 +2,17 @@
 //! The provider is the one part replaced here: a stand-in that charges like the simulator but
 //! answers refunds as told, as a provider that is down (or whose own record failed) would.
 
-use allot_engine::OrderError;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
-use allot_engine::testkit::{self, create, general, line};
-use allot_engine::{Card, ChargeOutcome, ChargeStatus, PaymentProvider, ProviderTimeout};
-use allot_engine::{Engine, EngineConfig, EngineError, ManualClock, Paid, Payments, UserId};
+use allot_engine::{
+    Card, ChargeOutcome, ChargeStatus, Engine, EngineConfig, EngineError, ManualClock, OrderError,
+    Paid, PaymentProvider, Payments, ProviderTimeout, UserId,
+    testkit::{self, create, general, line},
+};
 
 const T0: u64 = 1_800_000_000_000;
 

@@ -1,12 +1,12 @@
 //! Retention: what expired is forgotten, by records of its own, so memory does not grow with
 //! every login, logout and email check ever made — and a replay forgets exactly the same.
 
-use allot_engine::AccountError;
 use std::sync::Arc;
 
-use allot_engine::EXPIRED_KEPT_MS;
-use allot_engine::testkit::{self, key_of, request};
-use allot_engine::{Email, Engine, EngineConfig, EngineError, ManualClock};
+use allot_engine::{
+    AccountError, EXPIRED_KEPT_MS, Email, Engine, EngineConfig, EngineError, ManualClock,
+    testkit::{self, key_of, request},
+};
 
 const T0: u64 = 1_800_000_000_000;
 const SESSION_TTL: u64 = 60_000;

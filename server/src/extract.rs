@@ -2,12 +2,12 @@
 //! Idempotency-Key header. What does not parse answers its problem here, naming what was
 //! sent, so a handler only ever sees well-formed values.
 
-use allot_engine::{CatalogError, OrderError};
 use axum::extract::{FromRequestParts, MatchedPath, Path};
 use axum::http::request::Parts;
 
-use allot_engine::InvalidIdempotencyKey;
-use allot_engine::{IdempotencyKey, OrderId, ProductId};
+use allot_engine::{
+    CatalogError, IdempotencyKey, InvalidIdempotencyKey, OrderError, OrderId, ProductId,
+};
 
 use crate::problem::{Problem, ProblemType};
 

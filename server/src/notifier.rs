@@ -11,9 +11,7 @@
 
 use std::time::Duration;
 
-use allot_engine::Order;
-use allot_engine::{Engine, EngineError, Internal, Seq};
-use allot_engine::{Event, EventKind, Subject};
+use allot_engine::{Engine, EngineError, Event, EventKind, Internal, Order, Seq, Subject};
 use tokio::sync::watch;
 
 use crate::mail::{MailError, Mailer, OutgoingMail};

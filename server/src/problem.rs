@@ -2,12 +2,11 @@
 //! types (code, status, title) every answer is built from, and the one place where engine
 //! outcomes become problems.
 
-use allot_engine::{AccountError, CatalogError, OrderError, StockError};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use allot_engine::EngineError;
+use allot_engine::{AccountError, CatalogError, EngineError, OrderError, StockError};
 
 /// One kind of problem: the stable snake_case code clients branch on, its status and title.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,13 +28,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use allot_engine::{
-    AddressForm, IdempotencyKey, OrderRequest, Shipment, ShipmentForm, ShippingAddress,
+    AddressForm, Clock, Engine, EngineConfig, IdempotencyKey, LineRequest, ManualClock, NewProduct,
+    OrderRequest, PaymentOutcome, Placement, ProductDetails, ProductId, ProductKind, Shipment,
+    ShipmentForm, ShippingAddress, SystemClock, UserId,
 };
-use allot_engine::{
-    Clock, Engine, EngineConfig, ManualClock, NewProduct, ProductDetails, ProductId, ProductKind,
-    SystemClock, UserId,
-};
-use allot_engine::{LineRequest, PaymentOutcome, Placement};
 
 const HEAVY_ORDERS: u64 = 10_000;
 const LIGHT_ORDERS: u64 = 5;

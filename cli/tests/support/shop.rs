@@ -6,10 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use allot_engine::hash_password;
-use allot_engine::{Engine, testkit};
-
-use allot_engine::testkit::PASSWORD;
+use allot_engine::{Engine, hash_password, testkit, testkit::PASSWORD};
 
 /// How long a server may take to become ready before a test gives up (not a claim of speed).
 const READY_WAIT_MAX: Duration = Duration::from_secs(60);

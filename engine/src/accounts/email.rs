@@ -4,9 +4,9 @@
 //! Addresses are ASCII (an international domain in its `xn--` form): the mail relay does not
 //! speak SMTPUTF8, and an ASCII rule can be written as the [`EMAIL_PATTERN`] the API documents.
 
-use crate::accounts::AccountError;
 use std::fmt;
 
+use crate::accounts::AccountError;
 use crate::error::EngineError;
 
 /// Longest address SMTP can carry (RFC 5321 path limit), surrounding blanks included.

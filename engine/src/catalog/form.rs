@@ -2,10 +2,10 @@
 //! [`ProductChange`]: kinds by name, instants in RFC 3339, money and stock never negative,
 //! the default currency. The rules every version keeps are checked later, in `validate`.
 
-use crate::catalog::CatalogError;
 use const_format::concatcp;
 use serde::Deserialize;
 
+use crate::catalog::CatalogError;
 use crate::clock::{Millis, parse_rfc3339};
 use crate::error::EngineError;
 use crate::record::{ProductDetails, ProductKind};

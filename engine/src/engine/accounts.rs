@@ -2,8 +2,7 @@
 //! sealed to its row and field, emails are turned into blind indexes, codes and tokens are
 //! generated and only their keyed hashes kept.
 
-use crate::accounts::AccountError;
-use crate::accounts::{Email, NewUser, ProfilePatch, Refresh, User};
+use crate::accounts::{AccountError, Email, NewUser, ProfilePatch, Refresh, User};
 use crate::clock::Millis;
 use crate::crypto::{random_code, random_token};
 use crate::error::{EngineError, Internal};

@@ -1,8 +1,9 @@
 //! The engine's catalog and wishlist operations. Every product answer carries its stock read
 //! from the SKU counter at that moment, never from a cache.
 
-use crate::catalog::CatalogError;
-use crate::catalog::{NewProduct, Product, ProductChange, ProductStatus, ProductVersion};
+use crate::catalog::{
+    CatalogError, NewProduct, Product, ProductChange, ProductStatus, ProductVersion,
+};
 use crate::clock::Millis;
 use crate::counter::StockCounts;
 use crate::error::EngineError;

@@ -4,8 +4,7 @@
 //! the budget. The slow part, argon2, runs wherever the caller runs slow work (the server's
 //! bounded pool): the engine hands it out as a closure and is told how it went.
 
-use crate::accounts::AccountError;
-use crate::accounts::Email;
+use crate::accounts::{AccountError, Email};
 use crate::clock::Millis;
 use crate::error::EngineError;
 use crate::ids::UserId;

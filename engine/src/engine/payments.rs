@@ -3,7 +3,6 @@
 //! twice. Answers that were lost (a timeout, a crash) and refunds that are due are settled by
 //! `resolve_payments`, which a background task runs, and which runs after every restart.
 
-use crate::orders::OrderError;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -11,7 +10,7 @@ use parking_lot::Mutex;
 
 use crate::error::EngineError;
 use crate::ids::OrderId;
-use crate::orders::{Order, PaymentOutcome};
+use crate::orders::{Order, OrderError, PaymentOutcome};
 use crate::payment::{Card, ChargeOutcome, ChargeStatus, PaymentProvider};
 use crate::record::PaymentFailure;
 

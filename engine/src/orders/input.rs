@@ -3,18 +3,17 @@
 //! stands for, a return's reason, a shipment. Each owns its limits and its error; the HTTP
 //! layer only builds them from the wire.
 
-use crate::catalog::CatalogError;
-use crate::orders::OrderError;
-use const_format::concatcp;
 use std::fmt;
 use std::str::FromStr;
 
+use const_format::concatcp;
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::CatalogError;
 use crate::error::EngineError;
 use crate::ids::ProductId;
 
-use super::{LineRequest, ORDER_LINES_MAX};
+use super::{LineRequest, ORDER_LINES_MAX, OrderError};
 
 /// Longest Idempotency-Key accepted, in bytes.
 pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 128;

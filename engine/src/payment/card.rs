@@ -1,10 +1,10 @@
 //! A card as the customer typed it, parsed once at the boundary. Its number and cvc are wiped
 //! from memory when it is dropped and never appear in Debug output or in any record.
 
-use const_format::concatcp;
 use std::fmt;
 use std::mem;
 
+use const_format::concatcp;
 use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::clock::Millis;

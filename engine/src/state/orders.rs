@@ -2,16 +2,18 @@
 //! `step` (the one mutation), for a live decision and a replay alike; units move only in
 //! `complete_order`, after the record is durable.
 
-use crate::catalog::CatalogError;
-use crate::orders::OrderError;
-use crate::state::StockError;
 use std::sync::atomic::Ordering;
 
-use super::{Reservation, ReservationStatus, State, apply_error};
+use const_format::concatcp;
+
+use super::{Reservation, ReservationStatus, State, StockError, apply_error};
+use crate::catalog::CatalogError;
 use crate::clock::Millis;
 use crate::error::{ApplyError, EngineError, Internal};
 use crate::ids::{OrderId, ReservationId, Sku, UserId};
-use crate::orders::{LineRequest, ORDER_LINES_MAX, Order, OrderStatus, PaymentOutcome, Placement};
+use crate::orders::{
+    LineRequest, ORDER_LINES_MAX, Order, OrderError, OrderStatus, PaymentOutcome, Placement,
+};
 use crate::record::{Digest, OrderLine, OrderRecord, Record, ReleaseReason, Sealed, Seq};
 use crate::state::RESERVATION_UNITS_MAX;
 use crate::wal::Ticket;
@@ -947,7 +949,12 @@ pub(crate) fn order_placed(record: &OrderRecord) -> Option<Order> {
 
 fn validate_lines(lines: &[LineRequest]) -> Result<(), EngineError> {
     if lines.is_empty() || lines.len() > ORDER_LINES_MAX {
-        return Err(OrderError::InvalidOrder("an order has 1 to 20 lines").into());
+        return Err(OrderError::InvalidOrder(concatcp!(
+            "an order has 1 to ",
+            ORDER_LINES_MAX,
+            " lines"
+        ))
+        .into());
     }
     for (i, line) in lines.iter().enumerate() {
         if line.quantity == 0 || line.quantity > RESERVATION_UNITS_MAX {

@@ -10,8 +10,7 @@ use std::sync::Mutex;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use allot_engine::{JWT_KEY_BYTES_MIN, TOKEN_BYTES, random_token};
-use allot_engine::{Role, UserId};
+use allot_engine::{JWT_KEY_BYTES_MIN, Role, TOKEN_BYTES, UserId, random_token};
 
 use super::ACCESS_TOKEN_TTL_MS;
 

@@ -1,6 +1,5 @@
 //! Accounts: email verification, signup, login, refresh, logout, and the caller's profile.
 
-use allot_engine::AccountError;
 use std::net::SocketAddr;
 
 use axum::Json;
@@ -14,9 +13,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use allot_engine::rfc3339;
-use allot_engine::{Email, EngineError, Profile, ProfileChange, RefreshOutcome, SignupProfile};
-use allot_engine::{check_policy, hash_password};
+use allot_engine::{
+    AccountError, Email, EngineError, Profile, ProfileChange, RefreshOutcome, SignupProfile,
+    check_policy, hash_password, rfc3339,
+};
 
 use super::Authenticated;
 use crate::auth::{self, REFRESH_COOKIE, REFRESH_TOKEN_TTL_MS};

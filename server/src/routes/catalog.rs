@@ -1,6 +1,5 @@
 //! The catalog (public reads with live stock), its administration, and the caller's wishlist.
 
-use allot_engine::{CatalogError, StockError};
 use std::convert::Infallible;
 
 use axum::Json;
@@ -14,10 +13,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use allot_engine::rfc3339;
 use allot_engine::{
-    EngineError, NewProduct, ProductChange, ProductChangeForm, ProductForm, ProductId, ProductKind,
-    ProductStatus, ProductVersion, ProductView,
+    CatalogError, EngineError, NewProduct, ProductChange, ProductChangeForm, ProductForm,
+    ProductId, ProductKind, ProductStatus, ProductVersion, ProductView, StockError, rfc3339,
 };
 
 use super::{Admin, Authenticated};

@@ -6,9 +6,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use allot_engine::Engine;
-use allot_engine::rfc3339;
-use allot_engine::{Event, Subject};
+use allot_engine::{Engine, Event, Subject, rfc3339};
 
 use super::Admin;
 use crate::json::ApiQuery;

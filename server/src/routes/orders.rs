@@ -1,7 +1,6 @@
 //! Orders: placing (with Idempotency-Key), paying through the provider, cancelling, returning,
 //! reading one's own orders; and their administration (ship, deliver, approve a return).
 
-use allot_engine::OrderError;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,13 +9,10 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use allot_engine::Card;
-use allot_engine::rfc3339;
 use allot_engine::{
-    AddressForm, EngineError, Internal, OrderForm, OrderId, OrderRequest, Paid, ReturnReason,
-    Shipment, ShipmentForm, ShippingAddress,
+    AddressForm, Card, EngineError, Internal, Order, OrderError, OrderForm, OrderId, OrderRequest,
+    OrderStatus, Paid, Placement, ReturnReason, Shipment, ShipmentForm, ShippingAddress, rfc3339,
 };
-use allot_engine::{Order, OrderStatus, Placement};
 
 use super::{Admin, Authenticated};
 use crate::extract::{IdempotencyKeyHeader, OrderPath};

@@ -10,10 +10,9 @@ use tempfile::TempDir;
 
 use crate::support::app::{Answer, AppOptions, Client, TestApp, assert_problem};
 use crate::support::shop;
-use allot_engine::rfc3339;
 use allot_engine::{
     Engine, EngineConfig, ManualClock, NewProduct, ProductDetails, ProductId, ProductKind,
-    ProductStatus, Seq, Sku, UserId,
+    ProductStatus, Seq, Sku, UserId, rfc3339,
 };
 
 const MINUTE_MS: u64 = 60_000;

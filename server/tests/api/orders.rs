@@ -15,8 +15,7 @@ use crate::support::shop::{
 };
 use crate::support::smtp::{SmtpServer, body_text, header};
 use crate::support::wait::{SETTLE_WAIT, eventually};
-use allot_engine::ProductKind;
-use allot_engine::{parse_rfc3339, rfc3339};
+use allot_engine::{ProductKind, parse_rfc3339, rfc3339};
 use allot_server::mail::MailTransportConfig;
 
 const MIN_JI_EMAIL: &str = "min-ji.kim@example.com";

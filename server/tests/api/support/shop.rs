@@ -4,13 +4,12 @@
 
 use serde_json::json;
 
-use allot_engine::Engine;
-use allot_engine::hash_password;
 pub use allot_engine::testkit::cards::{
     APPROVED as CARD_APPROVED, DECLINED as CARD_DECLINED, LIMIT_EXCEEDED as CARD_LIMIT_EXCEEDED,
     TIMEOUT_CHARGED as CARD_TIMEOUT_CHARGED, TIMEOUT_NOT_CHARGED as CARD_TIMEOUT_NOT_CHARGED,
 };
 pub use allot_engine::testkit::{ADMIN_EMAIL, PASSWORD};
+use allot_engine::{Engine, hash_password};
 
 use super::app::{Answer, Client, TestApp};
 
