@@ -41,12 +41,21 @@ use crate::counter::{CounterRefusal, SKU_UNITS_MAX, SkuCounter, StockCounts};
 use crate::error::{ApplyError, EngineError, Internal};
 use crate::ids::{OrderId, ProductId, ReservationId, Sku, UserId};
 use crate::orders::Order;
-use crate::record::{CatalogRecord, Digest, OrderRecord, Record, ReleaseReason, Seq};
+use crate::record::{CatalogRecord, Digest, Record, ReleaseReason, Seq};
 use crate::wal::Ticket;
 use crate::wishlist::Wishlists;
 
 /// Most units one reservation may take.
 pub const RESERVATION_UNITS_MAX: u32 = 1_000;
+
+/// How exactly a completion can check a SKU's conservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Conservation {
+    /// A live run: restocks may be promised and queued, not yet on the counter.
+    AtMost,
+    /// A replay: every record before this one is complete, so nothing is queued.
+    Exact,
+}
 
 #[derive(Debug)]
 pub struct SkuEntry {
@@ -193,46 +202,7 @@ impl State {
             return Err(apply_error(seq, format!("follows {}", self.seq())));
         }
         self.prepare_replayed(seq, record)?;
-        // Read before `complete`, which may take a closed order out of memory.
-        let skus = self.skus_moved_by(record);
-        self.complete(seq, record)?;
-        for sku in skus {
-            if let Some(entry) = self.skus.get(&sku) {
-                entry
-                    .check_conserved(sku, entry.counter.load(), true)
-                    .map_err(|e| apply_error(seq, e))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The SKUs whose units a record moves (empty for records that move none).
-    fn skus_moved_by(&self, record: &Record) -> Vec<Sku> {
-        let of_reservation = |id: &ReservationId| self.reservations.get(id).map(|r| r.sku);
-        match record {
-            Record::SkuCreated { sku, .. }
-            | Record::StockReserved { sku, .. }
-            | Record::Restocked { sku, .. } => vec![*sku],
-            Record::ReservationCommitted { reservation }
-            | Record::ReservationReleased { reservation, .. } => {
-                of_reservation(reservation).into_iter().collect()
-            }
-            Record::Order(order) => match &**order {
-                OrderRecord::OrderPlaced { lines, .. } => {
-                    lines.iter().map(|line| Sku(line.product.0)).collect()
-                }
-                other => self
-                    .orders
-                    .get(&other.order())
-                    .map(|o| o.lines.iter().map(|line| Sku(line.product.0)).collect())
-                    .unwrap_or_default(),
-            },
-            Record::Catalog(catalog) => match **catalog {
-                CatalogRecord::ProductCreated { product, .. } => vec![Sku(product.0)],
-                _ => Vec::new(),
-            },
-            _ => Vec::new(),
-        }
+        self.complete_step(seq, record, Conservation::Exact)
     }
 
     fn prepare_replayed(&self, seq: Seq, record: &Record) -> Result<(), ApplyError> {
@@ -364,25 +334,44 @@ impl State {
     }
 
     /// The after-durable effects of a record. Called by the log writer in log order for a live
-    /// run, and by `apply` in a replay.
+    /// run (restocks may be queued behind it), and by `apply` in a replay.
     pub fn complete(&self, seq: Seq, record: &Record) -> Result<(), ApplyError> {
+        self.complete_step(seq, record, Conservation::AtMost)
+    }
+
+    fn complete_step(
+        &self,
+        seq: Seq,
+        record: &Record,
+        conservation: Conservation,
+    ) -> Result<(), ApplyError> {
         match *record {
             Record::SkuCreated { .. } => {}
             Record::StockReserved {
                 reservation,
+                sku,
                 deadline_ms,
                 ..
             } => {
+                // A take keeps the SKU's total; checked here, a counter that holds other units
+                // than the log gave it is caught at the first reservation.
+                if let Some(entry) = self.skus.get(&sku) {
+                    entry
+                        .check_conserved(sku, entry.counter.load(), conservation)
+                        .map_err(|e| apply_error(seq, e))?;
+                }
                 self.deadlines.lock().insert((deadline_ms, reservation));
             }
             Record::ReservationCommitted { reservation } => {
-                self.finish_transition(seq, reservation, ReservationStatus::Committed)?;
+                let to = ReservationStatus::Committed;
+                self.finish_transition(seq, reservation, to, conservation)?;
             }
             Record::ReservationReleased {
                 reservation,
                 reason,
             } => {
-                self.finish_transition(seq, reservation, ReservationStatus::Released(reason))?;
+                let to = ReservationStatus::Released(reason);
+                self.finish_transition(seq, reservation, to, conservation)?;
             }
             Record::Restocked { sku, quantity } => {
                 let entry = self
@@ -394,10 +383,10 @@ impl State {
                     .restock(quantity)
                     .map_err(|_| apply_error(seq, format!("{sku} restock past its bound")))?;
                 entry
-                    .check_conserved(sku, counts, false)
+                    .check_conserved(sku, counts, conservation)
                     .map_err(|e| apply_error(seq, e))?;
             }
-            Record::Order(ref order) => self.complete_order(seq, order)?,
+            Record::Order(ref order) => self.complete_order(seq, order, conservation)?,
             // Account and catalog records take full effect when decided (under their lock).
             _ => {}
         }
@@ -410,6 +399,7 @@ impl State {
         seq: Seq,
         id: ReservationId,
         to: ReservationStatus,
+        conservation: Conservation,
     ) -> Result<(), ApplyError> {
         let mut reservation = self
             .reservations
@@ -435,7 +425,7 @@ impl State {
         };
         let counts = moved
             .map_err(|_| apply_error(seq, format!("{id}: fewer units reserved than it holds")))?;
-        sku.check_conserved(reservation.sku, counts, false)
+        sku.check_conserved(reservation.sku, counts, conservation)
             .map_err(|e| apply_error(seq, e))?;
         if matches!(to, ReservationStatus::Released(_)) && sku.per_user_limit.is_some() {
             self.return_allowance(reservation.user, reservation.sku, reservation.quantity);
@@ -868,14 +858,20 @@ impl SkuEntry {
         self.stock_promised.load(Ordering::Acquire)
     }
 
-    /// Conservation, checked after every move of units in a completion or a replay step, in
-    /// release builds too: the counter holds no more units than the log gave the SKU, and,
-    /// when `exact` (a replay, where nothing is queued), exactly as many. A break means the
-    /// views no longer match the log; the caller turns it into an `ApplyError`, which stops
-    /// the log writer (or the open) instead of selling from a counter that lies.
-    fn check_conserved(&self, sku: Sku, counts: StockCounts, exact: bool) -> Result<(), String> {
+    /// Conservation, checked after every completion that touches the SKU's units, in release
+    /// builds too: the counter holds no more units than the log gave the SKU, and in a replay
+    /// (`Conservation::Exact`, nothing queued) exactly as many. A break means the views no
+    /// longer match the log; the caller turns it into an `ApplyError`, which stops the log
+    /// writer (or the open) instead of selling from a counter that lies.
+    pub(super) fn check_conserved(
+        &self,
+        sku: Sku,
+        counts: StockCounts,
+        conservation: Conservation,
+    ) -> Result<(), String> {
         let promised = self.stock_promised();
         let total = counts.total();
+        let exact = matches!(conservation, Conservation::Exact);
         if total > promised || (exact && total != promised) {
             return Err(format!(
                 "{sku}: available {} + reserved {} + sold {} = {total}, but the log gave it \

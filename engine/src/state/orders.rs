@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use const_format::concatcp;
 
-use super::{Reservation, ReservationStatus, State, StockError, apply_error};
+use super::{Conservation, Reservation, ReservationStatus, State, StockError, apply_error};
 use crate::catalog::CatalogError;
 use crate::clock::Millis;
 use crate::error::{ApplyError, EngineError, Internal};
@@ -625,7 +625,12 @@ impl State {
 
     /// Units move here, after the record is durable: sold on payment, back on sale on
     /// expiry, cancellation and return.
-    pub(super) fn complete_order(&self, seq: Seq, record: &OrderRecord) -> Result<(), ApplyError> {
+    pub(super) fn complete_order(
+        &self,
+        seq: Seq,
+        record: &OrderRecord,
+        conservation: Conservation,
+    ) -> Result<(), ApplyError> {
         let id = record.order();
         let settle = match record {
             OrderRecord::OrderPlaced {
@@ -665,7 +670,7 @@ impl State {
             .map(|o| o.lines.clone())
             .ok_or_else(|| apply_error(seq, format!("{id} does not exist")))?;
         for line in &lines {
-            self.settle_line(seq, line.reservation, settle)?;
+            self.settle_line(seq, line.reservation, settle, conservation)?;
         }
         // Expired, or cancelled before payment: closed for good.
         if matches!(
@@ -746,7 +751,13 @@ impl State {
         }
     }
 
-    fn settle_line(&self, seq: Seq, id: ReservationId, settle: Settle) -> Result<(), ApplyError> {
+    fn settle_line(
+        &self,
+        seq: Seq,
+        id: ReservationId,
+        settle: Settle,
+        conservation: Conservation,
+    ) -> Result<(), ApplyError> {
         let mut reservation = self
             .reservations
             .get_mut(&id)
@@ -780,7 +791,7 @@ impl State {
         }
         let counts = moved
             .map_err(|_| apply_error(seq, format!("{id}: the counter does not hold its units")))?;
-        sku.check_conserved(reservation.sku, counts, false)
+        sku.check_conserved(reservation.sku, counts, conservation)
             .map_err(|e| apply_error(seq, e))?;
         if !matches!(settle, Settle::Sell) && sku.per_user_limit.is_some() {
             self.return_allowance(reservation.user, reservation.sku, reservation.quantity);
