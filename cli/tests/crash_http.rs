@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use allot_engine::{
-    Engine, EngineConfig, NewProduct, PaymentSimulator, ProductDetails, ProductKind, SystemClock,
+    Clock, Millis, NewProduct, PaymentSimulator, SystemClock, testkit,
     testkit::ADMIN_EMAIL,
     testkit::cards::{
         APPROVED as CARD_APPROVED, DECLINED as CARD_DECLINED,
@@ -100,31 +100,17 @@ fn sigkill(server: &mut Server) {
 /// The shop before its first start, made in-process because signing up over HTTP costs a mail
 /// round trip and an argon2 hash per customer: verified customers and an admin sharing one
 /// password hash, and the drop. Answers the drop's product id.
-fn prepare_shop(data: &Path) -> String {
-    let engine = Engine::open(EngineConfig::new(data), Arc::new(SystemClock::new()))
-        .expect("open the data directory");
-    shop::create_customers_and_admin(&engine, CUSTOMERS);
-    let now = engine.now_ms();
-    // A catalog that is not empty also keeps the demo catalog out.
-    let (sneaker, ticket) = engine
-        .create_product(NewProduct {
-            kind: ProductKind::Limited,
-            details: ProductDetails {
-                name: "Aurora Sneaker".into(),
-                description: "The drop".into(),
-                price: 259_000,
-                currency: "KRW".into(),
-            },
-            sale_opens_ms: Some(now - 60_000),
-            sale_closes_ms: Some(now + 3_600_000),
-            per_user_limit: Some(1),
-            stock_total: STOCK_UNITS as u32,
-        })
-        .unwrap();
-    ticket.wait().unwrap();
-    // Closing lets go of the directory lock before the server takes it.
-    engine.close().unwrap();
-    sneaker.product.id.to_string()
+/// The drop: a limited sneaker on sale for the next hour, one per customer.
+fn sneaker(now: Millis) -> NewProduct {
+    let mut drop = testkit::limited(
+        "Aurora Sneaker",
+        259_000,
+        STOCK_UNITS as u32,
+        (now - 60_000, now + 3_600_000),
+        1,
+    );
+    drop.details.description = "The drop".into();
+    drop
 }
 
 // ----- requests ----------------------------------------------------------------------------
@@ -694,16 +680,8 @@ async fn run_seed(seed: u64) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("db");
     let mut rng = seed.max(1);
-    let product = {
-        let data = data.clone();
-        tokio::task::spawn_blocking(move || prepare_shop(&data))
-            .await
-            .unwrap()
-    };
-    let http = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .unwrap();
+    let product = shop::prepare(&data, CUSTOMERS, sneaker(SystemClock::new().now_ms())).await;
+    let http = shop::http_client(REQUEST_TIMEOUT);
     let mut server = start(&data);
     let mut ready_at = wait_ready(&http, &server.base, &format!("seed {seed}")).await;
     let admin = log_in(&http, &server.base, ADMIN_EMAIL).await;

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use allot_engine::{
-    Engine, EngineConfig, NewProduct, ProductDetails, ProductKind, SystemClock,
+    NewProduct, testkit,
     testkit::ADMIN_EMAIL,
     testkit::cards::{
         APPROVED as CARD_APPROVED, DECLINED as CARD_DECLINED,
@@ -74,28 +74,11 @@ const REPLAYS_PER_RESTART: usize = 20;
 
 /// Verified customers, an admin and one general product, made in-process (signing up over HTTP
 /// costs a mail and an argon2 hash each). Answers the product's id.
-fn prepare_shop(data: &Path) -> String {
-    let engine = Engine::open(EngineConfig::new(data), Arc::new(SystemClock::new()))
-        .expect("open the data directory");
-    shop::create_customers_and_admin(&engine, CUSTOMERS);
-    let (tote, ticket) = engine
-        .create_product(NewProduct {
-            kind: ProductKind::General,
-            details: ProductDetails {
-                name: "Canvas Tote".into(),
-                description: "Always in stock".into(),
-                price: 19_000,
-                currency: "KRW".into(),
-            },
-            sale_opens_ms: None,
-            sale_closes_ms: None,
-            per_user_limit: None,
-            stock_total: STOCK_UNITS,
-        })
-        .unwrap();
-    ticket.wait().unwrap();
-    engine.close().unwrap();
-    tote.product.id.to_string()
+/// The product every round buys: always in stock.
+fn tote() -> NewProduct {
+    let mut tote = testkit::general("Canvas Tote", 19_000, STOCK_UNITS);
+    tote.details.description = "Always in stock".into();
+    tote
 }
 
 fn start(data: &Path) -> Server {
@@ -216,7 +199,7 @@ async fn customer(round: Arc<Round>, n: usize, token: String, tag: String, mut r
 // ----- the checks --------------------------------------------------------------------------
 
 /// Who the test's own checks act as.
-struct Shop {
+struct Checker {
     seed: u64,
     http: reqwest::Client,
     admin: String,
@@ -235,14 +218,19 @@ async fn all_orders(http: &reqwest::Client, base: &str, admin: &str) -> HashMap<
 
 /// Every acknowledgement holds after the restart, and placements sent again answer the same
 /// order.
-async fn check_acks(shop: &Shop, base: &str, acks: &Acks, rng: &mut u64) -> HashMap<String, Value> {
-    let Shop {
+async fn check_acks(
+    checker: &Checker,
+    base: &str,
+    acks: &Acks,
+    rng: &mut u64,
+) -> HashMap<String, Value> {
+    let Checker {
         seed,
         http,
         admin,
         tokens,
         product,
-    } = shop;
+    } = checker;
     let orders = all_orders(http, base, admin).await;
     for (id, acked) in &acks.orders {
         let order = orders
@@ -368,30 +356,22 @@ async fn run_seed(seed: u64, rounds: u64) {
     let data = lazyfs.mount_point().join("db");
     let disk_blobs = lazyfs.disk().join("db/store/blobs");
     let mut rng = seed.max(1);
-    let product = {
-        let data = data.clone();
-        tokio::task::spawn_blocking(move || prepare_shop(&data))
-            .await
-            .unwrap()
-    };
-    let http = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .unwrap();
+    let product = shop::prepare(&data, CUSTOMERS, tote()).await;
+    let http = shop::http_client(REQUEST_TIMEOUT);
     let acks = Arc::new(Mutex::new(Acks::default()));
     let mut server = start(&data);
     wait_ready(&http, &server.base, &format!("seed {seed}")).await;
     let admin = log_in(&http, &server.base, ADMIN_EMAIL).await;
     let tokens = log_in_customers(&http, &server.base, CUSTOMERS).await;
 
-    let shop = Shop {
+    let checker = Checker {
         seed,
         http: http.clone(),
         admin,
         tokens,
         product,
     };
-    let (admin, tokens, product) = (&shop.admin, &shop.tokens, &shop.product);
+    let (admin, tokens, product) = (&checker.admin, &checker.tokens, &checker.product);
     for number in 1..=rounds {
         let round = Arc::new(Round {
             seed,
@@ -455,7 +435,7 @@ async fn run_seed(seed: u64, rounds: u64) {
         server = start(&data);
         wait_ready(&http, &server.base, &format!("seed {seed}")).await;
         let acked = acks.lock().unwrap().clone();
-        let orders = check_acks(&shop, &server.base, &acked, &mut rng).await;
+        let orders = check_acks(&checker, &server.base, &acked, &mut rng).await;
         let (charged, _) = charges(&data);
         for (order, times) in &charged {
             assert!(

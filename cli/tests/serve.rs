@@ -29,6 +29,30 @@ async fn wait_ready(client: &reqwest::Client, base: &str) -> serde_json::Value {
     }
 }
 
+/// `GET base + path`, which must get an answer.
+async fn get(client: &reqwest::Client, base: &str, path: &str) -> reqwest::Response {
+    client
+        .get(format!("{base}{path}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// The JSON body of `GET base + path`.
+async fn get_json(client: &reqwest::Client, base: &str, path: &str) -> serde_json::Value {
+    get(client, base, path).await.json().await.unwrap()
+}
+
+/// `allot ARGS --data-dir DATA`, run to its end.
+fn allot(args: &[&str], data: &std::path::Path) -> std::process::Output {
+    Command::new(ALLOT)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn serve_answers_health_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -36,24 +60,13 @@ async fn serve_answers_health_and_stops_cleanly_on_sigterm() {
     let client = reqwest::Client::new();
 
     let mut server = start(&data);
-    let health = client
-        .get(format!("{}/healthz", server.base))
-        .send()
-        .await
-        .unwrap();
+    let health = get(&client, &server.base, "/healthz").await;
     assert_eq!(health.status(), 200);
     let ready = wait_ready(&client, &server.base).await;
     assert_eq!(ready["status"], "ready");
 
     // A fresh directory shows the demo catalog, every status at once.
-    let products: serde_json::Value = client
-        .get(format!("{}/api/v1/products", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let products = get_json(&client, &server.base, "/api/v1/products").await;
     let mut statuses: Vec<String> = products["items"]
         .as_array()
         .unwrap()
@@ -76,27 +89,15 @@ async fn serve_answers_health_and_stops_cleanly_on_sigterm() {
             "limited/upcoming"
         ]
     );
-    let openapi = client
-        .get(format!("{}/openapi.json", server.base))
-        .send()
-        .await
-        .unwrap();
+    let openapi = get(&client, &server.base, "/openapi.json").await;
     assert_eq!(openapi.status(), 200);
     let openapi: serde_json::Value = openapi.json().await.unwrap();
     assert!(openapi["paths"]["/api/v1/auth/login"]["post"].is_object());
-    let docs = client
-        .get(format!("{}/docs/", server.base))
-        .send()
-        .await
-        .unwrap();
+    let docs = get(&client, &server.base, "/docs/").await;
     assert_eq!(docs.status(), 200);
     assert!(docs.text().await.unwrap().contains("swagger"));
 
-    let missing = client
-        .get(format!("{}/no/such/route", server.base))
-        .send()
-        .await
-        .unwrap();
+    let missing = get(&client, &server.base, "/no/such/route").await;
     assert_eq!(missing.status(), 404);
     let problem: serde_json::Value = missing.json().await.unwrap();
     assert_eq!(problem["type"], "not_found");
@@ -117,29 +118,23 @@ async fn serve_answers_health_and_stops_cleanly_on_sigterm() {
     server.stop();
 
     // Offline tools work on the stopped server's directory, and the clean stop left a snapshot.
-    let stats = Command::new(ALLOT)
-        .args(["db", "stats", "--json", "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
+    let stats = allot(&["db", "stats", "--json"], &data);
     assert!(stats.status.success());
     let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
     assert_eq!(stats["clean"], true);
 
     // The first admin is made offline, then works over HTTP once the server is up again.
-    let weak = Command::new(ALLOT)
-        .args([
+    let weak = allot(
+        &[
             "admin",
             "create-admin",
             "--email",
             "boss@example.com",
             "--password",
             "weak",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .output()
-        .unwrap();
+        ],
+        &data,
+    );
     assert!(!weak.status.success());
     assert!(String::from_utf8_lossy(&weak.stderr).contains("weak password"));
     let created = Command::new(ALLOT)
@@ -181,14 +176,7 @@ async fn serve_answers_health_and_stops_cleanly_on_sigterm() {
         .unwrap();
     assert_eq!(created.status(), 201);
     // The demo catalog is not loaded twice.
-    let products: serde_json::Value = client
-        .get(format!("{}/api/v1/products", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let products = get_json(&client, &server.base, "/api/v1/products").await;
     assert_eq!(products["items"].as_array().unwrap().len(), 5);
     server.stop();
 }

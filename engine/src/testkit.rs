@@ -22,6 +22,50 @@ pub mod internals {
     pub use crate::durable::SledFiles;
     pub use crate::state::check_invariants_of;
     pub use crate::wal::batch;
+
+    /// Removes every log batch keyed after `seq` from the store in `data_dir`, as a disk that
+    /// lost the tail would, and leaves the other trees as they are. There must be such a batch.
+    pub fn lose_log_after(data_dir: &std::path::Path, seq: u64) {
+        let db = sled::open(data_dir.join("store")).expect("open the store");
+        let log = db.open_tree("log").expect("open the log tree");
+        let keys: Vec<_> = log
+            .range((seq + 1).to_be_bytes()..)
+            .keys()
+            .collect::<Result<_, _>>()
+            .expect("read the log's keys");
+        assert!(!keys.is_empty(), "nothing to lose after {seq}");
+        for key in keys {
+            log.remove(key).expect("remove a batch");
+        }
+        db.flush().expect("flush the store");
+    }
+}
+
+/// What a made change answers once its record is durable: `made` must have succeeded.
+pub fn durable<T>(made: Result<(T, crate::wal::Ticket), EngineError>) -> T {
+    let (made, ticket) = made.expect("the change is taken");
+    ticket.wait().expect("the change is durable");
+    made
+}
+
+/// Closes `engine` and inspects the data directory it ran on, which must verify clean.
+pub fn close_and_inspect(engine: Engine, data_dir: &std::path::Path) -> crate::Inspection {
+    engine.close().expect("a clean close");
+    drop(engine);
+    let inspection = crate::inspect(data_dir).expect("inspect the data directory");
+    assert!(inspection.is_clean(), "{:?}", inspection.problems);
+    inspection
+}
+
+/// Fails the test unless one of `claims` (problems found, claims of a recovery report) contains
+/// every one of `words`.
+pub fn assert_mentions(claims: &[String], words: &[&str]) {
+    assert!(
+        claims
+            .iter()
+            .any(|claim| words.iter().all(|word| claim.contains(word))),
+        "none of {claims:?} mentions all of {words:?}"
+    );
 }
 
 /// The address every test order goes to, as a form (for wire tests).
@@ -229,6 +273,60 @@ pub fn order_json<P: AsRef<str>>(lines: &[(P, u64)]) -> serde_json::Value {
 /// A `POST /orders/{id}/payment` body with `card` (valid until 12/39).
 pub fn card_json(card: &str) -> serde_json::Value {
     serde_json::json!({ "card_number": card, "expiry": "12/39", "cvc": "123" })
+}
+
+/// A product's units, as `GET /products/{id}/stock` reads them: the one shape every HTTP test
+/// compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Units {
+    /// Units on sale.
+    pub remaining: u64,
+    /// Units held by unpaid orders.
+    pub reserved: u64,
+    /// Units paid for.
+    pub sold: u64,
+}
+
+impl Units {
+    /// The units in these three states.
+    pub const fn new(remaining: u64, reserved: u64, sold: u64) -> Self {
+        Self {
+            remaining,
+            reserved,
+            sold,
+        }
+    }
+
+    /// The units of a stock answer's body; a field that is not a count fails the test.
+    pub fn of_stock_json(body: &serde_json::Value) -> Self {
+        let count = |field: &str| {
+            body[field]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{field} is not a count: {body:?}"))
+        };
+        Self::new(count("remaining"), count("reserved"), count("sold"))
+    }
+
+    /// All units of the product, whatever their state.
+    pub const fn total(self) -> u64 {
+        self.remaining + self.reserved + self.sold
+    }
+}
+
+/// The ids of a list page's `items`; the page must have been read (200).
+pub fn item_ids(status: u16, page: &serde_json::Value) -> Vec<String> {
+    assert_eq!(status, 200, "{page:?}");
+    page["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no items: {page:?}"))
+        .iter()
+        .map(|item| {
+            item["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("an item without an id: {item:?}"))
+                .to_string()
+        })
+        .collect()
 }
 
 // ----- engines -----------------------------------------------------------------------------

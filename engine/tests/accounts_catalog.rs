@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use allot_engine::testkit::durable;
 use allot_engine::{
     AccountError, CatalogError, Email, Engine, EngineConfig, EngineError, ManualClock, NewProduct,
     ProductChange, ProductDetails, ProductKind, ProductStatus, ProfileChange, SignupProfile,
@@ -91,12 +92,7 @@ fn exercise(engine: &Engine, clock: &ManualClock) {
         (None, Some("1 Main St"))
     );
     let admin = Email::parse("boss@example.com").unwrap();
-    engine
-        .create_admin(&admin, hash.clone())
-        .unwrap()
-        .1
-        .wait()
-        .unwrap();
+    durable(engine.create_admin(&admin, hash.clone()));
 
     let (tote, t) = engine
         .create_product(NewProduct {
@@ -184,18 +180,8 @@ fn exercise(engine: &Engine, clock: &ManualClock) {
     clock.set_ms(T0 + 2_000);
     assert_eq!(engine.product(drop).unwrap().status, ProductStatus::Closed);
 
-    engine
-        .put_wishlist_item(user, drop, 1, "size 270".into())
-        .unwrap()
-        .1
-        .wait()
-        .unwrap();
-    engine
-        .put_wishlist_item(user, tote.product.id, 2, String::new())
-        .unwrap()
-        .1
-        .wait()
-        .unwrap();
+    durable(engine.put_wishlist_item(user, drop, 1, "size 270".into()));
+    durable(engine.put_wishlist_item(user, tote.product.id, 2, String::new()));
     engine
         .remove_wishlist_item(user, tote.product.id)
         .unwrap()

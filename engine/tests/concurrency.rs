@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use allot_engine::testkit::close_and_inspect;
 use allot_engine::{Engine, EngineConfig, EngineError, Sku, StockError, SystemClock, UserId};
 
 const THREADS: u64 = 8;
@@ -123,11 +124,7 @@ fn racing_releases_and_takes_never_oversell() {
     }
     engine.barrier().wait().unwrap();
     let live = engine.image();
-    engine.close().unwrap();
-    drop(engine);
-    let inspection = allot_engine::inspect(dir.path()).unwrap();
-    assert!(inspection.is_clean(), "{:?}", inspection.problems);
-    assert_eq!(inspection.image, live);
+    assert_eq!(close_and_inspect(engine, dir.path()).image, live);
 }
 
 /// Fails the test instead of hanging CI if `work` does not finish in time.

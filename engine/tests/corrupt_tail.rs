@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
-use allot_engine::{Engine, EngineConfig, ManualClock, Sku, StateImage, UserId, testkit::config};
+use allot_engine::{
+    Engine, EngineConfig, ManualClock, Sku, StateImage, UserId,
+    testkit::{assert_mentions, config, durable},
+};
 
 /// Writes some batches, closes, and answers (state before the last batch, last batch's key).
 fn prepare(dir: &std::path::Path) -> (StateImage, u64) {
@@ -12,12 +15,7 @@ fn prepare(dir: &std::path::Path) -> (StateImage, u64) {
         let engine = Engine::open(config(dir), clock.clone()).unwrap();
         engine.create_sku(Sku(1), 50, None).unwrap().wait().unwrap();
         for user in 0..10 {
-            engine
-                .reserve(UserId(user), Sku(1), 1, 60_000)
-                .unwrap()
-                .1
-                .wait()
-                .unwrap();
+            durable(engine.reserve(UserId(user), Sku(1), 1, 60_000));
         }
         let image = engine.image();
         engine.close().unwrap();
@@ -46,14 +44,7 @@ fn damage(dir: &std::path::Path, key: u64, how: impl FnOnce(&mut Vec<u8>)) {
 
 fn reopen_and_check(dir: &std::path::Path, before: &StateImage, key: u64) {
     let inspection = allot_engine::inspect(dir).unwrap();
-    assert!(
-        inspection
-            .problems
-            .iter()
-            .any(|p| p.contains(&format!("log batch {key}"))),
-        "verify did not report the damage: {:?}",
-        inspection.problems
-    );
+    assert_mentions(&inspection.problems, &[&format!("log batch {key}")]);
     let engine = Engine::open(config(dir), Arc::new(ManualClock::new(1_000_000))).unwrap();
     let cut = engine
         .recovery_report()
@@ -63,12 +54,7 @@ fn reopen_and_check(dir: &std::path::Path, before: &StateImage, key: u64) {
     assert_eq!((cut.at_key, cut.batches_removed), (key, 1));
     assert_eq!(&engine.image(), before);
     // The cut is final and the log goes on from there.
-    engine
-        .reserve(UserId(5), Sku(1), 1, 60_000)
-        .unwrap()
-        .1
-        .wait()
-        .unwrap();
+    durable(engine.reserve(UserId(5), Sku(1), 1, 60_000));
     engine.close().unwrap();
     drop(engine);
     let inspection = allot_engine::inspect(dir).unwrap();
@@ -129,13 +115,9 @@ fn a_well_formed_but_impossible_record_is_reported_and_never_applied() {
         db.flush().unwrap();
     }
     let inspection = allot_engine::inspect(dir.path()).unwrap();
-    assert!(
-        inspection
-            .problems
-            .iter()
-            .any(|p| p.contains(&format!("record {next_seq} cannot be applied"))),
-        "{:?}",
-        inspection.problems
+    assert_mentions(
+        &inspection.problems,
+        &[&format!("record {next_seq} cannot be applied")],
     );
     assert!(matches!(
         Engine::open(config(dir.path()), clock),
@@ -151,12 +133,7 @@ fn damage_before_intact_batches_refuses_to_open_and_cuts_nothing() {
     {
         let engine =
             Engine::open(config(dir.path()), Arc::new(ManualClock::new(1_000_000))).unwrap();
-        engine
-            .reserve(UserId(7), Sku(1), 1, 60_000)
-            .unwrap()
-            .1
-            .wait()
-            .unwrap();
+        durable(engine.reserve(UserId(7), Sku(1), 1, 60_000));
         engine.close().unwrap();
     }
     damage(dir.path(), middle_key, |v| {
@@ -165,14 +142,7 @@ fn damage_before_intact_batches_refuses_to_open_and_cuts_nothing() {
     });
     let batches_before = sled_batches(dir.path());
     let inspection = allot_engine::inspect(dir.path()).unwrap();
-    assert!(
-        inspection
-            .problems
-            .iter()
-            .any(|p| p.contains("later batches follow")),
-        "{:?}",
-        inspection.problems
-    );
+    assert_mentions(&inspection.problems, &["later batches follow"]);
     let refused = Engine::open(config(dir.path()), Arc::new(ManualClock::new(1_000_000)));
     assert!(matches!(refused, Err(allot_engine::OpenError::Corrupt(_))));
     assert_eq!(sled_batches(dir.path()), batches_before, "nothing was cut");
@@ -197,12 +167,7 @@ fn an_unreadable_snapshot_is_refused_replayed_around_and_dropped() {
         if user == 0 {
             engine.create_sku(Sku(1), 50, None).unwrap().wait().unwrap();
         }
-        engine
-            .reserve(UserId(user), Sku(1), 1, 60_000)
-            .unwrap()
-            .1
-            .wait()
-            .unwrap();
+        durable(engine.reserve(UserId(user), Sku(1), 1, 60_000));
         engine.close().unwrap();
     }
     let before = {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use allot_engine::{
     Engine, EngineConfig, Event, EventKind, LineRequest, ManualClock, OrderId, PaymentOutcome,
     Placement, ProductId, Subject, UserId,
-    testkit::{config, create, general, key_of, request, shipment},
+    testkit::{close_and_inspect, config, create, general, key_of, request, shipment},
 };
 
 const T0: u64 = 1_800_000_000_000;
@@ -190,11 +190,7 @@ fn verify_compares_the_events_with_the_log_and_leaves_what_a_crash_leaves_to_ope
     pay(&engine, first);
     place(&engine, 2, "second", tote);
     let last = engine.durable_seq();
-    engine.close().unwrap();
-    drop(engine);
-
-    let clean = allot_engine::inspect(dir.path()).unwrap();
-    assert!(clean.is_clean(), "{:?}", clean.problems);
+    let clean = close_and_inspect(engine, dir.path());
     assert_eq!(clean.events_checked, last);
     assert_eq!(clean.events_past_end, 0);
 

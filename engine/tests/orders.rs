@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use allot_engine::{
     CatalogError, Engine, EngineConfig, EngineError, LineRequest, ManualClock, NewProduct,
-    OrderError, OrderStatus, PaymentFailure, PaymentOutcome, Placement, ProductDetails, ProductId,
-    ProductKind, Sku, StockCounts, StockError, UserId,
-    testkit::{self, create, general, key_of, reason, request, request_to, shipment},
+    OrderError, OrderStatus, PaymentFailure, PaymentOutcome, Placement, ProductId, Sku,
+    StockCounts, StockError, UserId,
+    testkit::{
+        self, create, durable, general, key_of, limited, reason, request, request_to, shipment,
+    },
 };
 
 const T0: u64 = 1_800_000_000_000;
@@ -171,12 +173,10 @@ fn payment_sells_a_declined_card_can_try_again_and_a_timeout_holds_the_order() {
     let other = place(&shop, 2, "k", &[line(a, 1)]).unwrap();
     let (_, attempt, t) = shop.engine.request_payment(other.id).unwrap();
     t.wait().unwrap();
-    shop.engine
-        .record_payment(other.id, attempt, PaymentOutcome::TimedOut)
-        .unwrap()
-        .1
-        .wait()
-        .unwrap();
+    durable(
+        shop.engine
+            .record_payment(other.id, attempt, PaymentOutcome::TimedOut),
+    );
     assert!(matches!(
         shop.engine.request_payment(other.id),
         Err(EngineError::Order(OrderError::PaymentInProgress))
@@ -286,12 +286,7 @@ fn cancel_ship_deliver_and_return() {
         shop.engine.cancel_order(order.id),
         Err(EngineError::Order(OrderError::NotCancellable("shipped")))
     ));
-    shop.engine
-        .deliver_order(order.id)
-        .unwrap()
-        .1
-        .wait()
-        .unwrap();
+    durable(shop.engine.deliver_order(order.id));
     shop.clock.advance_ms(7 * 86_400_000);
     let (requested, t) = shop
         .engine
@@ -326,18 +321,8 @@ fn cancel_ship_deliver_and_return() {
     // Past the window.
     let late = place(&shop, 3, "s", &[line(a, 1)]).unwrap();
     pay(&shop, late.id, PaymentOutcome::Charged);
-    shop.engine
-        .ship_order(late.id, shipment("CJ", "9"))
-        .unwrap()
-        .1
-        .wait()
-        .unwrap();
-    shop.engine
-        .deliver_order(late.id)
-        .unwrap()
-        .1
-        .wait()
-        .unwrap();
+    durable(shop.engine.ship_order(late.id, shipment("CJ", "9")));
+    durable(shop.engine.deliver_order(late.id));
     shop.clock.advance_ms(7 * 86_400_000 + 1);
     assert!(matches!(
         shop.engine.request_return(late.id, reason("late")),
@@ -395,37 +380,12 @@ fn orders_replay_to_the_live_state_with_and_without_a_snapshot() {
         pay(&shop, paid.id, PaymentOutcome::Charged);
         let returned = place(&shop, 3, "r", &[line(b, 2)]).unwrap();
         pay(&shop, returned.id, PaymentOutcome::Charged);
-        shop.engine
-            .ship_order(returned.id, shipment("CJ", "1"))
-            .unwrap()
-            .1
-            .wait()
-            .unwrap();
-        shop.engine
-            .deliver_order(returned.id)
-            .unwrap()
-            .1
-            .wait()
-            .unwrap();
-        shop.engine
-            .request_return(returned.id, reason("no"))
-            .unwrap()
-            .1
-            .wait()
-            .unwrap();
-        shop.engine
-            .approve_return(returned.id)
-            .unwrap()
-            .1
-            .wait()
-            .unwrap();
+        durable(shop.engine.ship_order(returned.id, shipment("CJ", "1")));
+        durable(shop.engine.deliver_order(returned.id));
+        durable(shop.engine.request_return(returned.id, reason("no")));
+        durable(shop.engine.approve_return(returned.id));
         let cancelled = place(&shop, 4, "c", &[line(a, 1)]).unwrap();
-        shop.engine
-            .cancel_order(cancelled.id)
-            .unwrap()
-            .1
-            .wait()
-            .unwrap();
+        durable(shop.engine.cancel_order(cancelled.id));
         shop.clock.advance_ms(TTL + 1);
         shop.engine.expire_due_orders();
 
@@ -465,24 +425,10 @@ fn an_order_a_millisecond_before_the_opening_is_refused_and_one_at_it_succeeds()
     let shop = shop();
     let opens = T0 + 60_000;
     let closes = opens + 30_000;
-    let (drop, t) = shop
-        .engine
-        .create_product(NewProduct {
-            kind: ProductKind::Limited,
-            details: ProductDetails {
-                name: "Drop".into(),
-                description: String::new(),
-                price: 250_000,
-                currency: "KRW".into(),
-            },
-            sale_opens_ms: Some(opens),
-            sale_closes_ms: Some(closes),
-            per_user_limit: Some(1),
-            stock_total: 3,
-        })
-        .unwrap();
-    t.wait().unwrap();
-    let drop = drop.product.id;
+    let drop = create(
+        &shop.engine,
+        limited("Drop", 250_000, 3, (opens, closes), 1),
+    );
     shop.clock.set_ms(opens - 1);
     assert!(matches!(
         place(&shop, 1, "early", &[line(drop, 1)]),
@@ -553,24 +499,9 @@ fn a_certain_refusal_is_found_without_placing_and_never_for_a_key_used_before() 
     assert_eq!(stock(&shop, tote), counts(0, 2, 0));
 
     // Lines in two currencies are the placement's to refuse, with its own answer.
-    let (view, ticket) = shop
-        .engine
-        .create_product(NewProduct {
-            kind: ProductKind::General,
-            details: ProductDetails {
-                name: "Mug".into(),
-                description: String::new(),
-                price: 12,
-                currency: "USD".into(),
-            },
-            sale_opens_ms: None,
-            sale_closes_ms: None,
-            per_user_limit: None,
-            stock_total: 3,
-        })
-        .unwrap();
-    ticket.wait().unwrap();
-    let both = [line(view.product.id, 1), line(tote, 1)];
+    let mut mug = general("Mug", 12, 3);
+    mug.details.currency = "USD".into();
+    let both = [line(create(&shop.engine, mug), 1), line(tote, 1)];
     assert!(
         shop.engine
             .certain_refusal(UserId(4), &key_of("f"), &both)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use allot_engine::{
     AccountError, EXPIRED_KEPT_MS, Email, Engine, EngineConfig, EngineError, ManualClock,
-    testkit::{self, key_of, request},
+    testkit::{self, close_and_inspect, durable, key_of, request},
 };
 
 const T0: u64 = 1_800_000_000_000;
@@ -35,12 +35,7 @@ fn expired_sessions_revocations_and_verifications_are_forgotten_and_replay_alike
     }
     for n in 0..5 {
         let email = Email::parse(&format!("buyer{n}@example.com")).unwrap();
-        engine
-            .request_verification(&email)
-            .unwrap()
-            .1
-            .wait()
-            .unwrap();
+        durable(engine.request_verification(&email));
     }
     let held = |engine: &Engine| {
         let accounts = engine.image().accounts;
@@ -79,11 +74,7 @@ fn expired_sessions_revocations_and_verifications_are_forgotten_and_replay_alike
     assert!(!engine.is_access_revoked("jti-1"));
 
     let live = engine.image();
-    engine.close().unwrap();
-    drop(engine);
-    let inspection = allot_engine::inspect(dir.path()).unwrap();
-    assert!(inspection.is_clean(), "{:?}", inspection.problems);
-    assert_eq!(inspection.image, live);
+    assert_eq!(close_and_inspect(engine, dir.path()).image, live);
     let reopened = Engine::open(config, clock).unwrap();
     assert_eq!(reopened.image(), live);
     reopened.close().unwrap();

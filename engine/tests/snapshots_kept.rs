@@ -5,7 +5,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use allot_engine::{Engine, ManualClock, OpenError, Sku, UserId, testkit::config};
+use allot_engine::{
+    Engine, ManualClock, OpenError, Sku, UserId,
+    testkit::{config, durable},
+};
 
 fn open(dir: &Path) -> Result<Engine, OpenError> {
     Engine::open(config(dir), Arc::new(ManualClock::new(1_000_000)))
@@ -16,12 +19,7 @@ fn prepare(dir: &Path) -> (u64, u64) {
     let engine = open(dir).unwrap();
     engine.create_sku(Sku(1), 50, None).unwrap().wait().unwrap();
     let reserve = |user| {
-        engine
-            .reserve(UserId(user), Sku(1), 1, 60_000)
-            .unwrap()
-            .1
-            .wait()
-            .unwrap();
+        durable(engine.reserve(UserId(user), Sku(1), 1, 60_000));
     };
     reserve(1);
     let older = engine.snapshot_now().unwrap();

@@ -2,11 +2,15 @@
 //! power-loss tests): the password every account shares, the simulator's cards (API.md),
 //! verified customers and an admin made in-process, and plain requests that read any answer.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use allot_engine::{Engine, hash_password, testkit, testkit::PASSWORD};
+use allot_engine::{
+    Engine, EngineConfig, NewProduct, SystemClock, hash_password, testkit, testkit::PASSWORD,
+};
 
 /// How long a server may take to become ready before a test gives up (not a claim of speed).
 const READY_WAIT_MAX: Duration = Duration::from_secs(60);
@@ -27,6 +31,32 @@ pub fn create_customers_and_admin(engine: &Engine, customers: usize) {
     testkit::create_admin(engine, &hash);
 }
 
+/// A stopped shop in `data`, made off the async workers: `customers` verified customers, the
+/// admin and `product` (a catalog that is not empty also keeps the demo catalog out). Answers
+/// the product's id.
+pub async fn prepare(data: &Path, customers: usize, product: NewProduct) -> String {
+    let data = data.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let engine = Engine::open(EngineConfig::new(&data), Arc::new(SystemClock::new()))
+            .expect("open the data directory");
+        create_customers_and_admin(&engine, customers);
+        let id = testkit::create(&engine, product);
+        // Closing lets go of the directory lock before the server takes it.
+        engine.close().expect("a clean close");
+        id.to_string()
+    })
+    .await
+    .expect("the shop is prepared")
+}
+
+/// A client whose requests give up after `timeout` (a server killed mid-answer never replies).
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .expect("an HTTP client")
+}
+
 #[derive(Debug)]
 pub struct Answer {
     pub status: u16,
@@ -40,35 +70,14 @@ impl Answer {
     }
 }
 
-/// A product's units, as `GET /products/{id}/stock` reads them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Units {
-    pub remaining: u64,
-    pub reserved: u64,
-    pub sold: u64,
-}
-
-impl Units {
-    pub const fn total(self) -> u64 {
-        self.remaining + self.reserved + self.sold
-    }
-}
+pub use allot_engine::testkit::Units;
 
 /// The product's units; the read must succeed.
 pub async fn stock(http: &reqwest::Client, base: &str, token: &str, product: &str) -> Units {
     let path = format!("/products/{product}/stock");
     let read = call(http, base, token, &path, None, None).await;
     assert_eq!(read.status, 200, "{read:?}");
-    let count = |field: &str| {
-        read.body[field]
-            .as_u64()
-            .unwrap_or_else(|| panic!("{field} is not a count: {read:?}"))
-    };
-    Units {
-        remaining: count("remaining"),
-        reserved: count("reserved"),
-        sold: count("sold"),
-    }
+    Units::of_stock_json(&read.body)
 }
 
 /// One request: a POST when there is a body, a GET otherwise. An error is a transport error

@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
-use crate::support::app::{Answer, AppOptions, Client, TestApp, assert_problem};
-use crate::support::shop;
+use crate::support::app::{Answer, Client, TestApp, assert_problem};
+use crate::support::shop::{self, spawn};
 use allot_engine::{
     Engine, EngineConfig, ManualClock, NewProduct, ProductDetails, ProductId, ProductKind,
     ProductStatus, Seq, Sku, UserId, rfc3339,
@@ -22,16 +21,6 @@ const RESERVATION_TTL_MS: u64 = 10 * MINUTE_MS;
 
 // ----- helpers ---------------------------------------------------------------------------
 
-async fn spawn() -> (TempDir, TestApp) {
-    let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn(dir.path(), AppOptions::files(dir.path())).await;
-    (dir, app)
-}
-
-async fn log_in(app: &TestApp, email: &str) -> Client {
-    shop::log_in(app.client(), email).await
-}
-
 /// An admin logged in with cookies (and the CSRF header).
 async fn admin(app: &TestApp) -> Client {
     shop::admin(app, &shop::password_hash().await).await
@@ -39,9 +28,7 @@ async fn admin(app: &TestApp) -> Client {
 
 /// A verified customer, logged in.
 async fn customer(app: &TestApp, email: &str) -> Client {
-    let hash = shop::password_hash().await;
-    shop::create_customer(&app.engine, email, "Kim Min-ji", &hash).await;
-    log_in(app, email).await
+    shop::customer(app, email, "Kim Min-ji", &shop::password_hash().await).await
 }
 
 /// A client that sends only `Authorization: Bearer` with `session`'s access token.
@@ -81,16 +68,6 @@ async fn patch(client: &mut Client, id: &str, body: Value) -> Answer {
 
 fn sku_of(id: &str) -> Sku {
     Sku(id.parse::<ProductId>().unwrap().0)
-}
-
-fn ids(page: &Answer) -> Vec<String> {
-    assert_eq!(page.status, 200, "{:?}", page.body);
-    page.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].as_str().unwrap().to_string())
-        .collect()
 }
 
 /// What a refused request must leave as it was: the products and the log.
@@ -741,7 +718,7 @@ async fn remaining_is_exact_at_the_moment_of_the_answer() {
         "sold_out"
     );
     assert_eq!(
-        ids(&reader.get("/products?status=sold_out").await),
+        reader.get("/products?status=sold_out").await.ids(),
         [id.as_str()]
     );
 
@@ -836,7 +813,7 @@ async fn the_list_filters_by_kind_and_live_status() {
     ] {
         let page = reader.get(&format!("/products{query}")).await;
         let expected: Vec<String> = expected.into_iter().cloned().collect();
-        assert_eq!(ids(&page), expected, "{query}");
+        assert_eq!(page.ids(), expected, "{query}");
         assert_eq!(page.body["next_cursor"], Value::Null, "{query}");
     }
     // Each item is a whole product with its live status.
@@ -910,7 +887,7 @@ async fn the_cursor_pages_through_every_product_once_in_order() {
 
     // A page that ends exactly at the last product has no next page.
     let exact = reader.get("/products?limit=5").await;
-    assert_eq!(ids(&exact), created);
+    assert_eq!(exact.ids(), created);
     assert_eq!(exact.body["next_cursor"], Value::Null);
     let short = reader.get("/products?limit=4").await;
     assert_eq!(short.body["next_cursor"], created[3].as_str());
@@ -949,7 +926,7 @@ async fn page_through(reader: &mut Client, first: &str) -> Vec<Vec<String>> {
     // More pages than products would mean the cursor does not advance.
     for _ in 0..20 {
         let page = reader.get(&path).await;
-        pages.push(ids(&page));
+        pages.push(page.ids());
         match page.body["next_cursor"].as_str() {
             Some(cursor) => path = format!("{first}&cursor={cursor}"),
             None => return pages,

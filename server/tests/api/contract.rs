@@ -7,21 +7,14 @@ use std::path::PathBuf;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
-use crate::support::app::{AppOptions, TestApp};
-use crate::support::shop;
+use crate::support::app::TestApp;
+use crate::support::shop::{self, spawn};
 
 /// The committed document. Rewrite it with `ALLOT_UPDATE_OPENAPI=1 cargo test -p allot-server
 /// --test api contract` after a change of the API, and review the diff.
 fn snapshot_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/api/openapi.json")
-}
-
-async fn spawn() -> (TempDir, TestApp) {
-    let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn(dir.path(), AppOptions::files(dir.path())).await;
-    (dir, app)
 }
 
 async fn document(app: &TestApp) -> Value {
@@ -77,8 +70,7 @@ async fn every_documented_login_is_enforced_and_no_other() {
     let (_dir, app) = spawn().await;
     let doc = document(&app).await;
     let hash = shop::password_hash().await;
-    shop::create_customer(&app.engine, "min-ji@example.com", "Min-ji", &hash).await;
-    let mut customer = shop::log_in(app.client(), "min-ji@example.com").await;
+    let mut customer = shop::customer(&app, "min-ji@example.com", "Min-ji", &hash).await;
     let mut anonymous = app.client();
     let mut checked = 0;
     for (method, path, operation) in operations(&doc) {

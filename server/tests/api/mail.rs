@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::support::smtp::{SmtpServer, body_text, header};
+use crate::support::smtp::{SmtpServer, body_text, free_port, header};
 use allot_server::mail::{MailConfig, MailError, MailTransportConfig, Mailer, OutgoingMail};
 
 const FROM: &str = "allot <no-reply@allot.local>";
@@ -193,10 +193,7 @@ async fn smtp_mode_delivers_to_a_real_smtp_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mail_is_retried_until_the_relay_comes_up() {
     // A port that was free a moment ago; nothing listens on it until the server starts.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let port = free_port();
     let mailer = start_mailer(MailTransportConfig::Smtp {
         url: format!("smtp://127.0.0.1:{port}"),
     });

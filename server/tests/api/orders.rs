@@ -6,20 +6,16 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
 use crate::support::app::{Answer, AppOptions, Client, TestApp, Units, assert_problem};
 use crate::support::shop::{
     self, CARD_APPROVED, CARD_DECLINED, CARD_LIMIT_EXCEEDED, CARD_TIMEOUT_CHARGED,
-    CARD_TIMEOUT_NOT_CHARGED, pay, pay_with,
+    CARD_TIMEOUT_NOT_CHARGED, MIN_JI_EMAIL, Shop, customer, pay, pay_with,
 };
-use crate::support::smtp::{SmtpServer, body_text, header};
+use crate::support::smtp::{SmtpServer, body_text, free_port, header};
 use crate::support::wait::{SETTLE_WAIT, eventually};
-use allot_engine::{ProductKind, parse_rfc3339, rfc3339};
+use allot_engine::{ProductKind, parse_rfc3339};
 use allot_server::mail::MailTransportConfig;
-
-const MIN_JI_EMAIL: &str = "min-ji.kim@example.com";
-const JI_WOO_EMAIL: &str = "ji-woo.park@example.com";
 
 const MINUTE_MS: u64 = 60_000;
 const HOUR_MS: u64 = 3_600_000;
@@ -28,94 +24,6 @@ const DEFAULT_RESERVATION_TTL_MS: u64 = 10 * MINUTE_MS;
 /// The expiry test's reservation TTL: short, yet long enough to pay one order in time on a
 /// loaded machine.
 const SHORT_RESERVATION_TTL_MS: u64 = 2_000;
-
-// ----- the shop: a server, an admin and two customers --------------------------------------
-
-struct Shop {
-    app: TestApp,
-    admin: Client,
-    min_ji: Client,
-    ji_woo: Client,
-    _dir: TempDir,
-}
-
-impl Shop {
-    async fn open() -> Shop {
-        Shop::open_with_ttl(None).await
-    }
-
-    /// A shop whose orders hold their units for `reservation_ttl_ms` (None: the default).
-    async fn open_with_ttl(reservation_ttl_ms: Option<u64>) -> Shop {
-        Shop::open_with(reservation_ttl_ms, None).await
-    }
-
-    /// A shop that looks at unsettled payments every `resolve_ms` (None: the default).
-    async fn open_with(reservation_ttl_ms: Option<u64>, resolve_ms: Option<u64>) -> Shop {
-        let dir = tempfile::tempdir().unwrap();
-        let options = AppOptions {
-            reservation_ttl_ms,
-            payment_resolve_interval_ms: resolve_ms,
-            ..AppOptions::files(dir.path())
-        };
-        Shop::open_in(dir, options).await
-    }
-
-    async fn open_in(dir: TempDir, options: AppOptions) -> Shop {
-        let app = TestApp::spawn(dir.path(), options).await;
-        let hash = shop::password_hash().await;
-        let admin = shop::admin(&app, &hash).await;
-        let min_ji = customer(&app, MIN_JI_EMAIL, "Kim Min-ji", &hash).await;
-        let ji_woo = customer(&app, JI_WOO_EMAIL, "Park Ji-woo", &hash).await;
-        Shop {
-            app,
-            admin,
-            min_ji,
-            ji_woo,
-            _dir: dir,
-        }
-    }
-
-    async fn close(self) {
-        self.app.stop().await;
-    }
-
-    /// A limited product created through the admin API: `window` is (opens, closes) relative
-    /// to now, in ms.
-    async fn limited(
-        &mut self,
-        name: &str,
-        window: (i64, i64),
-        per_user_limit: Option<u32>,
-        stock: u32,
-    ) -> String {
-        let now = self.app.engine.now_ms();
-        let at = |offset: i64| rfc3339(now.checked_add_signed(offset).unwrap());
-        let mut body = json!({
-            "name": name,
-            "price": 259000,
-            "kind": "limited",
-            "sale_opens_at": at(window.0),
-            "sale_closes_at": at(window.1),
-            "stock_total": stock,
-        });
-        if let Some(limit) = per_user_limit {
-            body["per_user_limit"] = json!(limit);
-        }
-        let created = self.admin.post("/admin/products", body).await;
-        assert_eq!(created.status, 201, "{:?}", created.body);
-        created.body["id"].as_str().unwrap().to_string()
-    }
-}
-
-async fn log_in(app: &TestApp, email: &str) -> Client {
-    shop::log_in(app.client(), email).await
-}
-
-/// A verified customer, logged in.
-async fn customer(app: &TestApp, email: &str, name: &str, hash: &str) -> Client {
-    shop::create_customer(&app.engine, email, name, hash).await;
-    log_in(app, email).await
-}
 
 // ----- requests ----------------------------------------------------------------------------
 
@@ -228,16 +136,6 @@ async fn wait_for_stock(client: &mut Client, product: &str, expected: Units) {
         }
     })
     .await;
-}
-
-fn ids(page: &Answer) -> Vec<String> {
-    assert_eq!(page.status, 200, "{:?}", page.body);
-    page.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(id_of)
-        .collect()
 }
 
 // ----- checks ------------------------------------------------------------------------------
@@ -426,7 +324,7 @@ async fn the_idempotency_key_answers_the_same_order_once_per_customer() {
     assert_ne!(second["id"], first["id"]);
     assert_eq!(shop.min_ji.stock(&tote).await, Units::new(4, 6, 0));
     let mine = shop.min_ji.get("/orders").await;
-    assert_eq!(ids(&mine), [id_of(&second), id_of(&first)]);
+    assert_eq!(mine.ids(), [id_of(&second), id_of(&first)]);
     shop.close().await;
 }
 
@@ -506,7 +404,7 @@ async fn a_refused_order_takes_no_units() {
         assert_eq!(shop.min_ji.stock(product).await, Units::new(5, 0, 0));
     }
     assert_eq!(shop.min_ji.stock(&capped).await, Units::new(10, 0, 0));
-    assert_eq!(ids(&shop.min_ji.get("/orders").await), Vec::<String>::new());
+    assert_eq!(shop.min_ji.get("/orders").await.ids(), Vec::<String>::new());
 
     // The per-customer limit counts what the customer holds, and only theirs.
     place_ok(&mut shop.min_ji, "capped-1", &[(&capped, 2)]).await;
@@ -624,7 +522,10 @@ async fn each_simulator_card_answers_as_promised() {
 async fn a_payment_timeout_is_settled_in_the_background() {
     // Unsettled payments are looked at every 3 s here: the checks below that must see an
     // answer still unknown get a window a loaded machine cannot miss.
-    let mut shop = Shop::open_with(None, Some(3_000)).await;
+    let mut shop = Shop::builder()
+        .payment_resolve_interval_ms(3_000)
+        .open()
+        .await;
     let tote = shop
         .app
         .product("Canvas Tote", ProductKind::General, 39000, 10)
@@ -808,7 +709,7 @@ async fn a_delivered_order_closes_when_its_return_window_passes() {
     app.stop().await;
 
     let app = TestApp::spawn(dir.path(), options()).await;
-    let mut min_ji = log_in(&app, MIN_JI_EMAIL).await;
+    let mut min_ji = app.log_in(MIN_JI_EMAIL).await;
     assert_eq!(app.engine.stats().live_orders, 0);
     assert_eq!(order(&mut min_ji, &id).await, delivered.body);
     assert_problem(
@@ -943,7 +844,10 @@ async fn an_order_goes_from_paid_to_returned_one_step_at_a_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unpaid_order_expires_at_its_deadline_and_gives_its_units_back() {
-    let mut shop = Shop::open_with_ttl(Some(SHORT_RESERVATION_TTL_MS)).await;
+    let mut shop = Shop::builder()
+        .reservation_ttl_ms(SHORT_RESERVATION_TTL_MS)
+        .open()
+        .await;
     let tote = shop
         .app
         .product("Canvas Tote", ProductKind::General, 39000, 5)
@@ -1012,7 +916,7 @@ async fn customers_see_only_their_own_orders_newest_first() {
     mine.reverse();
 
     let all = shop.min_ji.get("/orders").await;
-    assert_eq!(ids(&all), mine);
+    assert_eq!(all.ids(), mine);
     assert_eq!(all.body["next_cursor"], Value::Null);
     assert_eq!(
         all.body["items"][0],
@@ -1020,7 +924,7 @@ async fn customers_see_only_their_own_orders_newest_first() {
     );
 
     let first = shop.min_ji.get("/orders?limit=2").await;
-    assert_eq!(ids(&first), mine[..2]);
+    assert_eq!(first.ids(), mine[..2]);
     let cursor = first.body["next_cursor"]
         .as_str()
         .expect("a next page")
@@ -1029,10 +933,10 @@ async fn customers_see_only_their_own_orders_newest_first() {
         .min_ji
         .get(&format!("/orders?limit=2&cursor={cursor}"))
         .await;
-    assert_eq!(ids(&rest), mine[2..]);
+    assert_eq!(rest.ids(), mine[2..]);
     assert_eq!(rest.body["next_cursor"], Value::Null);
 
-    assert_eq!(ids(&shop.ji_woo.get("/orders").await), [theirs.as_str()]);
+    assert_eq!(shop.ji_woo.get("/orders").await.ids(), [theirs.as_str()]);
     for (client, id) in [(&mut shop.ji_woo, &mine[0]), (&mut shop.min_ji, &theirs)] {
         assert_problem(
             &client.get(&format!("/orders/{id}")).await,
@@ -1100,20 +1004,20 @@ async fn only_an_admin_moves_orders_and_lists_everyone_s() {
 
     // The admin sees every customer's orders, newest first, filtered by status.
     let paid = shop.admin.get("/admin/orders?status=paid").await;
-    assert_eq!(ids(&paid), [paid_ji_woo.clone(), paid_min_ji.clone()]);
+    assert_eq!(paid.ids(), [paid_ji_woo.clone(), paid_min_ji.clone()]);
     let all = shop.admin.get("/admin/orders").await;
     assert_eq!(
-        ids(&all),
+        all.ids(),
         [unpaid.clone(), paid_ji_woo.clone(), paid_min_ji.clone()]
     );
     let pending = shop.admin.get("/admin/orders?status=pending_payment").await;
-    assert_eq!(ids(&pending), [unpaid]);
+    assert_eq!(pending.ids(), [unpaid]);
 
     assert_eq!(ship(&mut shop.admin, &paid_min_ji).await.status, 200);
     let paid = shop.admin.get("/admin/orders?status=paid").await;
-    assert_eq!(ids(&paid), [paid_ji_woo]);
+    assert_eq!(paid.ids(), [paid_ji_woo]);
     let shipped = shop.admin.get("/admin/orders?status=shipped").await;
-    assert_eq!(ids(&shipped), [paid_min_ji]);
+    assert_eq!(shipped.ids(), [paid_min_ji]);
     assert_problem(
         &ship(&mut shop.admin, "ord_999").await,
         404,
@@ -1251,12 +1155,14 @@ async fn wait_for_notifier(engine: &allot_engine::Engine) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customers_are_mailed_once_on_paid_shipped_and_refunded_across_restarts() {
     let smtp = SmtpServer::start();
-    let dir = tempfile::tempdir().unwrap();
     let options = |dir: &std::path::Path| AppOptions {
         mail: MailTransportConfig::Smtp { url: smtp.url() },
         ..AppOptions::files(dir)
     };
-    let mut shop = Shop::open_in(dir, options(tempfile::tempdir().unwrap().path())).await;
+    let mut shop = Shop::builder()
+        .mail(MailTransportConfig::Smtp { url: smtp.url() })
+        .open()
+        .await;
     let tote = shop
         .app
         .product("Canvas Tote", ProductKind::General, 39000, 5)
@@ -1311,10 +1217,10 @@ async fn customers_are_mailed_once_on_paid_shipped_and_refunded_across_restarts(
 
     // Restarted on the same directory, the notifier goes on from its durable offset: the next
     // mail is the next event's, and nothing before it is mailed again.
-    let Shop { app, _dir: dir, .. } = shop;
+    let Shop { app, dir, .. } = shop;
     app.stop().await;
     let app = TestApp::spawn(dir.path(), options(dir.path())).await;
-    let mut min_ji = log_in(&app, MIN_JI_EMAIL).await;
+    let mut min_ji = app.log_in(MIN_JI_EMAIL).await;
     let after_restart = paid_order(&mut min_ji, "after-restart", &[(&tote, 1)]).await;
     let next = smtp.wait_for_mail_to(MIN_JI_EMAIL, SETTLE_WAIT).await;
     assert_eq!(
@@ -1329,18 +1235,13 @@ async fn customers_are_mailed_once_on_paid_shipped_and_refunded_across_restarts(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paid_order_is_mailed_once_the_relay_is_back() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
-    let dir = tempfile::tempdir().unwrap();
-    let options = AppOptions {
-        mail: MailTransportConfig::Smtp {
+    let port = free_port();
+    let mut shop = Shop::builder()
+        .mail(MailTransportConfig::Smtp {
             url: format!("smtp://127.0.0.1:{port}"),
-        },
-        ..AppOptions::files(dir.path())
-    };
-    let mut shop = Shop::open_in(dir, options).await;
+        })
+        .open()
+        .await;
     let tote = shop
         .app
         .product("Canvas Tote", ProductKind::General, 39000, 5)

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::app::{AppOptions, TestApp};
-use allot_engine::{NewProduct, ProductDetails, ProductKind, Sku, UserId};
+use crate::support::shop;
+use allot_engine::{NewProduct, Sku, UserId, testkit};
 use allot_server::stock_feed::StockFeedConfig;
 
 struct SseEvent {
@@ -86,17 +87,14 @@ async fn limited(app: &TestApp, stock: u32, opens_in_ms: u64, closes_in_ms: u64)
     let (view, ticket) = app
         .engine
         .create_product(NewProduct {
-            kind: ProductKind::Limited,
-            details: ProductDetails {
-                name: "Drop".into(),
-                description: String::new(),
-                price: 1_000,
-                currency: "KRW".into(),
-            },
-            sale_opens_ms: Some(now + opens_in_ms),
-            sale_closes_ms: Some(now + closes_in_ms),
             per_user_limit: None,
-            stock_total: stock,
+            ..testkit::limited(
+                "Drop",
+                1_000,
+                stock,
+                (now + opens_in_ms, now + closes_in_ms),
+                1,
+            )
         })
         .unwrap();
     ticket.durable().await.unwrap();
@@ -113,8 +111,7 @@ fn assert_consistent(event: &SseEvent, total: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_sees_the_opening_then_stock_falling_to_zero_then_the_closing() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn(dir.path(), AppOptions::files(dir.path())).await;
+    let (_dir, app) = shop::spawn().await;
     // Opening 1.5 s out leaves a loaded machine time to subscribe before it.
     let (product, sku) = limited(&app, 50, 1_500, 4_000).await;
     let mut stream = SseReader::open(&app.base, &product).await;
@@ -173,8 +170,7 @@ async fn a_subscriber_sees_the_opening_then_stock_falling_to_zero_then_the_closi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_is_coalesced_and_a_stop_ends_the_stream() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn(dir.path(), AppOptions::files(dir.path())).await;
+    let (_dir, app) = shop::spawn().await;
     let (product, sku) = limited(&app, 10_000, 0, 3_600_000).await;
     let mut stream = SseReader::open(&app.base, &product).await;
     assert_eq!(
@@ -286,8 +282,7 @@ async fn a_crowd_gets_counts_at_its_pace_but_the_opening_and_closing_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_product_has_no_stream() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn(dir.path(), AppOptions::files(dir.path())).await;
+    let (_dir, app) = shop::spawn().await;
     let response = reqwest::get(format!("{}/api/v1/products/prd_42/stock/stream", app.base))
         .await
         .unwrap();

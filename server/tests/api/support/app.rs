@@ -180,6 +180,11 @@ impl Answer {
     pub fn kind(&self) -> &str {
         self.body["type"].as_str().unwrap_or("")
     }
+
+    /// The ids of a list page's items; the page must have been read.
+    pub fn ids(&self) -> Vec<String> {
+        allot_engine::testkit::item_ids(self.status, &self.body)
+    }
 }
 
 /// An error answer: the status, the problem `type`, and the problem+json envelope.
@@ -199,28 +204,7 @@ pub fn assert_problem(answer: &Answer, status: u16, kind: &str) {
     );
 }
 
-/// A product's units, as `GET /products/{id}/stock` reads them: the one shape every test
-/// compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Units {
-    pub remaining: u64,
-    pub reserved: u64,
-    pub sold: u64,
-}
-
-impl Units {
-    pub const fn new(remaining: u64, reserved: u64, sold: u64) -> Self {
-        Self {
-            remaining,
-            reserved,
-            sold,
-        }
-    }
-
-    pub const fn total(self) -> u64 {
-        self.remaining + self.reserved + self.sold
-    }
-}
+pub use allot_engine::testkit::Units;
 
 impl Client {
     pub async fn get(&mut self, path: &str) -> Answer {
@@ -247,12 +231,7 @@ impl Client {
     pub async fn stock(&mut self, product: &str) -> Units {
         let read = self.get(&format!("/products/{product}/stock")).await;
         assert_eq!(read.status, 200, "{:?}", read.body);
-        let count = |field: &str| {
-            read.body[field]
-                .as_u64()
-                .unwrap_or_else(|| panic!("{field} is not a count: {:?}", read.body))
-        };
-        Units::new(count("remaining"), count("reserved"), count("sold"))
+        Units::of_stock_json(&read.body)
     }
 
     pub async fn send(&mut self, method: Method, path: &str, body: Option<Value>) -> Answer {

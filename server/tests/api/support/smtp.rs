@@ -344,3 +344,12 @@ fn python_imports_aiosmtpd() -> bool {
         .status()
         .is_ok_and(|status| status.success())
 }
+
+/// A local port that was free a moment ago: nothing listens on it until a test starts a relay
+/// there.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
