@@ -6,9 +6,8 @@
 //! Seeds are random per run and printed; `ALLOT_CRASH_SEEDS=1,2,3` replays given ones.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,29 +17,24 @@ use allot_engine::{
 
 mod support;
 
-use support::{ALLOT, assert_db_verify, next, seeds};
+use support::{ALLOT, assert_db_verify, next, seeds, spawn_until_first_line};
 
 /// Random seeds per run (printed; `ALLOT_CRASH_SEEDS` replays given ones).
 const SEEDS: u64 = 3;
 const KILLS_PER_SEED: u64 = 2;
 
 fn run_and_kill(dir: &Path, acks: &Path, seed: u64, kill_after: Duration) {
-    let mut child = Command::new(ALLOT)
-        .args(["debug", "load", "--seconds", "60", "--threads", "4"])
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--acks")
-        .arg(acks)
-        .arg("--seed")
-        .arg(seed.to_string())
-        .env("ALLOT_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn allot");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut child, line) = spawn_until_first_line(
+        Command::new(ALLOT)
+            .args(["debug", "load", "--seconds", "60", "--threads", "4"])
+            .arg("--data-dir")
+            .arg(dir)
+            .arg("--acks")
+            .arg(acks)
+            .arg("--seed")
+            .arg(seed.to_string())
+            .env("ALLOT_LOG", "warn"),
+    );
     assert_eq!(line.trim(), "ready", "the load did not start");
     std::thread::sleep(kill_after);
     // std's kill() is SIGKILL on Unix: no destructor, no flush, no snapshot.

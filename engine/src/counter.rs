@@ -140,26 +140,15 @@ impl SkuCounter {
 
     /// New units straight into `available`.
     pub fn restock(&self, quantity: u32) -> Result<StockCounts, CounterRefusal> {
-        let mut current = self.word.load(Ordering::Acquire);
-        loop {
-            let counts = StockCounts::unpack(current);
+        self.swap_in(|counts| {
             if counts.total() + u64::from(quantity) > SKU_UNITS_MAX {
                 return Err(CounterRefusal::Full(counts));
             }
-            let next = StockCounts {
+            Ok(StockCounts {
                 available: counts.available + u64::from(quantity),
                 ..counts
-            };
-            match self.word.compare_exchange_weak(
-                current,
-                next.pack(),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return Ok(next),
-                Err(actual) => current = actual,
-            }
-        }
+            })
+        })
     }
 
     /// Applies `step` with a CAS loop; `step` answers `None` when a field would go negative.
@@ -168,18 +157,28 @@ impl SkuCounter {
         &self,
         step: impl Fn(StockCounts) -> Option<StockCounts>,
     ) -> Result<StockCounts, CounterRefusal> {
-        let mut current = self.word.load(Ordering::Acquire);
-        loop {
-            let counts = StockCounts::unpack(current);
-            let Some(next) = step(counts) else {
-                return Err(CounterRefusal::Short(counts));
-            };
+        self.swap_in(|counts| {
+            let next = step(counts).ok_or(CounterRefusal::Short(counts))?;
             // Conservation: a move between fields never makes or loses a unit.
             assert_eq!(
                 next.total(),
                 counts.total(),
                 "a counter move changed the total"
             );
+            Ok(next)
+        })
+    }
+
+    /// The compare-and-swap loop: `next` answers the counts to store in place of the ones read,
+    /// or a refusal; on a lost race it runs again on the newer counts.
+    #[inline]
+    fn swap_in(
+        &self,
+        next: impl Fn(StockCounts) -> Result<StockCounts, CounterRefusal>,
+    ) -> Result<StockCounts, CounterRefusal> {
+        let mut current = self.word.load(Ordering::Acquire);
+        loop {
+            let next = next(StockCounts::unpack(current))?;
             match self.word.compare_exchange_weak(
                 current,
                 next.pack(),

@@ -109,6 +109,27 @@ pub struct Reservation {
     transition_queued: bool,
 }
 
+impl Reservation {
+    /// A reservation that holds its units from now until `deadline_ms`.
+    fn active(
+        id: ReservationId,
+        sku: Sku,
+        user: UserId,
+        quantity: u32,
+        deadline_ms: Millis,
+    ) -> Self {
+        Self {
+            id,
+            sku,
+            user,
+            quantity,
+            deadline_ms,
+            status: ReservationStatus::Active,
+            transition_queued: false,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct State {
     /// The last record whose effects are complete.
@@ -235,15 +256,7 @@ impl State {
                     .fetch_max(reservation.0 + 1, Ordering::AcqRel);
                 self.reservations.insert(
                     reservation,
-                    Reservation {
-                        id: reservation,
-                        sku,
-                        user,
-                        quantity,
-                        deadline_ms,
-                        status: ReservationStatus::Active,
-                        transition_queued: false,
-                    },
+                    Reservation::active(reservation, sku, user, quantity, deadline_ms),
                 );
                 Ok(())
             }
@@ -401,10 +414,7 @@ impl State {
         to: ReservationStatus,
         conservation: Conservation,
     ) -> Result<(), ApplyError> {
-        let mut reservation = self
-            .reservations
-            .get_mut(&id)
-            .ok_or_else(|| apply_error(seq, format!("{id} does not exist")))?;
+        let mut reservation = self.reservation_to_apply(seq, id)?;
         if reservation.status != ReservationStatus::Active || !reservation.transition_queued {
             return Err(apply_error(
                 seq,
@@ -498,15 +508,7 @@ impl State {
             deadline_ms,
         }) {
             Ok(ticket) => {
-                slot.insert(Reservation {
-                    id,
-                    sku,
-                    user,
-                    quantity,
-                    deadline_ms,
-                    status: ReservationStatus::Active,
-                    transition_queued: false,
-                });
+                slot.insert(Reservation::active(id, sku, user, quantity, deadline_ms));
                 Ok((id, ticket))
             }
             Err(error) => {
@@ -525,22 +527,16 @@ impl State {
         now_ms: Millis,
         append: impl FnOnce(Record) -> Result<Ticket, EngineError>,
     ) -> Result<Ticket, EngineError> {
-        self.refuse_order_owned(id)?;
-        let mut reservation = self
-            .reservations
-            .get_mut(&id)
-            .ok_or(StockError::ReservationNotFound(id))?;
-        Self::check_transition(&reservation)?;
-        if now_ms > reservation.deadline_ms {
-            return Err(StockError::ReservationExpired {
-                id,
-                deadline_ms: reservation.deadline_ms,
+        let record = Record::ReservationCommitted { reservation: id };
+        self.queue_transition(id, record, append, |reservation| {
+            if now_ms > reservation.deadline_ms {
+                return Err(StockError::ReservationExpired {
+                    id,
+                    deadline_ms: reservation.deadline_ms,
+                });
             }
-            .into());
-        }
-        let ticket = append(Record::ReservationCommitted { reservation: id })?;
-        reservation.transition_queued = true;
-        Ok(ticket)
+            Ok(())
+        })
     }
 
     pub fn release(
@@ -549,16 +545,30 @@ impl State {
         reason: ReleaseReason,
         append: impl FnOnce(Record) -> Result<Ticket, EngineError>,
     ) -> Result<Ticket, EngineError> {
+        let record = Record::ReservationReleased {
+            reservation: id,
+            reason,
+        };
+        self.queue_transition(id, record, append, |_| Ok(()))
+    }
+
+    /// Logs `record`, the end of a standalone reservation that is still active, has no end
+    /// queued and passes `allowed`; from then on no other end may be queued for it.
+    fn queue_transition(
+        &self,
+        id: ReservationId,
+        record: Record,
+        append: impl FnOnce(Record) -> Result<Ticket, EngineError>,
+        allowed: impl FnOnce(&Reservation) -> Result<(), StockError>,
+    ) -> Result<Ticket, EngineError> {
         self.refuse_order_owned(id)?;
         let mut reservation = self
             .reservations
             .get_mut(&id)
             .ok_or(StockError::ReservationNotFound(id))?;
         Self::check_transition(&reservation)?;
-        let ticket = append(Record::ReservationReleased {
-            reservation: id,
-            reason,
-        })?;
+        allowed(&reservation)?;
+        let ticket = append(record)?;
         reservation.transition_queued = true;
         Ok(ticket)
     }
@@ -810,6 +820,17 @@ impl State {
             })
             .map(drop)
             .map_err(|_| EngineError::Stock(StockError::StockLimitExceeded { max: SKU_UNITS_MAX }))
+    }
+
+    /// The reservation record `seq` completes, which must exist.
+    fn reservation_to_apply(
+        &self,
+        seq: Seq,
+        id: ReservationId,
+    ) -> Result<dashmap::mapref::one::RefMut<'_, ReservationId, Reservation>, ApplyError> {
+        self.reservations
+            .get_mut(&id)
+            .ok_or_else(|| apply_error(seq, format!("{id} does not exist")))
     }
 
     fn refuse_order_owned(&self, id: ReservationId) -> Result<(), EngineError> {

@@ -9,7 +9,7 @@ use crate::config::EngineConfig;
 use crate::engine::Engine;
 use crate::engine::accounts::SignupProfile;
 use crate::error::EngineError;
-use crate::ids::{ProductId, UserId};
+use crate::ids::{OrderId, ProductId, UserId};
 use crate::orders::{
     AddressForm, IdempotencyKey, LineRequest, Order, OrderRequest, Placement, ReturnReason,
     Shipment, ShipmentForm, ShippingAddress,
@@ -192,6 +192,14 @@ pub fn place(
         }
         Placement::Replayed(order) => Ok(order),
     }
+}
+
+/// Asks to pay `order` and records the provider's `outcome`, each durable; answers the order
+/// as it then is.
+pub fn pay(engine: &Engine, order: OrderId, outcome: crate::PaymentOutcome) -> Order {
+    let (_, attempt, asked) = engine.request_payment(order).expect("a payment may start");
+    asked.wait().expect("the request is durable");
+    durable(engine.record_payment(order, attempt, outcome))
 }
 
 // ----- accounts ----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use allot_engine::{
     Engine, EngineConfig, Event, EventKind, LineRequest, ManualClock, OrderId, PaymentOutcome,
     Placement, ProductId, Subject, UserId,
-    testkit::{close_and_inspect, config, create, general, key_of, request, shipment},
+    testkit::{self, close_and_inspect, config, create, general, key_of, request, shipment},
 };
 
 const T0: u64 = 1_800_000_000_000;
@@ -38,15 +38,6 @@ fn place(engine: &Engine, user: u64, key: &str, product: ProductId) -> OrderId {
     }
 }
 
-fn pay(engine: &Engine, order: OrderId) {
-    let (_, attempt, ticket) = engine.request_payment(order).unwrap();
-    ticket.wait().unwrap();
-    let (_, ticket) = engine
-        .record_payment(order, attempt, PaymentOutcome::Charged)
-        .unwrap();
-    ticket.wait().unwrap();
-}
-
 fn kinds(events: &[Event]) -> Vec<(EventKind, Subject)> {
     events.iter().map(|e| (e.kind, e.subject)).collect()
 }
@@ -58,7 +49,7 @@ fn order_steps_are_events_in_log_order_and_survive_pruning_and_restarts() {
     let engine = open(&config);
     let tote = product(&engine);
     let first = place(&engine, 1, "a", tote);
-    pay(&engine, first);
+    testkit::pay(&engine, first, PaymentOutcome::Charged);
     let (_, ticket) = engine
         .ship_order(first, shipment("CJ Logistics", "6543-2109"))
         .unwrap();
@@ -187,7 +178,7 @@ fn verify_compares_the_events_with_the_log_and_leaves_what_a_crash_leaves_to_ope
     let engine = open(&config);
     let tote = product(&engine);
     let first = place(&engine, 1, "first", tote);
-    pay(&engine, first);
+    testkit::pay(&engine, first, PaymentOutcome::Charged);
     place(&engine, 2, "second", tote);
     let last = engine.durable_seq();
     let clean = close_and_inspect(engine, dir.path());

@@ -8,7 +8,8 @@ use allot_engine::{
     OrderError, OrderStatus, PaymentFailure, PaymentOutcome, Placement, ProductId, Sku,
     StockCounts, StockError, UserId,
     testkit::{
-        self, create, durable, general, key_of, limited, reason, request, request_to, shipment,
+        self, create, durable, general, key_of, limited, line, reason, request, request_to,
+        shipment,
     },
 };
 
@@ -43,10 +44,6 @@ fn product(shop: &Shop, name: &str, price: u64, stock: u32, limit: Option<u32>) 
     create(&shop.engine, product)
 }
 
-fn line(product: ProductId, quantity: u32) -> LineRequest {
-    LineRequest { product, quantity }
-}
-
 fn place(
     shop: &Shop,
     user: u64,
@@ -69,11 +66,7 @@ fn counts(available: u64, reserved: u64, sold: u64) -> StockCounts {
 }
 
 fn pay(shop: &Shop, order: allot_engine::OrderId, outcome: PaymentOutcome) -> allot_engine::Order {
-    let (_, attempt, t) = shop.engine.request_payment(order).unwrap();
-    t.wait().unwrap();
-    let (order, t) = shop.engine.record_payment(order, attempt, outcome).unwrap();
-    t.wait().unwrap();
-    order
+    testkit::pay(&shop.engine, order, outcome)
 }
 
 #[test]

@@ -54,22 +54,29 @@ impl Drop for Server {
     }
 }
 
+/// Spawns `command` with its stdout piped, and waits for the first line it prints (how allot
+/// says it is ready).
+pub fn spawn_until_first_line(command: &mut Command) -> (Child, String) {
+    let mut child = command.stdout(Stdio::piped()).spawn().expect("spawn allot");
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("a piped stdout");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read allot's first line");
+    (child, line)
+}
+
 impl Server {
     /// Starts `allot serve --listen 127.0.0.1:0 --data-dir DATA ARGS…` with `ALLOT_LOG=log`
     /// and waits for the line that says where it listens.
     pub fn start(data: &Path, args: &[&str], log: &str) -> Server {
-        let mut child = Command::new(ALLOT)
+        let mut command = Command::new(ALLOT);
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .args(args)
-            .env("ALLOT_LOG", log)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn allot serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+            .env("ALLOT_LOG", log);
+        let (child, line) = spawn_until_first_line(&mut command);
         let base = line
             .trim()
             .strip_prefix("allot listening on ")

@@ -9,6 +9,7 @@ use crate::orders::{
     IdempotencyKey, LineRequest, Order, OrderRequest, PaymentOutcome, Placement, ReturnReason,
     Shipment, ShippingAddress,
 };
+use crate::record::OrderRecord;
 use crate::state::NewOrder;
 use crate::wal::Ticket;
 
@@ -140,16 +141,16 @@ impl Engine {
         id: OrderId,
         shipment: Shipment,
     ) -> Result<(Order, Ticket), EngineError> {
-        let wal = self.ready_wal()?;
         let Shipment {
             carrier,
             tracking_number,
         } = shipment;
-        self.inner
-            .state
-            .ship_order(id, carrier, tracking_number, self.now_ms(), &|r| {
-                wal.append(r)
-            })
+        self.order_step(id, |at_ms| OrderRecord::OrderShipped {
+            order: id,
+            carrier,
+            tracking_number,
+            at_ms,
+        })
     }
 
     /// Marks a shipped order delivered; its return window starts now. Answers the order as it
@@ -158,10 +159,7 @@ impl Engine {
     /// Errors: `OrderNotFound`, `OrderStateConflict` unless the order is shipped, and
     /// `ShuttingDown` or `LogFailed` when the log takes no writes.
     pub fn deliver_order(&self, id: OrderId) -> Result<(Order, Ticket), EngineError> {
-        let wal = self.ready_wal()?;
-        self.inner
-            .state
-            .deliver_order(id, self.now_ms(), &|r| wal.append(r))
+        self.order_step(id, |at_ms| OrderRecord::OrderDelivered { order: id, at_ms })
     }
 
     /// Asks for a return of a delivered order, within the return window
@@ -186,10 +184,7 @@ impl Engine {
     /// Errors: `OrderNotFound`, `OrderStateConflict` unless a return was requested, and
     /// `ShuttingDown` or `LogFailed` when the log takes no writes.
     pub fn approve_return(&self, id: OrderId) -> Result<(Order, Ticket), EngineError> {
-        let wal = self.ready_wal()?;
-        self.inner
-            .state
-            .approve_return(id, self.now_ms(), &|r| wal.append(r))
+        self.order_step(id, |at_ms| OrderRecord::ReturnApproved { order: id, at_ms })
     }
 
     /// Records that the provider refunded the order's due refund; call it only once the
@@ -199,10 +194,20 @@ impl Engine {
     /// Errors: `OrderNotFound`, `OrderStateConflict` unless a refund is due and not yet
     /// issued, and `ShuttingDown` or `LogFailed` when the log takes no writes.
     pub fn refund_issued(&self, id: OrderId) -> Result<Ticket, EngineError> {
+        self.order_step(id, |at_ms| OrderRecord::RefundIssued { order: id, at_ms })
+            .map(|(_, ticket)| ticket)
+    }
+
+    /// Logs the step `record_at(now)` of order `id`, if its status lets it follow.
+    fn order_step(
+        &self,
+        id: OrderId,
+        record_at: impl FnOnce(Millis) -> OrderRecord,
+    ) -> Result<(Order, Ticket), EngineError> {
         let wal = self.ready_wal()?;
         self.inner
             .state
-            .refund_issued(id, self.now_ms(), &|r| wal.append(r))
+            .step(id, record_at(self.now_ms()), &|r| wal.append(r))
     }
 
     // ----- reads: from the cold tier, and only what is durable --------------------------

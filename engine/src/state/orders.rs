@@ -368,36 +368,15 @@ impl State {
         })
     }
 
-    pub fn ship_order(
+    /// A step whose record needs nothing of the order as it is: the rules of `check_step`
+    /// decide whether it may follow the order's status.
+    pub fn step(
         &self,
         id: OrderId,
-        carrier: String,
-        tracking_number: String,
-        now_ms: Millis,
+        record: OrderRecord,
         append: Append<'_>,
     ) -> Result<(Order, Ticket), EngineError> {
-        self.transition(id, append, |_| {
-            Ok(OrderRecord::OrderShipped {
-                order: id,
-                carrier,
-                tracking_number,
-                at_ms: now_ms,
-            })
-        })
-    }
-
-    pub fn deliver_order(
-        &self,
-        id: OrderId,
-        now_ms: Millis,
-        append: Append<'_>,
-    ) -> Result<(Order, Ticket), EngineError> {
-        self.transition(id, append, |_| {
-            Ok(OrderRecord::OrderDelivered {
-                order: id,
-                at_ms: now_ms,
-            })
-        })
+        self.transition(id, append, |_| Ok(record))
     }
 
     /// A return may be asked for within `window_ms` of delivery.
@@ -422,35 +401,6 @@ impl State {
                 at_ms: now_ms,
             })
         })
-    }
-
-    pub fn approve_return(
-        &self,
-        id: OrderId,
-        now_ms: Millis,
-        append: Append<'_>,
-    ) -> Result<(Order, Ticket), EngineError> {
-        self.transition(id, append, |_| {
-            Ok(OrderRecord::ReturnApproved {
-                order: id,
-                at_ms: now_ms,
-            })
-        })
-    }
-
-    pub fn refund_issued(
-        &self,
-        id: OrderId,
-        now_ms: Millis,
-        append: Append<'_>,
-    ) -> Result<Ticket, EngineError> {
-        self.transition(id, append, |_| {
-            Ok(OrderRecord::RefundIssued {
-                order: id,
-                at_ms: now_ms,
-            })
-        })
-        .map(|(_, ticket)| ticket)
     }
 
     /// One step of an order's saga: under the order's lock, `record_for` makes the step's own
@@ -738,15 +688,13 @@ impl State {
             self.order_owned.insert(line.reservation, order.id);
             self.reservations.insert(
                 line.reservation,
-                Reservation {
-                    id: line.reservation,
-                    sku: Sku(line.product.0),
-                    user: order.user,
-                    quantity: line.quantity,
-                    deadline_ms: order.deadline_ms,
-                    status: ReservationStatus::Active,
-                    transition_queued: false,
-                },
+                Reservation::active(
+                    line.reservation,
+                    Sku(line.product.0),
+                    order.user,
+                    line.quantity,
+                    order.deadline_ms,
+                ),
             );
         }
     }
@@ -758,10 +706,7 @@ impl State {
         settle: Settle,
         conservation: Conservation,
     ) -> Result<(), ApplyError> {
-        let mut reservation = self
-            .reservations
-            .get_mut(&id)
-            .ok_or_else(|| apply_error(seq, format!("{id} does not exist")))?;
+        let mut reservation = self.reservation_to_apply(seq, id)?;
         let sku = self
             .skus
             .get(&reservation.sku)
