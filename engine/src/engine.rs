@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::checkpoint::CheckpointHealth;
 use crate::clock::{Clock, Millis};
 use crate::config::EngineConfig;
 use crate::counter::StockCounts;
@@ -385,23 +386,27 @@ impl Engine {
         self.inner.wal.barrier().wait()?;
         let _one_at_a_time = self.inner.store.checkpointing.lock();
         let target = self.inner.wal.durable_seq();
-        let mut shadow = None;
-        take_snapshot(
-            &self.inner.store,
-            &mut shadow,
+        let inner = &self.inner;
+        checkpoint(
+            &inner.store,
+            &mut None,
             target,
-            self.inner.config.log_tail_kept_records,
-        )
-        .map_err(|e| Internal::Checkpoint(e.to_string()))?;
-        // Retention follows a snapshot, as in the background.
-        prune_events(
-            &self.inner.store,
-            &self.inner.config,
-            self.inner.clock.as_ref(),
-            target,
-        )
-        .map_err(|e| Internal::Retention(e.to_string()))?;
+            &inner.config,
+            inner.clock.as_ref(),
+        )?;
         Ok(target)
+    }
+
+    /// How the checkpoints of this run are going: a failing one is retried on the snapshotter's
+    /// cadence, and until one succeeds the log is not pruned.
+    pub fn checkpoint_health(&self) -> CheckpointHealth {
+        self.inner.store.checkpoints.health()
+    }
+
+    /// Makes the next `count` snapshot writes fail as storage would (`testkit::internals`).
+    #[cfg(any(test, feature = "test-support"))]
+    pub(crate) fn plan_checkpoint_faults(&self, count: u32) {
+        self.inner.store.checkpoints.plan_faults(count);
     }
 
     /// Stops taking writes, writes everything queued, writes a snapshot (unless configured
@@ -633,21 +638,44 @@ fn run_snapshotter(
             continue;
         }
         let _one_at_a_time = store.checkpointing.lock();
-        match take_snapshot(store, &mut shadow, durable, config.log_tail_kept_records) {
-            Ok(()) => {
-                last_seq = durable;
-                if let Err(error) = prune_events(store, config, clock, durable) {
-                    tracing::warn!(%error, "events not pruned; will retry after the next snapshot");
-                }
-            }
-            Err(error) => tracing::error!(
-                %error,
-                "snapshot failed: recovery replays a longer log and the log is not pruned until \
-                 one succeeds; will retry"
-            ),
+        match checkpoint(store, &mut shadow, durable, config, clock) {
+            // A snapshot that was written covers `durable`, whether or not retention followed.
+            Ok(()) | Err(Internal::Retention(_)) => last_seq = durable,
+            Err(_) => {}
         }
         last_at = Instant::now();
     }
+}
+
+/// One checkpoint: a snapshot of everything durable up to `target`, the log batches it covers
+/// pruned, then retention. What happened is recorded in the store's [`CheckpointHealth`] and
+/// logged; a failure leaves everything as it was, to be retried.
+fn checkpoint(
+    store: &Store,
+    shadow: &mut Shadow,
+    target: Seq,
+    config: &EngineConfig,
+    clock: &dyn Clock,
+) -> Result<(), Internal> {
+    let outcome = take_snapshot(store, shadow, target, config.log_tail_kept_records)
+        .map_err(Internal::Checkpoint)
+        .and_then(|()| {
+            prune_events(store, config, clock, target)
+                .map(|_| ())
+                .map_err(|e| Internal::Retention(e.to_string()))
+        });
+    match &outcome {
+        Ok(()) => store.checkpoints.succeeded(target),
+        Err(error) => {
+            tracing::error!(
+                %error,
+                "checkpoint failed: recovery replays a longer log and the log is not pruned \
+                 until one succeeds; will retry"
+            );
+            store.checkpoints.failed(error.to_string(), clock.now_ms());
+        }
+    }
+    outcome
 }
 
 /// Retention after a snapshot. Events beyond the newest `events_kept_records` records, and

@@ -50,6 +50,7 @@
 pub(crate) mod accounts;
 pub(crate) mod backup;
 pub(crate) mod catalog;
+pub(crate) mod checkpoint;
 pub(crate) mod clock;
 pub(crate) mod cold;
 pub(crate) mod config;
@@ -85,6 +86,7 @@ pub use catalog::{
     DEFAULT_CURRENCY, NewProduct, Product, ProductChange, ProductChangeForm, ProductForm,
     ProductStatus, ProductVersion,
 };
+pub use checkpoint::CheckpointHealth;
 pub use clock::{Clock, ManualClock, Millis, SystemClock, parse_rfc3339, rfc3339};
 pub use config::{Durability, EVENTS_KEPT_RECORDS_DEFAULT, EngineConfig};
 pub use counter::{SKU_UNITS_MAX, SkuCounter, StockCounts};

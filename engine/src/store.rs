@@ -58,6 +58,8 @@ pub struct Store {
     /// Held through a checkpoint (snapshot, log pruning, retention), so that the snapshotter
     /// and `Engine::snapshot_now` never write and prune at the same moment.
     pub checkpointing: Arc<parking_lot::Mutex<()>>,
+    /// How the checkpoints of this run are going.
+    pub checkpoints: Arc<crate::checkpoint::Checkpoints>,
 }
 
 /// Holds the data directory's lock for as long as it lives.
@@ -141,6 +143,7 @@ impl Store {
             db,
             files,
             checkpointing: Arc::new(parking_lot::Mutex::new(())),
+            checkpoints: Arc::default(),
         })
     }
 
@@ -294,6 +297,9 @@ impl Store {
     /// older snapshot can still be replayed forward if the newest is ever unreadable).
     /// `tail_kept` records before the oldest kept snapshot stay in the log too.
     pub fn write_snapshot(&self, image: &StateImage, tail_kept: Seq) -> Result<(), String> {
+        if self.checkpoints.take_fault() {
+            return Err("storage: a fault planned by the test".into());
+        }
         let value = encode_snapshot(image)?;
         self.write_snapshot_value(image.seq, value, tail_kept)
             .map_err(|e| format!("storage: {e}"))

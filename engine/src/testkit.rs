@@ -23,6 +23,12 @@ pub mod internals {
     pub use crate::state::check_invariants_of;
     pub use crate::wal::batch;
 
+    /// Makes the next `count` snapshot writes of `engine` fail as a storage error would, so a
+    /// test sees a checkpoint fail, be reported and be retried (0 clears what is planned).
+    pub fn fail_next_checkpoints(engine: &crate::Engine, count: u32) {
+        engine.plan_checkpoint_faults(count);
+    }
+
     /// Removes every log batch keyed after `seq` from the store in `data_dir`, as a disk that
     /// lost the tail would, and leaves the other trees as they are. There must be such a batch.
     pub fn lose_log_after(data_dir: &std::path::Path, seq: u64) {

@@ -4,14 +4,20 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use allot_engine::{
-    Engine, ManualClock, OpenError, Sku, UserId,
-    testkit::{config, durable},
+    CheckpointHealth, Engine, EngineConfig, EngineError, Internal, ManualClock, OpenError, Sku,
+    UserId,
+    testkit::{close_and_inspect, config, durable, internals::fail_next_checkpoints},
 };
 
+const T0: u64 = 1_000_000;
+/// How long the test waits for the snapshotter (a bound for a loaded machine, not a speed).
+const WAIT_MAX: Duration = Duration::from_secs(30);
+
 fn open(dir: &Path) -> Result<Engine, OpenError> {
-    Engine::open(config(dir), Arc::new(ManualClock::new(1_000_000)))
+    Engine::open(config(dir), Arc::new(ManualClock::new(T0)))
 }
 
 /// Two snapshots with reservations before, between and after them; answers both seqs.
@@ -127,4 +133,75 @@ fn when_no_snapshot_can_be_used_and_the_log_was_pruned_nothing_is_removed() {
             "snapshot {seq} (newer {newer}) was removed by an open that failed"
         );
     }
+}
+
+/// Polls the engine's checkpoint health until `done` holds; fails after [`WAIT_MAX`].
+fn wait_for_health(engine: &Engine, what: &str, done: impl Fn(&CheckpointHealth) -> bool) {
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        let health = engine.checkpoint_health();
+        if done(&health) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: still {health:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_failed_checkpoint_is_reported_retried_and_cleared_by_the_next_success() {
+    let dir = tempfile::tempdir().unwrap();
+    // One asked for by hand (the snapshotter is not due for a minute) fails, says why, and
+    // writes nothing.
+    let engine = open(dir.path()).unwrap();
+    assert_eq!(engine.checkpoint_health(), CheckpointHealth::default());
+    engine.create_sku(Sku(1), 50, None).unwrap().wait().unwrap();
+    let first = engine.snapshot_now().unwrap();
+    assert_eq!(engine.checkpoint_health().last_ok_seq, Some(first));
+    fail_next_checkpoints(&engine, 1);
+    durable(engine.reserve(UserId(1), Sku(1), 1, 60_000));
+    let failed = engine.snapshot_now().unwrap_err();
+    assert!(
+        matches!(failed, EngineError::Internal(Internal::Checkpoint(_))),
+        "{failed:?}"
+    );
+    let health = engine.checkpoint_health();
+    assert_eq!(health.failures_in_a_row, 1, "{health:?}");
+    assert_eq!(health.failing_since_ms, Some(T0));
+    assert_eq!(health.last_ok_seq, Some(first));
+    assert!(
+        health
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("planned by the test")),
+        "{health:?}"
+    );
+    assert_eq!(engine.stats().snapshot_seqs, [first]);
+    engine.close().unwrap();
+    drop(engine);
+
+    // In the background (looking every 50 ms, due after every record), a failing checkpoint
+    // is retried on the cadence and counted...
+    let config = EngineConfig {
+        snapshot_every_records: 1,
+        snapshot_every_ms: 50,
+        ..config(dir.path())
+    };
+    let engine = Engine::open(config, Arc::new(ManualClock::new(T0))).unwrap();
+    assert_eq!(engine.checkpoint_health(), CheckpointHealth::default());
+    fail_next_checkpoints(&engine, u32::MAX);
+    durable(engine.reserve(UserId(2), Sku(1), 1, 60_000));
+    wait_for_health(&engine, "retries of the failing checkpoint", |h| {
+        h.failures_in_a_row >= 3 && h.failing_since_ms == Some(T0)
+    });
+    assert_eq!(engine.stats().snapshot_seqs, [first]);
+    // ...and once storage takes writes again, the next one succeeds and clears the failure.
+    fail_next_checkpoints(&engine, 0);
+    let durable_now = engine.durable_seq();
+    wait_for_health(&engine, "a checkpoint after the fault", |h| {
+        h.is_ok() && h.last_ok_seq == Some(durable_now)
+    });
+    assert_eq!(engine.checkpoint_health().last_error, None);
+    assert_eq!(engine.stats().snapshot_seqs.first(), Some(&durable_now));
+    close_and_inspect(engine, dir.path());
 }

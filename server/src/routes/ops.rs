@@ -4,6 +4,8 @@ use axum::Json;
 use axum::extract::State;
 use serde_json::json;
 
+use allot_engine::CheckpointHealth;
+
 use crate::problem::ProblemType;
 use crate::{AppState, Problem};
 
@@ -20,7 +22,23 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
     Ok(Json(json!({
         "status": "ready",
         "last_seq": engine.durable_seq(),
+        "checkpoint": checkpoint_json(&engine.checkpoint_health()),
     })))
+}
+
+/// The checkpoints' state: still ready while they fail (nothing is lost and writes go on), but
+/// the log is not pruned and the store grows until one succeeds, which an operator must see.
+fn checkpoint_json(health: &CheckpointHealth) -> serde_json::Value {
+    if health.is_ok() {
+        return json!({ "status": "ok", "last_seq": health.last_ok_seq });
+    }
+    json!({
+        "status": "failing",
+        "last_seq": health.last_ok_seq,
+        "failures_in_a_row": health.failures_in_a_row,
+        "failing_since": health.failing_since_ms.map(allot_engine::rfc3339),
+        "error": health.last_error,
+    })
 }
 
 pub async fn not_found() -> Problem {

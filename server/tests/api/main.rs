@@ -10,5 +10,6 @@ mod catalog;
 mod contract;
 mod drop;
 mod mail;
+mod ops;
 mod orders;
 mod stock_stream;
