@@ -1,8 +1,8 @@
 //! How the checkpoints are going. A checkpoint (a snapshot, then pruning the log batches it
 //! covers and retention) runs in the background; when one fails nothing is lost, but recovery
 //! replays a longer log and the store grows until one succeeds. The snapshotter retries on its
-//! cadence; what it last saw is kept here for `/readyz` and `db stats` to report, so an
-//! operator sees that pruning stopped without reading the log.
+//! cadence; what it last saw is kept here for `/readyz` to report, so an operator sees that
+//! pruning stopped without reading the log.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
