@@ -21,6 +21,11 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (printed on start).
     #[arg(long, env = "ALLOT_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Also serve `GET /metrics` (Prometheus text) without a login on this address, for a
+    /// scraper on the loopback or a private network (the address is logged on start). On
+    /// `--listen`, `/metrics` answers admins only.
+    #[arg(long, env = "ALLOT_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     data: DataDirArg,
     /// Cookies without `Secure`, for plain-HTTP local use (never behind a public address).
@@ -116,6 +121,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let address = listener.local_addr()?;
     // Tests and scripts read this line to learn the port.
     println!("allot listening on http://{address}");
+    let metrics_listener = match args.metrics_listen {
+        Some(metrics_address) => {
+            let listener = tokio::net::TcpListener::bind(metrics_address)
+                .await
+                .with_context(|| format!("binding --metrics-listen {metrics_address}"))?;
+            // Logged, not printed: the first line of stdout is the one scripts read.
+            let metrics_address = listener.local_addr()?;
+            tracing::info!(%metrics_address, "serving /metrics without a login");
+            Some(listener)
+        }
+        None => None,
+    };
     tracing::info!(%address, data_dir = %args.data.data_dir.display(), "listening; recovering");
 
     let transport = match &args.smtp_url {
@@ -145,12 +162,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let state = AppState::new(&config, mailer.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let server = tokio::spawn(allot_server::serve(listener, state.clone(), {
-        let mut stop_rx = stop_rx.clone();
-        async move {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        }
-    }));
+    let stopped = |mut stop_rx: watch::Receiver<bool>| async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    };
+    let server = tokio::spawn(allot_server::serve(
+        listener,
+        state.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    let metrics_server = metrics_listener.map(|listener| {
+        tokio::spawn(allot_server::serve_metrics(
+            listener,
+            state.clone(),
+            stopped(stop_rx.clone()),
+        ))
+    });
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutdown requested; finishing in-flight requests");
@@ -177,6 +203,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Err(error) => {
             tracing::error!(%error, "could not open the data directory");
             server.abort();
+            if let Some(metrics_server) = &metrics_server {
+                metrics_server.abort();
+            }
             return Err(error).context("opening the data directory");
         }
     };
@@ -209,6 +238,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(last_seq = report.last_seq, "ready");
 
     server.await.context("server task")?.context("serving")?;
+    if let Some(metrics_server) = metrics_server {
+        metrics_server
+            .await
+            .context("metrics server task")?
+            .context("serving metrics")?;
+    }
     mailer
         .shutdown(std::time::Duration::from_millis(MAIL_DRAIN_MS))
         .await;

@@ -181,6 +181,45 @@ async fn serve_answers_health_and_stops_cleanly_on_sigterm() {
     server.stop();
 }
 
+#[tokio::test]
+async fn metrics_listen_serves_metrics_without_a_login_and_the_shop_port_asks_for_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("db");
+    // A port free a moment ago: the server binds it at start.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let metrics_address = format!("127.0.0.1:{port}");
+    let mut server = Server::start(&data, &["--metrics-listen", &metrics_address], "warn");
+    let client = reqwest::Client::new();
+    wait_ready(&client, &server.base).await;
+
+    let scraped = get(&client, &format!("http://{metrics_address}"), "/metrics").await;
+    assert_eq!(scraped.status(), 200);
+    assert_eq!(
+        scraped.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = scraped.text().await.unwrap();
+    // The demo catalog's open sales and the log, read at the scrape.
+    assert!(text.contains("# TYPE allot_stock_units gauge"), "{text}");
+    assert!(
+        text.contains("# TYPE allot_log_records_written_total counter"),
+        "{text}"
+    );
+    // Nothing else is served there, and the shop's own port asks for an admin.
+    let elsewhere = get(
+        &client,
+        &format!("http://{metrics_address}"),
+        "/api/v1/products",
+    )
+    .await;
+    assert_eq!(elsewhere.status(), 404);
+    assert_eq!(get(&client, &server.base, "/metrics").await.status(), 401);
+    server.stop();
+}
+
 #[test]
 fn serve_refuses_stream_pacing_out_of_bounds_before_touching_the_data_directory() {
     let dir = tempfile::tempdir().unwrap();

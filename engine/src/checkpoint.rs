@@ -17,6 +17,8 @@ pub struct CheckpointHealth {
     /// The log position the newest successful checkpoint of this run covers (`None` before the
     /// first one).
     pub last_ok_seq: Option<Seq>,
+    /// How long that checkpoint took, in ms (snapshot, pruning and retention).
+    pub last_ok_duration_ms: Option<u64>,
     /// Checkpoints that failed in a row since the last success: 0 while they succeed.
     pub failures_in_a_row: u32,
     /// When the first of those failures happened (ms since the Unix epoch).
@@ -45,9 +47,10 @@ impl Checkpoints {
         self.health.lock().clone()
     }
 
-    pub fn succeeded(&self, seq: Seq) {
+    pub fn succeeded(&self, seq: Seq, duration_ms: u64) {
         *self.health.lock() = CheckpointHealth {
             last_ok_seq: Some(seq),
+            last_ok_duration_ms: Some(duration_ms),
             ..CheckpointHealth::default()
         };
     }

@@ -22,7 +22,7 @@ use crate::crypto::Keys;
 use crate::error::{EngineError, Internal, OpenError};
 use crate::ids::{ReservationId, Sku, UserId};
 use crate::limits::LoginThrottle;
-use crate::orders::OrderError;
+use crate::orders::{OrderError, OrderStatus};
 use crate::record::{ReleaseReason, Seq};
 use crate::recovery::{OnDefect, RecoveryReport, recover, replay};
 use crate::state::{Reservation, State, StateImage, StockError};
@@ -380,6 +380,11 @@ impl Engine {
         }
     }
 
+    /// How many orders of the hot tier are in each status: the sagas under way.
+    pub fn live_orders_by_status(&self) -> std::collections::BTreeMap<OrderStatus, usize> {
+        self.inner.state.live_orders_by_status()
+    }
+
     /// Writes a snapshot of everything durable now, then prunes what it lets go (log batches,
     /// events past their retention).
     pub fn snapshot_now(&self) -> Result<Seq, EngineError> {
@@ -657,6 +662,7 @@ fn checkpoint(
     config: &EngineConfig,
     clock: &dyn Clock,
 ) -> Result<(), Internal> {
+    let started = Instant::now();
     let outcome = take_snapshot(store, shadow, target, config.log_tail_kept_records)
         .map_err(Internal::Checkpoint)
         .and_then(|()| {
@@ -665,7 +671,10 @@ fn checkpoint(
                 .map_err(|e| Internal::Retention(e.to_string()))
         });
     match &outcome {
-        Ok(()) => store.checkpoints.succeeded(target),
+        Ok(()) => {
+            let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            store.checkpoints.succeeded(target, duration_ms);
+        }
         Err(error) => {
             tracing::error!(
                 %error,

@@ -21,7 +21,9 @@ pub use input::{
 pub const ORDER_LINES_MAX: usize = 20;
 
 /// Where an order is in its saga, from placement to its last step.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
 #[rkyv(derive(Debug, PartialEq, Eq))]
 pub enum OrderStatus {
     /// Placed and not paid yet: the units are held until the deadline.

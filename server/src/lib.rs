@@ -5,6 +5,7 @@ pub mod auth;
 mod extract;
 mod json;
 pub mod mail;
+mod metrics;
 pub mod notifier;
 mod openapi;
 pub mod problem;
@@ -70,6 +71,8 @@ pub struct AppState {
 }
 
 struct Shared {
+    /// `/metrics`: what requests did, and a collector that reads the rest at each scrape.
+    metrics: metrics::Metrics,
     config: ServerConfig,
     ready: OnceLock<ReadyParts>,
     mailer: Mailer,
@@ -95,7 +98,8 @@ impl AppState {
     pub fn new(config: &ServerConfig, mailer: Mailer) -> Self {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
-            shared: Arc::new(Shared {
+            shared: Arc::new_cyclic(|shared| Shared {
+                metrics: metrics::Metrics::new(metrics::ShopCollector::new(shared.clone())),
                 config: config.clone(),
                 ready: OnceLock::new(),
                 mailer,
@@ -188,6 +192,10 @@ impl AppState {
     pub fn mailer(&self) -> &Mailer {
         &self.shared.mailer
     }
+
+    pub(crate) fn metrics(&self) -> &metrics::Metrics {
+        &self.shared.metrics
+    }
 }
 
 /// Extracts the engine, or answers 503 `not_ready` while it is still recovering.
@@ -211,13 +219,18 @@ where
 
 pub fn router(state: AppState) -> Router {
     routes::router(state.clone())
-        .layer(axum::middleware::from_fn_with_state(state, await_log_room))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            await_log_room,
+        ))
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_millis(REQUEST_TIMEOUT_MS),
         ))
         .layer(axum::middleware::map_response(problem_for_bare_errors))
+        // Outside the others, so it counts what the client was answered.
+        .layer(axum::middleware::from_fn_with_state(state, metrics::track))
         .layer(TraceLayer::new_for_http().on_failure(log_failure))
 }
 
@@ -296,6 +309,23 @@ async fn problem_for_bare_errors(response: axum::response::Response) -> axum::re
 }
 
 /// Serves until `shutdown` resolves, then finishes the requests in flight.
+/// `GET /metrics` alone, without a login, for an address only Prometheus reaches (the loopback
+/// or a private network): scrapers hold no session, and the shop's own port keeps the admin
+/// check.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", axum::routing::get(metrics::metrics))
+        .fallback(routes::not_found)
+        .with_state(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,

@@ -234,6 +234,11 @@ impl Mailer {
     }
 
     /// Queues a mail and returns at once: sending never blocks the request path.
+    /// Mails taken and not yet delivered or given up (the queue and the one being sent).
+    pub fn undelivered(&self) -> usize {
+        self.inner.undelivered.load(Ordering::Relaxed)
+    }
+
     pub fn send(&self, mail: OutgoingMail) -> Result<(), MailError> {
         let job = self.render(mail, None)?;
         // Counted before the worker can see it, so the count never goes below zero.

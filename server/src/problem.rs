@@ -231,6 +231,9 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, axum::Json(&self)).into_response();
+        response
+            .extensions_mut()
+            .insert(crate::metrics::ProblemKind(self.kind));
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,

@@ -50,6 +50,8 @@ fn next_page<T>(items: &mut Vec<T>, limit: usize, id: impl Fn(&T) -> String) -> 
     more.then(|| items.last().map(id)).flatten()
 }
 
+pub(crate) use ops::not_found;
+
 pub fn router(state: AppState) -> Router {
     let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest(
@@ -65,6 +67,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
         .merge(api)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .fallback(ops::not_found)

@@ -268,6 +268,16 @@ impl StockFeed {
         Some(channel.sender.subscribe())
     }
 
+    /// Streams open now, over all products.
+    pub fn subscriber_count(&self) -> usize {
+        self.channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|channel| channel.sender.receiver_count())
+            .sum()
+    }
+
     /// Ends every stream (their senders are dropped) and refuses new ones: a graceful stop
     /// must not wait for clients that would listen forever.
     pub fn close(&self) {

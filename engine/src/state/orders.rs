@@ -2,6 +2,7 @@
 //! `step` (the one mutation), for a live decision and a replay alike; units move only in
 //! `complete_order`, after the record is durable.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use const_format::concatcp;
@@ -483,6 +484,16 @@ impl State {
     /// How many orders the hot tier holds.
     pub fn live_order_count(&self) -> usize {
         self.orders.len()
+    }
+
+    /// How many orders of the hot tier are in each status (the sagas under way), counted
+    /// without copying an order.
+    pub fn live_orders_by_status(&self) -> BTreeMap<OrderStatus, usize> {
+        let mut by_status = BTreeMap::new();
+        for order in self.orders.iter() {
+            *by_status.entry(order.status).or_insert(0) += 1;
+        }
+        by_status
     }
 
     /// Drops every closed order from the hot tier (after an upgrade from a store whose

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use allot_engine::CheckpointHealth;
 
+use super::Admin;
 use crate::problem::ProblemType;
 use crate::{AppState, Problem};
 
@@ -39,6 +40,13 @@ fn checkpoint_json(health: &CheckpointHealth) -> serde_json::Value {
         "failing_since": health.failing_since_ms.map(allot_engine::rfc3339),
         "error": health.last_error,
     })
+}
+
+/// `GET /metrics` on the shop's own address: for an admin (a session or a Bearer token). For
+/// Prometheus, `allot serve --metrics-listen` serves the same text without a login on an
+/// address of its own.
+pub async fn metrics(_admin: Admin, state: State<AppState>) -> axum::response::Response {
+    crate::metrics::metrics(state).await
 }
 
 pub async fn not_found() -> Problem {
