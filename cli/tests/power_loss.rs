@@ -25,7 +25,8 @@
 //!
 //! Seeds are random per run and printed; `ALLOT_POWER_LOSS_SEEDS=1,2` replays given ones (how
 //! requests interleave is still up to the machine). `ALLOT_POWER_LOSS_ROUNDS` sets the rounds
-//! per seed (default 3).
+//! per seed (default 3). `ALLOT_POWER_LOSS_KEEP=1` keeps each seed's directories (the disk
+//! below LazyFS under `under/`), and `ALLOT_TEST_SERVER_LOG` sets the server's log filter.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -232,16 +233,41 @@ async fn check_acks(
         product,
     } = checker;
     let orders = all_orders(http, base, admin).await;
-    for (id, acked) in &acks.orders {
-        let order = orders
-            .get(id)
-            .unwrap_or_else(|| panic!("seed {seed}: {id}, acknowledged {acked}, is lost"));
-        let now = order["status"].as_str().unwrap();
-        assert!(
-            follows(acked, now),
-            "seed {seed}: {id} was acknowledged {acked} and now reads {now}"
-        );
-    }
+    // Every broken acknowledgement, not only the first: whether the newest ones went together
+    // (a lost tail) or one alone tells where to look.
+    let mut broken: Vec<(u64, String)> = acks
+        .orders
+        .iter()
+        .filter_map(|(id, acked)| {
+            let number = id.trim_start_matches("ord_").parse().unwrap_or(0);
+            match orders.get(id).and_then(|o| o["status"].as_str()) {
+                None => Some((number, format!("{id}, acknowledged {acked}, is lost"))),
+                Some(now) if !follows(acked, now) => Some((
+                    number,
+                    format!("{id} was acknowledged {acked} and now reads {now}"),
+                )),
+                Some(_) => None,
+            }
+        })
+        .collect();
+    broken.sort();
+    assert!(
+        broken.is_empty(),
+        "seed {seed}: {} of {} acknowledgements broken (the newest acknowledged order is \
+         ord_{}):\n{}",
+        broken.len(),
+        acks.orders.len(),
+        acks.orders
+            .keys()
+            .filter_map(|id| id.trim_start_matches("ord_").parse::<u64>().ok())
+            .max()
+            .unwrap_or(0),
+        broken
+            .iter()
+            .map(|(_, line)| line.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     let count = acks.placements.len().min(REPLAYS_PER_RESTART);
     for _ in 0..count {
         let pick = next(rng) as usize % acks.placements.len();
@@ -346,7 +372,12 @@ enum Cut {
 }
 
 async fn run_seed(seed: u64, rounds: u64) {
-    let root = tempfile::tempdir().unwrap();
+    let mut root = tempfile::tempdir().unwrap();
+    if std::env::var_os("ALLOT_POWER_LOSS_KEEP").is_some() {
+        // To look at a failing seed's disk afterwards.
+        root.disable_cleanup(true);
+        println!("seed {seed}: kept in {}", root.path().display());
+    }
     let mut lazyfs = {
         let root = root.path().to_path_buf();
         tokio::task::spawn_blocking(move || LazyFs::mount_in(&root))

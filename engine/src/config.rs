@@ -6,11 +6,11 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
     /// Every batch is durable by fsync semantics before any caller of it is answered: sled's
-    /// `Db::flush`, then `fdatasync` of sled's data file and `fsync` of any new blob file and
-    /// changed directory (`crate::durable::SledFiles`). The only setting for a shop. What it
-    /// promises: a record acknowledged survives the process being killed (tested with SIGKILL)
-    /// and a power cut or kernel crash (tested on LazyFS), on a disk that honours a flush of its
-    /// write cache.
+    /// `Db::flush`, which the patched sled makes durable (`fdatasync` of its data file, `fsync`
+    /// of each blob file and its directory; `crate::durable::SledFiles`). The only setting for
+    /// a shop. What it promises: a record acknowledged survives the process being killed
+    /// (tested with SIGKILL) and a power cut or kernel crash (tested on LazyFS), on a disk that
+    /// honours a flush of its write cache.
     Fsync,
     /// Batches reach the OS but are not fsynced; a power cut loses them. For benchmarks only.
     NoneBenchmarkOnly,

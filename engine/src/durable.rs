@@ -5,15 +5,17 @@
 //! Two parts:
 //! - [`sync_dir`] and [`create_dir_all`]: a new, renamed or removed directory entry survives a
 //!   power cut only once its directory is fsynced too.
-//! - [`SledFiles`]: sled 0.34's `Db::flush` is not enough on its own (see its doc).
+//! - [`SledFiles`]: what makes a sled `Db::flush` durable (the patched sled, and the files it
+//!   writes while opening; see its doc).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use parking_lot::Mutex;
+// Without the patched sled (vendor/sled), `Db::flush` is not durable: refuse to build.
+const _: () = assert!(sled::ALLOT_DURABILITY_PATCHES >= 1);
 
 /// Makes the entries of `dir` (files created, renamed or removed in it) durable.
 #[cfg(unix)]
@@ -57,40 +59,29 @@ const DATA_FILE: &str = "db";
 /// Values (and tree nodes) too large for a segment, one file each, under sled's directory.
 const BLOBS_DIR: &str = "blobs";
 
-/// Makes everything a sled `Db::flush` wrote durable by fsync semantics.
+/// What it takes for a sled `Db::flush` to be durable by fsync semantics.
 ///
-/// sled 0.34.7 (pinned in Cargo.toml, because this relies on its file layout) makes a flush
-/// "stable" with `pwrite` and then `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)` on Linux
-/// (`pagecache/iobuf.rs`). That writes the file's dirty pages to the device, but not the file's
-/// metadata (its size, when the file grew), not the device's volatile write cache, and on a FUSE
-/// or network file system it asks nothing of the file system at all; sled's own `fsync` runs
-/// only every 500 ms, in its background flusher. Values too large for a segment go to a file of
-/// their own under `blobs/`, which sled writes without ever syncing it (`pagecache/blob_io.rs`).
-/// Measured on LazyFS, a file system that drops what was not fsynced when told to (a power cut),
-/// acknowledged orders were lost that way.
+/// sled 0.34.7 as published makes a flush "stable" with `pwrite` and `sync_file_range`, which is
+/// not durable (it writes the file's dirty pages, but not its size, not the device's cache, and
+/// on a FUSE or network file system nothing at all), never syncs the blob files it writes under
+/// `blobs/`, and deletes the blobs a stable write replaced. Measured on LazyFS (a file system
+/// that drops what was not fsynced, as a power cut does), acknowledged orders were lost that way,
+/// even with the data file fsynced after every flush: a deleted blob cannot be synced back. So
+/// allot builds sled with the patches of `vendor/sled/PATCHES.md` (sled `fdatasync`s where it
+/// called `sync_file_range`, and syncs each blob and its directory entry before the blob's
+/// pointer enters the log): with them, what `Db::flush` returns on is durable.
 ///
-/// So when sled has opened, [`SledFiles::open`] fsyncs what sled wrote while opening and never
-/// again (`config.rs`, `pagecache/snapshot.rs`): its `conf`, its `snap.*` page table (sled
-/// fsyncs that file itself but not the rename that puts it in place) and its directory. After
-/// each flush, [`SledFiles::sync`] fsyncs the rest: the data file `db` (`fdatasync`: its data
-/// and its size), and every blob file not synced at its present size before, with the blob
-/// directory when its entries changed.
-///
-/// Why a blob is synced "at its present size": a blob is written once, by the thread whose
-/// write needs it, and before that write's pointer to it enters sled's log. A blob that a flush
-/// made stable is therefore complete when the flush returns; one still being written by another
-/// thread may be synced early, and is synced again at the next sync that finds it grown.
+/// What remains is what sled writes while opening and never again (`config.rs`,
+/// `pagecache/snapshot.rs`, the recovery's own writes to the data file): [`SledFiles::open`]
+/// fsyncs its `conf`, its `snap.*` page table, the directory, and the data file.
 pub struct SledFiles {
-    dir: PathBuf,
     data: File,
-    /// Blob files and the size each was synced at.
-    blobs: Mutex<BTreeMap<OsString, u64>>,
 }
 
 impl SledFiles {
     /// The files of the sled database at `dir`, opened after sled opened it: what sled wrote
-    /// while opening, other than its data and its blobs, is synced here. The first
-    /// [`sync`](Self::sync) syncs the data file and every blob.
+    /// while opening, other than its data and its blobs, is synced here; [`sync`](Self::sync)
+    /// syncs the data file.
     pub fn open(dir: &Path) -> io::Result<SledFiles> {
         let data = File::open(dir.join(DATA_FILE))?;
         for name in names(dir)? {
@@ -99,56 +90,19 @@ impl SledFiles {
             }
         }
         sync_dir(dir)?;
-        Ok(SledFiles {
-            dir: dir.to_path_buf(),
-            data,
-            blobs: Mutex::new(BTreeMap::new()),
-        })
+        Ok(SledFiles { data })
     }
 
-    /// `db.flush()`, then [`sync`](Self::sync): what was written to `db` before the call is
-    /// durable once this returns.
+    /// `db.flush()`: with the patched sled, what was written to `db` before the call is durable
+    /// once this returns.
     pub fn flush(&self, db: &sled::Db) -> Result<(), sled::Error> {
         db.flush()?;
-        self.sync().map_err(sled::Error::Io)
+        Ok(())
     }
 
-    /// Call after `Db::flush` returned: once this returns too, what the flush wrote is durable.
+    /// Makes the data file durable, with what the recovery wrote to it while sled opened.
     pub fn sync(&self) -> io::Result<()> {
-        self.data.sync_data()?;
-        let dir = self.dir.join(BLOBS_DIR);
-        let present = match names(&dir) {
-            Ok(names) => names,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => BTreeSet::new(),
-            Err(error) => return Err(error),
-        };
-        let mut synced = self.blobs.lock();
-        let before = synced.len();
-        synced.retain(|name, _| present.contains(name));
-        let mut changed = synced.len() != before;
-        for name in present {
-            let path = dir.join(&name);
-            // The size before the sync: whatever was written up to it is in what is synced.
-            let size = match std::fs::metadata(&path) {
-                Ok(metadata) => metadata.len(),
-                // Collected by sled meanwhile.
-                Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
-                Err(error) => return Err(error),
-            };
-            if synced.get(&name) == Some(&size) {
-                continue;
-            }
-            match sync_file(&path) {
-                Ok(()) => {}
-                Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
-                Err(error) => return Err(error),
-            }
-            changed |= synced.insert(name, size).is_none();
-        }
-        if changed {
-            sync_dir(&dir)?;
-        }
-        Ok(())
+        self.data.sync_data()
     }
 }
 
@@ -190,7 +144,7 @@ mod tests {
         db.flush().unwrap();
         let files = SledFiles::open(&path).unwrap();
         files.sync().unwrap();
-        let blobs = files.blobs.lock().len();
+        let blobs = names(&path.join(BLOBS_DIR)).unwrap().len();
         assert!(blobs >= 1, "the large value was expected in a blob file");
         drop(db);
         for name in names(&path).unwrap() {
@@ -201,25 +155,5 @@ mod tests {
                 || name.starts_with("snap.");
             assert!(known, "sled keeps a file the sync does not know: {name}");
         }
-    }
-
-    #[test]
-    fn a_blob_that_grew_is_synced_again() {
-        let root = tempfile::tempdir().unwrap();
-        let path = root.path().join("store");
-        let db = sled::Config::new().path(&path).open().unwrap();
-        db.flush().unwrap();
-        let files = SledFiles::open(&path).unwrap();
-        let blobs = path.join(BLOBS_DIR);
-        std::fs::create_dir_all(&blobs).unwrap();
-        std::fs::write(blobs.join("42"), b"half").unwrap();
-        files.sync().unwrap();
-        assert_eq!(files.blobs.lock().get(&OsString::from("42")), Some(&4));
-        std::fs::write(blobs.join("42"), b"half and the rest").unwrap();
-        files.sync().unwrap();
-        assert_eq!(files.blobs.lock().get(&OsString::from("42")), Some(&17));
-        std::fs::remove_file(blobs.join("42")).unwrap();
-        files.sync().unwrap();
-        assert!(files.blobs.lock().is_empty());
     }
 }

@@ -159,8 +159,8 @@ impl Store {
         self.flush()
     }
 
-    /// Writes everything written so far to stable storage by fsync semantics: sled's flush,
-    /// then the syncs it leaves out ([`SledFiles`]). Nothing is durable before this returns.
+    /// Writes everything written so far to stable storage by fsync semantics (the patched
+    /// sled's flush, [`SledFiles`]). Nothing is durable before this returns.
     pub fn flush(&self) -> Result<(), sled::Error> {
         self.files.flush(&self.db)
     }

@@ -2,8 +2,8 @@
 //! everything waiting (at most `batch_records_max`), writes it as one sled value, flushes,
 //! applies the batch's after-durable effects, and only then wakes the callers of that batch.
 //! One fsync thus carries hundreds of decisions. "Flushes" means durable by fsync semantics
-//! (sled's flush and then the `fdatasync`s it leaves out, [`SledFiles`]): an acknowledged batch
-//! survives a power cut, not only a killed process.
+//! (the patched sled's flush, [`SledFiles`]): an acknowledged batch survives a power cut, not
+//! only a killed process.
 
 pub mod batch;
 

@@ -68,8 +68,10 @@ pub fn spawn_until_first_line(command: &mut Command) -> (Child, String) {
 
 impl Server {
     /// Starts `allot serve --listen 127.0.0.1:0 --data-dir DATA ARGS…` with `ALLOT_LOG=log`
-    /// and waits for the line that says where it listens.
+    /// (or `ALLOT_TEST_SERVER_LOG`, when set, to look closer at a failing run) and waits for
+    /// the line that says where it listens.
     pub fn start(data: &Path, args: &[&str], log: &str) -> Server {
+        let log = std::env::var("ALLOT_TEST_SERVER_LOG").unwrap_or_else(|_| log.to_string());
         let mut command = Command::new(ALLOT);
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
