@@ -4,6 +4,7 @@ mod admin;
 mod db;
 mod demo;
 mod load;
+mod remote;
 mod serve;
 
 use std::path::PathBuf;
@@ -32,7 +33,11 @@ enum Command {
     /// Offline maintenance of a data directory (the server must be stopped).
     #[command(subcommand)]
     Db(db::DbCommand),
-    /// Offline administration: accounts (the server must be stopped).
+    /// Administration: products, drops and orders of a running server; offline, the first
+    /// admin account.
+    ///
+    /// Example: allot admin login --email ops@example.com, then allot admin orders list
+    /// --status paid
     #[command(subcommand)]
     Admin(admin::AdminCommand),
     /// Tools for tests: a purchase load against a data directory.

@@ -27,7 +27,7 @@ use crate::record::{ReleaseReason, Seq};
 use crate::recovery::{OnDefect, RecoveryReport, recover, replay};
 use crate::state::{Reservation, State, StateImage, StockError};
 use crate::store::{DirLock, Store};
-use crate::wal::{Ticket, Wal, WalOptions, WalStats};
+use crate::wal::{LogHistograms, Ticket, Wal, WalOptions, WalStats};
 
 /// A handle to an open engine; cheap to clone.
 #[derive(Clone)]
@@ -378,6 +378,11 @@ impl Engine {
             log_first_seq: store.log_first_key().unwrap_or_default(),
             disk_bytes: store.size_on_disk(),
         }
+    }
+
+    /// The log writer's records per batch and time per durable flush since the open.
+    pub fn log_histograms(&self) -> LogHistograms {
+        self.inner.wal.histograms()
     }
 
     /// How many orders of the hot tier are in each status: the sagas under way.

@@ -129,5 +129,6 @@ pub use record::{PaymentFailure, ProductDetails, ProductKind, Record, ReleaseRea
 pub use recovery::{RecoveryReport, TailCut};
 pub use state::StockError;
 pub use state::{Reservation, ReservationStatus, SkuImage, StateImage};
-pub use wal::Ticket;
+pub use wal::histogram::HistogramSnapshot;
+pub use wal::{LogHistograms, Ticket};
 pub use wishlist::{WISHLIST_NOTE_CHARS_MAX, WISHLIST_QUANTITY_MAX, WishItem};

@@ -6,6 +6,7 @@
 //! only a killed process.
 
 pub mod batch;
+pub mod histogram;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -51,6 +52,10 @@ struct Shared {
     failure: Mutex<Option<LogFailure>>,
     records_written: AtomicU64,
     batches_written: AtomicU64,
+    /// Records per batch written.
+    batch_records: histogram::Histogram,
+    /// Seconds per durable flush (sled's flush and the fsyncs it makes).
+    flush_seconds: histogram::Histogram,
 }
 
 struct Queue {
@@ -67,6 +72,15 @@ pub struct WalStats {
     pub durable_seq: Seq,
     pub batches_written: u64,
     pub records_written: u64,
+}
+
+/// The writer's histograms, for metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogHistograms {
+    /// Records per batch made durable.
+    pub batch_records: histogram::HistogramSnapshot,
+    /// Seconds per durable flush.
+    pub flush_seconds: histogram::HistogramSnapshot,
 }
 
 /// Whose order an id is, as the hot tier knows. Filled just after an order's `OrderPlaced` is
@@ -120,6 +134,8 @@ impl Wal {
             failure: Mutex::new(None),
             records_written: AtomicU64::new(0),
             batches_written: AtomicU64::new(0),
+            batch_records: histogram::Histogram::new(&histogram::BATCH_RECORDS_BOUNDS),
+            flush_seconds: histogram::Histogram::new(&histogram::FLUSH_SECONDS_BOUNDS),
         });
         let writer = Writer {
             shared: shared.clone(),
@@ -220,6 +236,14 @@ impl Wal {
             durable_seq: self.durable_seq(),
             batches_written: self.shared.batches_written.load(Ordering::Relaxed),
             records_written: self.shared.records_written.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Records per batch and time per flush, so far.
+    pub fn histograms(&self) -> LogHistograms {
+        LogHistograms {
+            batch_records: self.shared.batch_records.snapshot(),
+            flush_seconds: self.shared.flush_seconds.snapshot(),
         }
     }
 
@@ -402,6 +426,7 @@ impl Writer {
                 .records_written
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
             self.shared.batches_written.fetch_add(1, Ordering::Relaxed);
+            self.shared.batch_records.record(batch.len() as f64);
             self.shared.durable_seq.store(last_seq, Ordering::Release);
             self.shared.wake_waiters();
             if let Err(reason) = completed {
@@ -441,7 +466,11 @@ impl Writer {
                 .map_err(|e| e.to_string())?;
         }
         if self.durability == Durability::Fsync {
+            let started = std::time::Instant::now();
             self.files.flush(&self.db).map_err(|e| e.to_string())?;
+            self.shared
+                .flush_seconds
+                .record(started.elapsed().as_secs_f64());
         }
         Ok(())
     }

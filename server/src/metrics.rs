@@ -20,14 +20,15 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 
-use allot_engine::{Engine, ProductStatus};
+use allot_engine::{Engine, HistogramSnapshot, ProductStatus};
 
 use crate::AppState;
 
@@ -264,7 +265,34 @@ impl Collector for ShopCollector {
     }
 }
 
+/// A histogram the engine keeps (its own buckets), as one Prometheus histogram.
+fn encode_histogram(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    histogram: &HistogramSnapshot,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, unit, MetricType::Histogram)?;
+    metric.encode_histogram::<NoLabelSet>(histogram.sum, histogram.count, &histogram.buckets, None)
+}
+
 fn encode_engine(encoder: &mut DescriptorEncoder, engine: &Engine) -> Result<(), std::fmt::Error> {
+    let histograms = engine.log_histograms();
+    encode_histogram(
+        encoder,
+        "allot_log_batch_records",
+        "Records per batch the log writer made durable (one flush each)",
+        None,
+        &histograms.batch_records,
+    )?;
+    encode_histogram(
+        encoder,
+        "allot_log_flush",
+        "Time per durable flush of a log batch (sled's flush and its fsyncs)",
+        Some(&Unit::Seconds),
+        &histograms.flush_seconds,
+    )?;
     let mut open_sales = engine.list_products(None, METRICS_PRODUCTS_MAX, None, None);
     open_sales.retain(|view| matches!(view.status, ProductStatus::OnSale | ProductStatus::SoldOut));
     let units = open_sales.iter().flat_map(|view| {

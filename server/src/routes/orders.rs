@@ -28,6 +28,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cancel_order))
         .routes(routes!(return_order))
         .routes(routes!(admin_orders))
+        .routes(routes!(admin_order))
         .routes(routes!(ship_order))
         .routes(routes!(deliver_order))
         .routes(routes!(approve_return))
@@ -435,6 +436,22 @@ const ALL_STATUSES: [OrderStatus; 9] = [
     OrderStatus::Expired,
     OrderStatus::Cancelled,
 ];
+
+/// Any customer's order, for the people who ship it.
+#[utoipa::path(get, path = "/admin/orders/{id}", tag = "orders",
+    params(("id" = String, Path)),
+    responses((status = 200, body = OrderJson), (status = 404, description = "`order_not_found`", body = Problem)))]
+async fn admin_order(
+    Ready(engine): Ready,
+    _admin: Admin,
+    OrderPath(id): OrderPath,
+) -> Result<Json<OrderJson>, Problem> {
+    let order = engine
+        .read_order(id)
+        .await?
+        .ok_or(OrderError::OrderNotFound(id))?;
+    Ok(Json(order_json(&engine, &order)))
+}
 
 /// Marks a paid order shipped.
 #[utoipa::path(post, path = "/admin/orders/{id}/ship", tag = "orders",

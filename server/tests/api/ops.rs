@@ -227,6 +227,30 @@ async fn metrics_count_placements_and_payments_and_read_the_shop_for_admins_only
     );
     let written = value(&after, "allot_log_records_written_total", &[]).unwrap();
     assert!(written > value(&before, "allot_log_records_written_total", &[]).unwrap());
+    // The writer's histograms: read before the counters at a scrape, so never ahead of them.
+    let histogram = |name: &str| {
+        let family = &after.families[name];
+        assert_eq!(family.family_type, PrometheusType::Histogram, "{name}");
+        family
+            .iter_samples()
+            .find_map(|sample| match &sample.value {
+                PrometheusValue::Histogram(h) => {
+                    Some((h.count, h.sum.as_ref().map(|s| s.as_f64())))
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{name} has no histogram"))
+    };
+    let batches = value(&after, "allot_log_batches_written_total", &[]).unwrap();
+    let (batch_count, records) = histogram("allot_log_batch_records");
+    let batch_count = batch_count.unwrap() as f64;
+    assert!(
+        batch_count >= 1.0 && batch_count <= batches,
+        "{batch_count} of {batches}"
+    );
+    assert!(records.unwrap() >= batch_count && records.unwrap() <= written);
+    let (flushes, seconds) = histogram("allot_log_flush_seconds");
+    assert!(flushes.unwrap() >= 1 && seconds.unwrap() > 0.0);
     assert_eq!(
         value(&after, "allot_checkpoint_failures_in_a_row", &[]),
         Some(0.0)

@@ -996,6 +996,8 @@ async fn only_an_admin_moves_orders_and_lists_everyone_s() {
         assert_problem(&approve_return(client, &paid_min_ji).await, status, kind);
         assert_problem(&client.get("/admin/orders").await, status, kind);
         assert_problem(&client.get("/admin/orders?status=paid").await, status, kind);
+        let one = client.get(&format!("/admin/orders/{paid_min_ji}")).await;
+        assert_problem(&one, status, kind);
     }
     assert_eq!(
         order(&mut shop.min_ji, &paid_min_ji).await["status"],
@@ -1012,6 +1014,18 @@ async fn only_an_admin_moves_orders_and_lists_everyone_s() {
     );
     let pending = shop.admin.get("/admin/orders?status=pending_payment").await;
     assert_eq!(pending.ids(), [unpaid]);
+    // One order of any customer, as the customer reads it.
+    let one = shop
+        .admin
+        .get(&format!("/admin/orders/{paid_ji_woo}"))
+        .await;
+    assert_eq!(one.status, 200);
+    assert_eq!(one.body, order(&mut shop.ji_woo, &paid_ji_woo).await);
+    assert_problem(
+        &shop.admin.get("/admin/orders/ord_999").await,
+        404,
+        "order_not_found",
+    );
 
     assert_eq!(ship(&mut shop.admin, &paid_min_ji).await.status, 200);
     let paid = shop.admin.get("/admin/orders?status=paid").await;
