@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod orders;
 pub mod table;
+pub mod watch;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -119,6 +120,9 @@ fn store_session(session: Session) -> anyhow::Result<()> {
 /// A client of one server, acting as one admin.
 pub struct Client {
     http: reqwest::Client,
+    /// The server's root URL (where `/metrics` is).
+    root: String,
+    /// The API's base URL.
     base: String,
     token: String,
     /// The stored session the token came from, if any: it can be refreshed.
@@ -158,6 +162,7 @@ impl Client {
         Ok(Client {
             http: http_client()?,
             base: api_base(&url),
+            root: url,
             token,
             session,
             json: args.json,
@@ -174,6 +179,41 @@ impl Client {
 
     pub async fn patch(&mut self, path: &str, body: &Value) -> anyhow::Result<Value> {
         self.call(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    /// `GET /metrics` (the Prometheus text), as this admin.
+    pub async fn metrics(&mut self) -> anyhow::Result<String> {
+        let url = format!("{}/metrics", self.root);
+        let mut answer = self.send_url(reqwest::Method::GET, &url, None).await?;
+        if answer.status() == reqwest::StatusCode::UNAUTHORIZED && self.refresh().await? {
+            answer = self.send_url(reqwest::Method::GET, &url, None).await?;
+        }
+        if !answer.status().is_success() {
+            read_answer(answer).await?;
+            bail!("GET /metrics failed");
+        }
+        Ok(answer.text().await?)
+    }
+
+    /// A long-lived `GET` (an event stream): the response, whose body arrives as it comes.
+    /// Only connecting has a deadline.
+    pub async fn stream(&mut self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let url = format!("{}{path}", self.base);
+        let streaming = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(REQUEST_TIMEOUT_S))
+            .build()?;
+        let answer = streaming
+            .get(&url)
+            .bearer_auth(&self.token)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url} (is the server running?)"))?;
+        if !answer.status().is_success() {
+            read_answer(answer).await?;
+            bail!("GET {path} failed");
+        }
+        Ok(answer)
     }
 
     /// Every item of a paged list at `path` (which may carry a query already).
@@ -221,9 +261,18 @@ impl Client {
         body: Option<&Value>,
     ) -> anyhow::Result<reqwest::Response> {
         let url = format!("{}{path}", self.base);
+        self.send_url(method, &url, body).await
+    }
+
+    async fn send_url(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<reqwest::Response> {
         let mut request = self
             .http
-            .request(method, &url)
+            .request(method, url)
             .bearer_auth(&self.token)
             .header("accept", "application/json");
         if let Some(body) = body {

@@ -323,3 +323,149 @@ fn every_admin_command_has_an_example_in_its_help() {
         assert!(help.contains("Example: allot admin"), "{args:?}:\n{help}");
     }
 }
+
+/// `drops watch` follows a drop live and ends by itself when the sale closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_watches_a_drop_until_its_sale_closes() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("db");
+    let config = root.path().join("config");
+    shop::prepare(&data, 2, testkit::general("Canvas Tote", 19_000, 50)).await;
+    let mut server = Server::start(&data, &["--ip-rate-limit", "0"], "warn");
+    let base = server.base.clone();
+    let http = shop::http_client(REQUEST_TIMEOUT);
+    wait_ready(&http, &base, "watch").await;
+    ok(&config, &base, &["login", "--email", ADMIN_EMAIL]);
+
+    // On sale now, for an hour; closed early below, once the customers have bought.
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let opens = allot_engine::rfc3339(now_ms() - 60_000);
+    let closes = allot_engine::rfc3339(now_ms() + 3_600_000);
+    let drop = ok_json(
+        &config,
+        &base,
+        &[
+            "drops",
+            "schedule",
+            "--name",
+            "Sneaker 01",
+            "--price",
+            "129000",
+            "--stock",
+            "3",
+            "--opens",
+            &opens,
+            "--closes",
+            &closes,
+            "--limit",
+            "1",
+        ],
+    );
+    let drop = drop[0]["id"].as_str().unwrap().to_string();
+
+    let mut watch = Command::new(ALLOT)
+        .args([
+            "admin",
+            "drops",
+            "watch",
+            &drop,
+            "--interval-ms",
+            "100",
+            "--json",
+        ])
+        .env("ALLOT_URL", &base)
+        .env("ALLOT_CONFIG_DIR", &config)
+        .env("ALLOT_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, printed) = std::sync::mpsc::channel::<String>();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // The watch counts from its first reading: buy only once it has printed a line.
+    let first = printed
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a first line from drops watch");
+    let mut ticks: Vec<Value> = vec![serde_json::from_str(&first).unwrap()];
+
+    // Two customers buy one unit each; the second tries again and is refused (limit 1).
+    for (n, key) in [(0, "watch-a"), (1, "watch-b"), (1, "watch-c")] {
+        let token = log_in(&http, &base, &shop::customer_email(n)).await;
+        let placed = request(
+            &http,
+            &format!("{base}/api/v1/orders"),
+            Some(&token),
+            Some(key),
+            Some(&order_body(&drop, 1)),
+        )
+        .await
+        .unwrap();
+        let expected = if key == "watch-c" { 409 } else { 201 };
+        assert_eq!(placed.status, expected, "{key}: {placed:?}");
+    }
+
+    // The operator closes the sale early; the watch ends by itself once it has (within the
+    // test's patience, not a claim of speed).
+    let closes = allot_engine::rfc3339(now_ms() + 300);
+    ok(
+        &config,
+        &base,
+        &["products", "update", &drop, "--closes", &closes],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = watch.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = watch.kill();
+            panic!("drops watch did not end when the sale closed");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    // The reader has the rest (the pipe closed with the process).
+    while let Ok(line) = printed.recv_timeout(Duration::from_secs(10)) {
+        ticks.push(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}")));
+    }
+    let last = ticks.last().expect("at least one line");
+    assert_eq!(last["status"], "closed", "{last}");
+    assert_eq!(
+        (
+            last["remaining"].clone(),
+            last["reserved"].clone(),
+            last["sold"].clone()
+        ),
+        (1.into(), 2.into(), 0.into()),
+        "{last}"
+    );
+    assert!(last["placed"].as_u64().unwrap() >= 2, "{last}");
+    assert!(
+        last["refused"]["purchase_limit_exceeded"].as_u64().unwrap() >= 1,
+        "{last}"
+    );
+    assert!(last["p99_ms"].as_f64().is_some(), "{last}");
+    // The stock was seen moving while the sale was open.
+    assert!(
+        ticks
+            .iter()
+            .any(|t| t["status"] == "on_sale" && t["remaining"].as_u64() < Some(3)),
+        "{ticks:?}"
+    );
+    server.stop();
+}

@@ -45,6 +45,13 @@ pub enum DropsCommand {
     /// Example: allot admin drops schedule --name "Sneaker 01" --price 129000 --stock 100
     /// --opens 2026-12-24T12:00:00Z --closes 2026-12-24T13:00:00Z --limit 1
     Schedule(ScheduleArgs),
+    /// Watch one drop live until its sale closes: remaining, reserved and sold as they change
+    /// (the stock stream), placements per second, refusals by reason and the p99 latency of
+    /// POST /orders since the watch began (GET /metrics). A line a tick; --json prints each
+    /// as one JSON line.
+    ///
+    /// Example: allot admin drops watch prd_7 --interval-ms 500
+    Watch(super::watch::WatchArgs),
 }
 
 #[derive(clap::Args)]
@@ -304,7 +311,10 @@ pub async fn run_products(client: &mut Client, command: ProductsCommand) -> anyh
 }
 
 pub async fn run_drops(client: &mut Client, command: DropsCommand) -> anyhow::Result<()> {
-    let DropsCommand::Schedule(args) = command;
+    let args = match command {
+        DropsCommand::Schedule(args) => args,
+        DropsCommand::Watch(args) => return super::watch::run(client, args).await,
+    };
     let product = fields([
         ("name", Some(args.name.into())),
         ("description", args.description.map(Value::from)),
