@@ -1,4 +1,4 @@
-//! `allot admin …`: the running shop's products, drops and orders over its HTTP API
+//! `allot admin …`: the running shop's products, drops, orders and accounts over its HTTP API
 //! ([`crate::remote`]), and offline, on a stopped server's data directory, the first admin.
 
 use std::process::ExitCode;
@@ -10,7 +10,7 @@ use clap::Subcommand;
 use allot_engine::{Email, Engine, EngineConfig, SystemClock, check_policy, hash_password};
 
 use crate::DataDirArg;
-use crate::remote::{self, Client, RemoteArgs, catalog, orders};
+use crate::remote::{self, Client, RemoteArgs, catalog, orders, users};
 
 #[derive(Subcommand)]
 pub enum AdminCommand {
@@ -55,6 +55,15 @@ pub enum AdminCommand {
         remote: RemoteArgs,
         #[command(subcommand)]
         command: orders::OrdersCommand,
+    },
+    /// The accounts of a running server.
+    ///
+    /// Example: allot admin users disable spammer@example.com
+    Users {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(subcommand)]
+        command: users::UsersCommand,
     },
 }
 
@@ -121,6 +130,10 @@ async fn run_online(command: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Orders { remote, command } => {
             let mut client = Client::connect(&remote)?;
             orders::run(&mut client, command).await
+        }
+        AdminCommand::Users { remote, command } => {
+            let mut client = Client::connect(&remote)?;
+            users::run(&mut client, command).await
         }
     }
 }

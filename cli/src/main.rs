@@ -1,6 +1,7 @@
 //! `allot`: serves the shop, administers a data directory offline, and drives load.
 
 mod admin;
+mod config;
 mod db;
 mod demo;
 mod load;
@@ -10,7 +11,7 @@ mod serve;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// Where `allot` keeps its state unless told otherwise: inside the checkout, git-ignored.
 pub const DATA_DIR_DEFAULT: &str = "./data/db";
@@ -24,6 +25,16 @@ pub const DATA_DIR_DEFAULT: &str = "./data/db";
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written to standard error: `text` for people, `json` (one object a
+    /// line) for log shippers.
+    #[arg(long, env = "ALLOT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -46,8 +57,56 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_tracing();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut definition = Cli::command();
+    definition.build();
+    let serve = definition
+        .find_subcommand("serve")
+        .expect("allot has a serve command")
+        .clone();
+    let file = match config::load_file(&serve, &args) {
+        Ok(file) => file,
+        Err(error) => {
+            eprintln!("allot: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    // Anew: clap reads each flag's variable when the flag is defined.
+    let mut definition = Cli::command();
+    definition.build();
+    let serve = definition
+        .find_subcommand("serve")
+        .expect("allot has a serve command")
+        .clone();
+    let matches = match definition.try_get_matches_from_mut(&args) {
+        Ok(matches) => matches,
+        Err(error) => {
+            if let Some(path) = &file.path
+                && !file.variables.is_empty()
+            {
+                eprintln!(
+                    "allot: settings from {} are read as their variables ({})",
+                    path.display(),
+                    file.variables.join(", ")
+                );
+            }
+            error.exit();
+        }
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    if let Command::Serve(args) = &cli.command
+        && args.print_config
+    {
+        let serve_matches = matches
+            .subcommand_matches("serve")
+            .expect("the serve command was parsed");
+        print!("{}", config::print(&serve, serve_matches, &file));
+        return ExitCode::SUCCESS;
+    }
+    init_tracing(cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Db(command) => db::run(command),
@@ -63,13 +122,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ALLOT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
 }
 
 /// The `--data-dir` flag every command shares.

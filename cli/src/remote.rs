@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod orders;
 pub mod table;
+pub mod users;
 pub mod watch;
 
 use std::io::Write;
@@ -128,6 +129,8 @@ pub struct Client {
     /// The stored session the token came from, if any: it can be refreshed.
     session: Option<Session>,
     pub json: bool,
+    /// How long one request may take.
+    timeout: std::time::Duration,
 }
 
 fn http_client() -> anyhow::Result<reqwest::Client> {
@@ -166,7 +169,14 @@ impl Client {
             token,
             session,
             json: args.json,
+            timeout: std::time::Duration::from_secs(REQUEST_TIMEOUT_S),
         })
+    }
+
+    /// Lets each request take up to `timeout` (a backup of a large store takes minutes).
+    pub fn patient(mut self, timeout: std::time::Duration) -> Client {
+        self.timeout = timeout;
+        self
     }
 
     pub async fn get(&mut self, path: &str) -> anyhow::Result<Value> {
@@ -218,13 +228,19 @@ impl Client {
 
     /// Every item of a paged list at `path` (which may carry a query already).
     pub async fn list_all(&mut self, path: &str) -> anyhow::Result<Vec<Value>> {
+        self.list_up_to(path, usize::MAX).await
+    }
+
+    /// The first `most` items of a paged list at `path` (which may carry a query already).
+    pub async fn list_up_to(&mut self, path: &str, most: usize) -> anyhow::Result<Vec<Value>> {
         let separator = if path.contains('?') { '&' } else { '?' };
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
-        loop {
+        while items.len() < most {
+            let limit = (most - items.len()).min(PAGE_LIMIT);
             let page_path = match &cursor {
-                Some(cursor) => format!("{path}{separator}limit={PAGE_LIMIT}&cursor={cursor}"),
-                None => format!("{path}{separator}limit={PAGE_LIMIT}"),
+                Some(cursor) => format!("{path}{separator}limit={limit}&cursor={cursor}"),
+                None => format!("{path}{separator}limit={limit}"),
             };
             let page = self.get(&page_path).await?;
             if let Some(found) = page["items"].as_array() {
@@ -232,9 +248,10 @@ impl Client {
             }
             match page["next_cursor"].as_str() {
                 Some(next) => cursor = Some(next.to_string()),
-                None => return Ok(items),
+                None => break,
             }
         }
+        Ok(items)
     }
 
     /// One request; on a 401 with a stored session, refreshes it once and asks again.
@@ -273,6 +290,7 @@ impl Client {
         let mut request = self
             .http
             .request(method, url)
+            .timeout(self.timeout)
             .bearer_auth(&self.token)
             .header("accept", "application/json");
         if let Some(body) = body {

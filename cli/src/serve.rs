@@ -18,6 +18,14 @@ use crate::DataDirArg;
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
+    /// A TOML file of settings: the flags' names without `--` (`cache_mb = 512`). A flag beats
+    /// its variable, a variable beats the file, the file beats the default.
+    #[arg(long, env = "ALLOT_CONFIG")]
+    config: Option<std::path::PathBuf>,
+    /// Print the configuration in effect (as TOML, each setting with its source, secrets
+    /// redacted) and exit.
+    #[arg(long)]
+    pub print_config: bool,
     /// Address to listen on; port 0 picks a free port (printed on start).
     #[arg(long, env = "ALLOT_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -90,6 +98,10 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_CACHE_MB", default_value_t = 256,
           value_parser = clap::value_parser!(u64).range(8..=65_536))]
     cache_mb: u64,
+    /// Where `allot db backup --url` (POST /admin/backups) writes its copies, each in a
+    /// directory of its name. Default: `backups/` beside the data directory.
+    #[arg(long, env = "ALLOT_BACKUP_DIR")]
+    backup_dir: Option<std::path::PathBuf>,
     /// Do not load the demo catalog into an empty catalog.
     #[arg(long, env = "ALLOT_NO_DEMO_CATALOG")]
     no_demo_catalog: bool,
@@ -158,6 +170,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             events_per_sec_max: args.stream_events_per_sec,
             pace_max_ms: args.stream_pace_max_ms,
         },
+        backup_dir: args.backup_dir.clone(),
         ..ServerConfig::default()
     };
     let state = AppState::new(&config, mailer.clone());

@@ -286,6 +286,54 @@ async fn an_operator_runs_the_shop_from_the_command_line() {
     assert_eq!(exported.len(), 1);
     assert_eq!(exported[0]["status"], "delivered");
 
+    // Accounts: list, show by email, disable (her token stops working), enable, promote.
+    let users = ok_json(&config, &base, &["users", "list"]);
+    let emails: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap())
+        .collect();
+    assert!(emails.contains(&ADMIN_EMAIL), "{emails:?}");
+    let buyer_email = shop::customer_email(0);
+    assert!(emails.contains(&buyer_email.as_str()), "{emails:?}");
+    let admins = ok_json(&config, &base, &["users", "list", "--role", "admin"]);
+    assert_eq!(admins.as_array().unwrap().len(), 1);
+    let shown = ok(&config, &base, &["users", "show", &buyer_email]);
+    assert!(
+        shown.contains("customer") && shown.contains("active"),
+        "{shown}"
+    );
+    let me_path = format!("{base}/api/v1/me");
+    let me = request(&http, &me_path, Some(&customer), None, None)
+        .await
+        .unwrap();
+    assert_eq!(me.status, 200);
+    let disabled = ok_json(&config, &base, &["users", "disable", &buyer_email]);
+    assert_eq!(disabled[0]["status"], "disabled");
+    let buyer = disabled[0]["id"].as_str().unwrap().to_string();
+    let me = request(&http, &me_path, Some(&customer), None, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        me.status, 401,
+        "a disabled account's token is refused at once"
+    );
+    let table = ok(&config, &base, &["users", "list"]);
+    assert!(table.contains("disabled"), "{table}");
+    let enabled = ok_json(&config, &base, &["users", "enable", &buyer]);
+    assert_eq!(enabled[0]["status"], "active");
+    let promoted = ok_json(&config, &base, &["users", "promote", &buyer]);
+    assert_eq!(promoted[0]["role"], "admin");
+    let demoted = ok_json(&config, &base, &["users", "demote", &buyer]);
+    assert_eq!(demoted[0]["role"], "customer");
+    let stderr = refused(&config, &base, &["users", "disable", ADMIN_EMAIL]);
+    assert!(stderr.contains("self_lockout"), "{stderr}");
+    let stderr = refused(&config, &base, &["users", "show", "usr_999"]);
+    assert!(stderr.contains("user_not_found"), "{stderr}");
+    let stderr = refused(&config, &base, &["users", "show", "nobody@example.com"]);
+    assert!(stderr.contains("no account"), "{stderr}");
+
     // A token instead of the session; and after a logout, the session is gone.
     let token = log_in(&http, &base, ADMIN_EMAIL).await;
     let output = Command::new(ALLOT)
@@ -314,6 +362,8 @@ fn every_admin_command_has_an_example_in_its_help() {
         &["admin", "drops", "schedule"],
         &["admin", "orders"],
         &["admin", "orders", "export"],
+        &["admin", "users"],
+        &["admin", "users", "disable"],
     ] {
         let mut args = path.to_vec();
         args.push("--help");

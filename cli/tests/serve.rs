@@ -1,7 +1,7 @@
 //! `allot serve` as a user runs it: it answers health and readiness, and on SIGTERM it finishes,
 //! writes a snapshot and exits 0.
 
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
@@ -243,5 +243,134 @@ fn serve_refuses_stream_pacing_out_of_bounds_before_touching_the_data_directory(
             String::from_utf8_lossy(&refused.stderr)
         );
         assert!(!data.exists(), "{args:?} made the data directory");
+    }
+}
+
+/// `allot serve --config FILE ARGS…` with `env`, `ALLOT_CONFIG`-free otherwise: its output.
+fn serve_with_config(file: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(ALLOT);
+    command
+        .args(["serve", "--config"])
+        .arg(file)
+        .args(args)
+        .env_remove("ALLOT_CONFIG")
+        .env_remove("ALLOT_CACHE_MB")
+        .env_remove("ALLOT_LISTEN")
+        .env_remove("ALLOT_SMTP_URL");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn a_configuration_file_fills_in_what_flags_and_variables_leave_and_secrets_stay_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("allot.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:9999\"\ncache_mb = 64\nreservation-ttl = 120\n\
+         smtp_url = \"smtps://ops:hunter2@mail.example.com:465\"\nno_demo_catalog = true\n",
+    )
+    .unwrap();
+    let printed = serve_with_config(
+        &file,
+        &["--print-config", "--reservation-ttl", "300"],
+        &[("ALLOT_CACHE_MB", "128")],
+    );
+    assert!(printed.status.success(), "{printed:?}");
+    let text = String::from_utf8_lossy(&printed.stdout);
+    let file_name = file.display().to_string();
+    for (line, source) in [
+        ("listen = \"127.0.0.1:9999\"", file_name.as_str()),
+        ("cache_mb = 128", "ALLOT_CACHE_MB"),
+        ("reservation_ttl = 300", "--reservation-ttl"),
+        ("no_demo_catalog = true", file_name.as_str()),
+        (
+            "smtp_url = \"smtps://ops:***@mail.example.com:465\"",
+            file_name.as_str(),
+        ),
+        ("ip_rate_limit = 60", "default"),
+    ] {
+        assert!(
+            text.contains(&format!("{line}  # {source}\n")),
+            "{line} from {source}:\n{text}"
+        );
+    }
+    assert!(!text.contains("hunter2"), "a secret printed:\n{text}");
+    // What it printed is a configuration file `--config` takes back.
+    let again = dir.path().join("printed.toml");
+    std::fs::write(&again, text.as_bytes()).unwrap();
+    let reread = serve_with_config(&again, &["--print-config"], &[]);
+    assert!(reread.status.success(), "{reread:?}");
+    assert!(String::from_utf8_lossy(&reread.stdout).contains("cache_mb = 128  # "));
+
+    // An unknown key, a value of the wrong kind, a value clap refuses: exit 2, named.
+    for (content, named) in [
+        ("cachemb = 1\n", "cachemb"),
+        ("cache_mb = [1]\n", "cache_mb"),
+        ("cache_mb = \"lots\"\n", "--cache-mb"),
+        ("print_config = true\n", "print_config"),
+        ("listen = ", "not TOML"),
+    ] {
+        std::fs::write(&file, content).unwrap();
+        let refused = serve_with_config(&file, &["--data-dir", "unused"], &[]);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{content}: {stderr}");
+        assert!(stderr.contains(named), "{content}: {stderr}");
+    }
+    assert!(!std::path::Path::new("unused").exists());
+    let missing = serve_with_config(&dir.path().join("nope.toml"), &[], &[]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.toml"));
+}
+
+#[tokio::test]
+async fn serve_runs_on_a_configuration_file_and_logs_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("db");
+    let file = dir.path().join("allot.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nno_demo_catalog = true\nlog_format = \"json\"\n",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("serve.log");
+    let mut command = Command::new(ALLOT);
+    command
+        .args(["serve", "--config"])
+        .arg(&file)
+        .env("ALLOT_LOG", "info")
+        .env_remove("ALLOT_LISTEN")
+        .env_remove("ALLOT_DATA_DIR")
+        .stderr(std::fs::File::create(&log).unwrap());
+    let (child, line) = support::spawn_until_first_line(&mut command);
+    let mut server = Server {
+        child,
+        base: line
+            .trim()
+            .strip_prefix("allot listening on ")
+            .unwrap()
+            .to_string(),
+    };
+    let client = reqwest::Client::new();
+    wait_ready(&client, &server.base).await;
+    let products = get_json(&client, &server.base, "/api/v1/products").await;
+    assert_eq!(products["items"], serde_json::json!([]), "no demo catalog");
+    server.stop();
+    assert!(data.join("store").is_dir(), "the file's data directory");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = logged.lines().filter(|l| !l.is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        let entry: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        assert!(
+            entry["level"].is_string() && entry["timestamp"].is_string(),
+            "{line}"
+        );
     }
 }

@@ -123,6 +123,9 @@ pub struct Accounts {
     sessions: DashMap<u64, Session>,
     session_tokens: DashMap<Digest, u64>,
     revoked: DashMap<Digest, Millis>,
+    /// Accounts an admin disabled, and since when. Changed only under the user's entry lock in
+    /// `users`, which a new session also takes, so no session starts for a disabled account.
+    disabled: DashMap<UserId, Millis>,
     next_user: AtomicU64,
     next_family: AtomicU64,
 }
@@ -289,6 +292,19 @@ impl Accounts {
                     .remove(email_index)
                     .ok_or_else(|| fail("forgetting no verification".into()))?;
                 self.forget_signup_token_of(&v);
+            }
+            AccountRecord::UserDisabled { user, at_ms } => {
+                if !self.users.contains_key(user) {
+                    return Err(fail(format!("disabling {user}, who does not exist")));
+                }
+                if self.disabled.insert(*user, *at_ms).is_some() {
+                    return Err(fail(format!("{user} disabled twice")));
+                }
+            }
+            AccountRecord::UserEnabled { user } => {
+                self.disabled
+                    .remove(user)
+                    .ok_or_else(|| fail(format!("enabling {user}, who is not disabled")))?;
             }
         }
         Ok(())
@@ -513,6 +529,122 @@ impl Accounts {
         self.user(id)
     }
 
+    /// Since when the account is disabled, if it is.
+    pub fn disabled_since(&self, id: UserId) -> Option<Millis> {
+        self.disabled.get(&id).map(|at| *at)
+    }
+
+    /// The role of an account that may act: `None` for an unknown or a disabled one.
+    pub fn active_role(&self, id: UserId) -> Option<Role> {
+        let user = self.users.get(&id)?;
+        (!self.disabled.contains_key(&id)).then_some(user.role)
+    }
+
+    /// Up to `limit` users with ids after `after`, in id order, of `role` if given; and
+    /// whether more follow. A scan of every account: an admin's page, not a hot path.
+    pub fn users_page(
+        &self,
+        after: Option<UserId>,
+        role: Option<Role>,
+        limit: usize,
+    ) -> (Vec<User>, bool) {
+        let mut ids: Vec<UserId> = self
+            .users
+            .iter()
+            .filter(|u| after.is_none_or(|a| u.id > a) && role.is_none_or(|r| u.role == r))
+            .map(|u| u.id)
+            .collect();
+        ids.sort_unstable();
+        let more = ids.len() > limit;
+        let page = ids
+            .into_iter()
+            .take(limit)
+            .filter_map(|id| self.user(id))
+            .collect();
+        (page, more)
+    }
+
+    /// Live sessions of the account (started, not ended, not past their expiry at `now_ms`).
+    pub fn live_sessions_of(&self, id: UserId, now_ms: Millis) -> usize {
+        self.sessions
+            .iter()
+            .filter(|s| s.user == id && s.ended.is_none() && s.expires_ms >= now_ms)
+            .count()
+    }
+
+    /// Disables the account and ends each of its sessions (one record each, after the
+    /// disabling's). Answers the last ticket; `None` if it was disabled already.
+    pub fn disable(
+        &self,
+        id: UserId,
+        at_ms: Millis,
+        append: Append<'_>,
+    ) -> Result<Option<Ticket>, EngineError> {
+        let mut ticket = {
+            // The user's entry lock: a login's `start_session` waits on it, and sees the flag.
+            let _user = self
+                .users
+                .get_mut(&id)
+                .ok_or(AccountError::UserNotFound(id))?;
+            if self.disabled.contains_key(&id) {
+                return Ok(None);
+            }
+            let ticket = append(AccountRecord::UserDisabled { user: id, at_ms })?;
+            self.disabled.insert(id, at_ms);
+            ticket
+        };
+        let families: Vec<u64> = self
+            .sessions
+            .iter()
+            .filter(|s| s.user == id && s.ended.is_none())
+            .map(|s| *s.key())
+            .collect();
+        for family in families {
+            if let Some(mut session) = self.sessions.get_mut(&family)
+                && session.ended.is_none()
+            {
+                ticket = append(AccountRecord::SessionEnded {
+                    family,
+                    reason: SessionEnd::AccountDisabled,
+                })?;
+                session.ended = Some(SessionEnd::AccountDisabled);
+            }
+        }
+        Ok(Some(ticket))
+    }
+
+    /// Enables a disabled account; `None` if it was not disabled.
+    pub fn enable(&self, id: UserId, append: Append<'_>) -> Result<Option<Ticket>, EngineError> {
+        let _user = self
+            .users
+            .get_mut(&id)
+            .ok_or(AccountError::UserNotFound(id))?;
+        if !self.disabled.contains_key(&id) {
+            return Ok(None);
+        }
+        let ticket = append(AccountRecord::UserEnabled { user: id })?;
+        self.disabled.remove(&id);
+        Ok(Some(ticket))
+    }
+
+    /// The disabled accounts, for a snapshot, by id.
+    pub fn disabled_image(&self) -> Vec<(UserId, Millis)> {
+        let mut disabled: Vec<(UserId, Millis)> = self
+            .disabled
+            .iter()
+            .map(|d| (*d.key(), *d.value()))
+            .collect();
+        disabled.sort_unstable();
+        disabled
+    }
+
+    /// Takes the disabled accounts of a snapshot.
+    pub fn restore_disabled(&self, disabled: &[(UserId, Millis)]) {
+        for (user, at_ms) in disabled {
+            self.disabled.insert(*user, *at_ms);
+        }
+    }
+
     pub fn update_profile(
         &self,
         id: UserId,
@@ -582,8 +714,13 @@ impl Accounts {
         expires_ms: Millis,
         append: Append<'_>,
     ) -> Result<Ticket, EngineError> {
-        if !self.users.contains_key(&user) {
-            return Err(AccountError::UserNotFound(user).into());
+        // Held to the end: `disable` takes it before it ends the account's sessions.
+        let _user = self
+            .users
+            .get(&user)
+            .ok_or(AccountError::UserNotFound(user))?;
+        if self.disabled.contains_key(&user) {
+            return Err(AccountError::UserDisabled(user).into());
         }
         let family = self.next_family.fetch_add(1, Ordering::AcqRel);
         let ticket = append(AccountRecord::SessionStarted {
@@ -889,4 +1026,10 @@ pub enum AccountError {
         /// Whole seconds until the oldest counted failure leaves the window.
         retry_after_s: u64,
     },
+    /// The account is disabled: it cannot log in.
+    #[error("account {0} is disabled")]
+    UserDisabled(UserId),
+    /// An admin asked to disable or demote their own account, which would lock them out.
+    #[error("an admin cannot disable or demote their own account")]
+    SelfLockout,
 }

@@ -8,6 +8,18 @@
 //! the given name. A restore never deletes: the directory it replaces is moved aside. A backup
 //! of a directory a crash left behind is restored as opening it would: its torn tail cut and
 //! its events rewritten, on the copy, before the copy is checked.
+//!
+//! An online backup ([`Engine::backup_online`]) copies a store a running engine is writing.
+//! It holds the checkpoint lock throughout (no snapshot is written, no log batch, event or key
+//! is pruned meanwhile) and copies in an order that makes the copy a state a crash could have
+//! left: the newest snapshot first, then every other tree entry by entry (the cold tier, the
+//! events, the consumers' offsets, `meta`), then the log up to its last batch at that moment,
+//! then the files beside the store (the key file, mail, the payment simulator's journal). Each
+//! tree entry copied reflects records the log held when it was read, so none is ahead of the
+//! copied log; an open replays the log after the snapshot and folds it into the cold tier
+//! again (stored orders carry the last record folded into them, so a fold is never applied
+//! twice) and rewrites the events: exactly the repair of a crash. The backup opens its copy so
+//! once, before it puts it in place; the copy then verifies clean.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -17,42 +29,76 @@ use crate::clock::ManualClock;
 use crate::crypto::Keys;
 use crate::inspect::inspect;
 use crate::record::Seq;
-use crate::store::DirLock;
+use crate::store::{DirLock, Store};
 use crate::{Engine, EngineConfig, OpenError};
 
 /// The lock file of a data directory: it belongs to the directory, never to a copy of it.
 const LOCK_FILE: &str = "LOCK";
 
+/// Why a backup or a restore did not happen (or, for `RollbackFailed`, what is left to do).
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
+    /// The source has no store: not a data directory.
     #[error("{0} is not an allot data directory (no store in it)")]
     NotADataDirectory(String),
+    /// The destination is the source or inside it.
     #[error("{target} is inside {source_dir} (or is it): the copy would copy itself")]
-    Overlap { source_dir: String, target: String },
+    Overlap {
+        /// The directory copied.
+        source_dir: String,
+        /// Where the copy was to go.
+        target: String,
+    },
+    /// Something exists at the backup's destination already.
     #[error("{0} already exists; choose a new path")]
     DestinationExists(String),
+    /// A restore into a directory that holds something, without `--force`.
     #[error("{0} is not empty; pass --force to replace it (it is moved aside, not deleted)")]
     DestinationNotEmpty(String),
+    /// A symbolic link, socket or the like in the directory copied.
     #[error("{path} is not a plain file or directory; a data directory holds no others")]
-    Unexpected { path: String },
+    Unexpected {
+        /// The entry.
+        path: String,
+    },
+    /// The backup to restore does not verify clean.
     #[error("the backup {path} fails verification: {problems}")]
-    NotClean { path: String, problems: String },
+    NotClean {
+        /// The backup.
+        path: String,
+        /// What verifying it found.
+        problems: String,
+    },
+    /// The copy's key file is missing or does not read.
     #[error("the key file of {path}: {reason}")]
-    Keys { path: String, reason: String },
+    Keys {
+        /// The key file.
+        path: String,
+        /// Why it does not read.
+        reason: String,
+    },
+    /// Opening a store (the source's lock, the copy's store) failed.
     #[error(transparent)]
     Open(#[from] OpenError),
+    /// A file operation failed.
     #[error("{path}: {source}")]
     Io {
+        /// The file or directory.
         path: String,
+        /// What the operating system said.
         source: std::io::Error,
     },
+    /// A restore failed, and so did putting the replaced directory back.
     #[error(
         "{failure}; the directory that was replaced is at {aside} and could not be put back \
          ({rollback}): move it back by hand"
     )]
     RollbackFailed {
+        /// What made the restore fail.
         failure: Box<BackupError>,
+        /// Where the replaced directory is now.
         aside: String,
+        /// Why it could not be moved back.
         rollback: std::io::Error,
     },
 }
@@ -122,6 +168,131 @@ pub fn backup(data_dir: &Path, to: &Path) -> Result<CopyReport, BackupError> {
         moved_aside: None,
         unsynced,
     })
+}
+
+/// The trees an online backup copies in its own way: the snapshots (the newest only, first),
+/// the refused ones (not at all: they are kept for a person to look at, in the source), and
+/// the log (last).
+const TREES_COPIED_APART: [&[u8]; 3] = [b"snapshots", b"snapshots_refused", b"log"];
+/// The store's directory in a data directory.
+const STORE_DIR: &str = "store";
+
+impl Engine {
+    /// Copies the data directory this engine is running on to `to` (which must not exist)
+    /// while it keeps serving, then verifies the copy as `db verify` does. The copy holds
+    /// every record the log held when the copy of the log began (every order acknowledged
+    /// before the backup started among them). Snapshots and log pruning wait until it is done;
+    /// placements, payments and reads do not.
+    pub fn backup_online(&self, to: &Path) -> Result<CopyReport, BackupError> {
+        let data_dir = &self.config().data_dir;
+        if to.exists() {
+            return Err(BackupError::DestinationExists(to.display().to_string()));
+        }
+        refuse_overlap(data_dir, to)?;
+        let staging = beside(to, "partial")?;
+        let copied = copy_live(self.store(), data_dir, &staging).and_then(|totals| {
+            // The copy is a state a crash could have left: repaired as an open repairs that
+            // (the cold tier and the events caught up with the copied log), it is whole at rest.
+            open_as_a_server_would(&staging)?;
+            std::fs::rename(&staging, to).map_err(io(to))?;
+            Ok(totals)
+        });
+        let (files, bytes) = match copied {
+            Ok(totals) => totals,
+            Err(error) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(error);
+            }
+        };
+        let unsynced = sync_parent(to);
+        let (last_seq, mut problems) = match inspect(to) {
+            Ok(inspection) => (inspection.last_seq, inspection.problems),
+            Err(error) => (0, vec![format!("the copy cannot be read: {error}")]),
+        };
+        if let Err(error) = check_keys(to) {
+            problems.push(error.to_string());
+        }
+        Ok(CopyReport {
+            files,
+            bytes,
+            last_seq,
+            problems,
+            tail_cut: false,
+            moved_aside: None,
+            unsynced,
+        })
+    }
+}
+
+/// The copy of [`Engine::backup_online`] into the new directory `to`: the store tree by tree
+/// in the order the module's docs give, then the files beside it. Answers the entries and
+/// files copied, and their bytes.
+fn copy_live(source: &Store, data_dir: &Path, to: &Path) -> Result<(u64, u64), BackupError> {
+    let storage = |e: sled::Error| BackupError::Open(OpenError::Storage(e));
+    std::fs::create_dir(to).map_err(io(to))?;
+    let permissions = std::fs::metadata(data_dir)
+        .map_err(io(data_dir))?
+        .permissions();
+    std::fs::set_permissions(to, permissions).map_err(io(to))?;
+    let mut totals = (0, 0);
+    {
+        let _no_checkpoint = source.checkpointing.lock();
+        let copy = Store::open(&EngineConfig::new(to))?;
+        let mut put = |tree: &sled::Tree, key: &[u8], value: &[u8]| {
+            totals.0 += 1;
+            totals.1 += (key.len() + value.len()) as u64;
+            tree.insert(key, value).map(|_| ()).map_err(storage)
+        };
+        if let Some((key, value)) = source.snapshots.last().map_err(storage)? {
+            put(&copy.snapshots, &key, &value)?;
+        }
+        for name in source.db.tree_names() {
+            if TREES_COPIED_APART.contains(&name.as_ref()) {
+                continue;
+            }
+            let from = source.db.open_tree(&name).map_err(storage)?;
+            let into = copy.db.open_tree(&name).map_err(storage)?;
+            for entry in from.iter() {
+                let (key, value) = entry.map_err(storage)?;
+                put(&into, &key, &value)?;
+            }
+        }
+        // The log last, up to its last batch now: every entry copied above reflects batches
+        // the log held when it was read.
+        if let Some((last, _)) = source.log.last().map_err(storage)? {
+            for entry in source.log.range(..=last) {
+                let (key, value) = entry.map_err(storage)?;
+                put(&copy.log, &key, &value)?;
+            }
+        }
+        copy.flush().map_err(storage)?;
+    }
+    crate::durable::sync_dir(&to.join(STORE_DIR)).map_err(io(to))?;
+    // The key file, mail, the payment simulator's journal: after the log, so that a charge
+    // the copied log asked for is in the copied journal.
+    for entry in std::fs::read_dir(data_dir).map_err(io(data_dir))? {
+        let entry = entry.map_err(io(data_dir))?;
+        let name = entry.file_name();
+        if name == LOCK_FILE || name == STORE_DIR {
+            continue;
+        }
+        let source = entry.path();
+        let target = to.join(&name);
+        let kind = entry.file_type().map_err(io(&source))?;
+        if kind.is_dir() {
+            copy_dir(&source, &target, false, &mut totals)?;
+        } else if kind.is_file() {
+            totals.1 += std::fs::copy(&source, &target).map_err(io(&source))?;
+            totals.0 += 1;
+            crate::durable::sync_file(&target).map_err(io(&target))?;
+        } else {
+            return Err(BackupError::Unexpected {
+                path: source.display().to_string(),
+            });
+        }
+    }
+    sync_dir(to)?;
+    Ok(totals)
 }
 
 /// Replaces the data directory `data_dir` with a copy of the backup `from` (locked meanwhile

@@ -229,6 +229,11 @@ impl Engine {
         &self.inner.config
     }
 
+    /// The store, for the copies an online backup makes.
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
     /// The data directory's keys (the HTTP layer signs access tokens with `jwt_key`).
     pub fn keys(&self) -> &Keys {
         &self.inner.keys

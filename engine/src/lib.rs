@@ -80,7 +80,7 @@ pub use accounts::AccountError;
 pub use accounts::{
     EMAIL_BYTES_MAX, EMAIL_PATTERN, EXPIRED_KEPT_MS, Email, VERIFICATION_CODE_TTL_MS,
 };
-pub use backup::{CopyReport, backup, restore};
+pub use backup::{BackupError, CopyReport, backup, restore};
 pub use catalog::CatalogError;
 pub use catalog::{
     DEFAULT_CURRENCY, NewProduct, Product, ProductChange, ProductChangeForm, ProductForm,
@@ -94,7 +94,7 @@ pub use crypto::{JWT_KEY_BYTES_MIN, KeyError, Keys, TOKEN_BYTES, constant_time_e
 pub use durable::{create_dir_all, sync_dir};
 pub use engine::accounts::{
     ADDRESS_CHARS_MAX, ADDRESS_PATTERN, NAME_CHARS_MAX, NAME_PATTERN, PHONE_CHARS_MAX,
-    PHONE_PATTERN, Profile, ProfileChange, RefreshOutcome, SignupProfile,
+    PHONE_PATTERN, Profile, ProfileChange, RefreshOutcome, SignupProfile, USERS_PAGE_MAX,
 };
 pub use engine::catalog::ProductView;
 pub use engine::login::LoginAttempt;

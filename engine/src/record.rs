@@ -152,6 +152,16 @@ pub enum AccountRecord {
     VerificationForgotten {
         email_index: Digest,
     },
+    /// An admin disabled the account: it cannot log in, its tokens pass no check, and each of
+    /// its live sessions is ended by a `SessionEnded` of its own right after this record.
+    UserDisabled {
+        user: UserId,
+        at_ms: Millis,
+    },
+    /// An admin enabled a disabled account again; its ended sessions stay ended.
+    UserEnabled {
+        user: UserId,
+    },
 }
 
 /// Catalog and wishlist records.
@@ -439,6 +449,8 @@ pub enum SessionEnd {
     Logout,
     /// An already rotated refresh token was presented again.
     TokenReused,
+    /// An admin disabled the account.
+    AccountDisabled,
 }
 
 /// Why held or sold units went back on sale.

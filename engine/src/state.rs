@@ -29,7 +29,8 @@ use parking_lot::Mutex;
 #[cfg(test)]
 pub(crate) use image::{RetiredImage, SkuImageV1};
 pub use image::{
-    SkuImage, StateImage, StateImageV1, StateImageV2, check_invariants as check_invariants_of,
+    SkuImage, StateImage, StateImageV1, StateImageV2, StateImageV3,
+    check_invariants as check_invariants_of,
 };
 
 use crate::accounts::Accounts;

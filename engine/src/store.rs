@@ -18,7 +18,7 @@ use crate::config::EngineConfig;
 use crate::durable::SledFiles;
 use crate::error::OpenError;
 use crate::record::{Record, Seq};
-use crate::state::{StateImage, StateImageV1, StateImageV2};
+use crate::state::{StateImage, StateImageV1, StateImageV2, StateImageV3};
 use crate::wal::batch;
 
 /// The store format this build writes. Format 1 (before the cold tier) is upgraded on open:
@@ -30,14 +30,21 @@ const SNAPSHOT_MAGIC_PREFIX: &[u8; 3] = b"ALS";
 /// The snapshot format this build writes and reads. A change of `StateImage` that rkyv lays
 /// out differently is a new version: an older build then refuses the snapshot (and the open)
 /// instead of taking it for damage.
-/// Format 3: what orders that left the hot tier sold (`retired`). Format 2 (SKU counts of 64
-/// bits, no delivered order ever left the hot tier) and format 1 (32-bit counts) are still read
-/// ([`StateImageV2`], [`StateImageV1`]).
-const SNAPSHOT_FORMAT: u8 = b'3';
+/// Format 4: the disabled accounts (`disabled_users`). Format 3 (no account was ever
+/// disabled), format 2 (SKU counts of 64 bits, no delivered order ever left the hot tier) and
+/// format 1 (32-bit counts) are still read ([`StateImageV3`], [`StateImageV2`],
+/// [`StateImageV1`]).
+const SNAPSHOT_FORMAT: u8 = b'4';
+const SNAPSHOT_FORMAT_V3: u8 = b'3';
 const SNAPSHOT_FORMAT_V2: u8 = b'2';
 const SNAPSHOT_FORMAT_V1: u8 = b'1';
 /// Every format this build reads.
-const SNAPSHOT_FORMATS_READ: [u8; 3] = [SNAPSHOT_FORMAT, SNAPSHOT_FORMAT_V2, SNAPSHOT_FORMAT_V1];
+const SNAPSHOT_FORMATS_READ: [u8; 4] = [
+    SNAPSHOT_FORMAT,
+    SNAPSHOT_FORMAT_V3,
+    SNAPSHOT_FORMAT_V2,
+    SNAPSHOT_FORMAT_V1,
+];
 const SNAPSHOT_HEADER_BYTES: usize = 20;
 /// Snapshots kept: the newest, and one before it in case the newest turns out unreadable.
 const SNAPSHOTS_KEPT: usize = 2;
@@ -531,6 +538,9 @@ fn decode_snapshot_payload(key_seq: Seq, value: &[u8]) -> Result<StateImage, Str
         SNAPSHOT_FORMAT_V2 => {
             rkyv::from_bytes::<StateImageV2, rancor::Error>(&aligned).map(StateImage::from)
         }
+        SNAPSHOT_FORMAT_V3 => {
+            rkyv::from_bytes::<StateImageV3, rancor::Error>(&aligned).map(StateImage::from)
+        }
         _ => rkyv::from_bytes::<StateImage, rancor::Error>(&aligned),
     }
     .map_err(|e| format!("undecodable: {e}"))?;
@@ -599,5 +609,29 @@ mod tests {
         let again = encode_snapshot(&image).unwrap();
         assert_eq!(again[3], SNAPSHOT_FORMAT);
         assert_eq!(decode_snapshot(11, &again).unwrap(), image);
+    }
+
+    /// A snapshot of format 3 (before accounts could be disabled) reads as the same image
+    /// with no account disabled.
+    #[test]
+    fn a_snapshot_of_format_3_reads_as_the_current_image() {
+        let v3 = StateImageV3 {
+            seq: 13,
+            next_order: 5,
+            retired: crate::state::RetiredImage {
+                sold: vec![(crate::ids::Sku(2), 4)],
+                held: Vec::new(),
+            },
+            ..Default::default()
+        };
+        let payload = rkyv::to_bytes::<rancor::Error>(&v3).unwrap();
+        let value = frame_snapshot(SNAPSHOT_FORMAT_V3, 13, &payload).unwrap();
+        let image = decode_snapshot(13, &value).unwrap();
+        assert_eq!(image, StateImage::from(v3));
+        assert!(image.disabled_users.is_empty());
+        assert_eq!(image.retired.sold, vec![(crate::ids::Sku(2), 4)]);
+        let again = encode_snapshot(&image).unwrap();
+        assert_eq!(again[3], SNAPSHOT_FORMAT);
+        assert_eq!(decode_snapshot(13, &again).unwrap(), image);
     }
 }

@@ -92,7 +92,75 @@ fn exercise(engine: &Engine, clock: &ManualClock) {
         (None, Some("1 Main St"))
     );
     let admin = Email::parse("boss@example.com").unwrap();
-    durable(engine.create_admin(&admin, hash.clone()));
+    let boss = durable(engine.create_admin(&admin, hash.clone()));
+
+    // An admin disables an account: its role passes no check, its live sessions end (a
+    // refresh is refused), a new session is refused. Another is disabled and enabled again.
+    let jun = allot_engine::testkit::create_customer(engine, "jun@example.com", "Jun", &hash);
+    let (jun_refresh, t) = engine.start_session(jun, 60_000).unwrap();
+    t.wait().unwrap();
+    assert_eq!(engine.live_sessions(jun), 1);
+    assert!(matches!(
+        engine.disable_user(jun, jun),
+        Err(EngineError::Account(AccountError::SelfLockout))
+    ));
+    engine
+        .disable_user(boss, jun)
+        .unwrap()
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert!(engine.disable_user(boss, jun).unwrap().is_none(), "once");
+    assert_eq!(engine.role_of(jun), None);
+    assert_eq!(engine.live_sessions(jun), 0);
+    assert_eq!(engine.profile(jun).unwrap().disabled_ms, Some(T0));
+    assert!(matches!(
+        engine.refresh_session(&jun_refresh, 60_000),
+        Err(EngineError::Account(AccountError::InvalidRefresh))
+    ));
+    assert!(matches!(
+        engine.start_session(jun, 60_000),
+        Err(EngineError::Account(AccountError::UserDisabled(_)))
+    ));
+    let mina = allot_engine::testkit::create_customer(engine, "mina@example.com", "Mina", &hash);
+    engine
+        .disable_user(boss, mina)
+        .unwrap()
+        .unwrap()
+        .wait()
+        .unwrap();
+    engine.enable_user(mina).unwrap().unwrap().wait().unwrap();
+    assert!(engine.enable_user(mina).unwrap().is_none(), "once");
+    assert_eq!(engine.role_of(mina), Some(allot_engine::Role::Customer));
+    durable(engine.start_session(mina, 60_000));
+    // Promotion and demotion; an admin cannot demote themselves.
+    engine
+        .set_role(boss, mina, allot_engine::Role::Admin)
+        .unwrap()
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert!(
+        engine
+            .set_role(boss, mina, allot_engine::Role::Admin)
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        engine.set_role(boss, boss, allot_engine::Role::Customer),
+        Err(EngineError::Account(AccountError::SelfLockout))
+    ));
+    let (page, more) = engine.users_page(None, None, 2).unwrap();
+    assert!(more);
+    assert_eq!(page.len(), 2);
+    assert!(page[0].user_id < page[1].user_id);
+    let (admins, _) = engine
+        .users_page(None, Some(allot_engine::Role::Admin), 10)
+        .unwrap();
+    assert_eq!(
+        admins.iter().map(|p| p.user_id).collect::<Vec<_>>(),
+        vec![boss, mina]
+    );
 
     let (tote, t) = engine
         .create_product(NewProduct {
@@ -234,6 +302,20 @@ fn accounts_catalog_and_wishlists_replay_to_the_live_state() {
             .account_by_email(&Email::parse("boss@example.com").unwrap())
             .unwrap();
         assert_eq!(boss.1, allot_engine::Role::Admin);
+        let jun = reopened
+            .profile_by_email(&Email::parse("jun@example.com").unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(jun.disabled_ms, Some(T0));
+        assert_eq!(reopened.role_of(jun.user_id), None);
+        let mina = reopened
+            .profile_by_email(&Email::parse("mina@example.com").unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (mina.disabled_ms, reopened.role_of(mina.user_id)),
+            (None, Some(allot_engine::Role::Admin))
+        );
     }
 }
 

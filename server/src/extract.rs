@@ -6,7 +6,7 @@ use axum::extract::{FromRequestParts, MatchedPath, Path};
 use axum::http::request::Parts;
 
 use allot_engine::{
-    CatalogError, IdempotencyKey, InvalidIdempotencyKey, OrderError, OrderId, ProductId,
+    CatalogError, IdempotencyKey, InvalidIdempotencyKey, OrderError, OrderId, ProductId, UserId,
 };
 
 use crate::problem::{Problem, ProblemType};
@@ -93,6 +93,20 @@ impl<S: Send + Sync> FromRequestParts<S> for OrderPath {
         text.parse::<OrderId>()
             .map(Self)
             .map_err(|_| OrderError::OrderUnknown(text).into())
+    }
+}
+
+/// `{id}` of a user route: an id that does not parse answers `user_not_found`, naming it.
+pub struct UserPath(pub UserId);
+
+impl<S: Send + Sync> FromRequestParts<S> for UserPath {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let text = segment(parts, state).await;
+        text.parse::<UserId>()
+            .map(Self)
+            .map_err(|_| ProblemType::USER_NOT_FOUND.with(format!("user {text:?} does not exist")))
     }
 }
 

@@ -49,6 +49,9 @@ pub struct ServerConfig {
     pub payment_resolve_interval_ms: u64,
     /// How the live stock streams pace their events when many listen.
     pub stock_feed: stock_feed::StockFeedConfig,
+    /// Where online backups may be written (`POST /admin/backups`); `None`: `backups/` beside
+    /// the data directory.
+    pub backup_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +62,7 @@ impl Default for ServerConfig {
             reservation_ttl_ms: 600_000,
             payment_resolve_interval_ms: 500,
             stock_feed: stock_feed::StockFeedConfig::default(),
+            backup_dir: None,
         }
     }
 }
@@ -95,6 +99,21 @@ struct ReadyParts {
 }
 
 impl AppState {
+    /// Where online backups may go: `--backup-dir`, else `backups/` beside `data_dir`; as an
+    /// absolute path.
+    pub fn backup_dir(&self, data_dir: &std::path::Path) -> std::path::PathBuf {
+        let chosen = match &self.shared.config.backup_dir {
+            Some(dir) => dir.clone(),
+            None => {
+                let data_dir = std::path::absolute(data_dir).unwrap_or(data_dir.to_path_buf());
+                data_dir
+                    .parent()
+                    .map_or_else(|| data_dir.join("backups"), |p| p.join("backups"))
+            }
+        };
+        std::path::absolute(&chosen).unwrap_or(chosen)
+    }
+
     pub fn new(config: &ServerConfig, mailer: Mailer) -> Self {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {

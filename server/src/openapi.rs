@@ -14,7 +14,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         (name = "accounts", description = "Email verification, signup, sessions and the profile"),
         (name = "catalog", description = "Products with live stock, and their administration"),
         (name = "wishlist", description = "The caller's wishlist"),
-        (name = "orders", description = "Orders as durable sagas: place, pay, cancel, ship, deliver, return")
+        (name = "orders", description = "Orders as durable sagas: place, pay, cancel, ship, deliver, return"),
+        (name = "operations", description = "Running the shop: online backups"),
+        (name = "users", description = "The administration of accounts: look up, promote, demote, disable, enable")
     )
 )]
 pub struct ApiDoc;

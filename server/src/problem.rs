@@ -72,6 +72,12 @@ registry! {
     INVALID_PROFILE = UNPROCESSABLE_ENTITY, "invalid_profile", "Invalid profile";
     INVALID_CREDENTIALS = UNAUTHORIZED, "invalid_credentials", "Invalid credentials";
     INVALID_REFRESH = UNAUTHORIZED, "invalid_refresh", "Invalid refresh token";
+    /// The right password of an account an admin disabled.
+    ACCOUNT_DISABLED = FORBIDDEN, "account_disabled", "Account disabled";
+    /// An admin asked for something about a user id that has no account.
+    USER_NOT_FOUND = NOT_FOUND, "user_not_found", "User not found";
+    /// An admin asked to disable or demote their own account.
+    SELF_LOCKOUT = CONFLICT, "self_lockout", "Self lockout";
 
     // The catalog and the wishlist.
     PRODUCT_NOT_FOUND = NOT_FOUND, "product_not_found", "Product not found";
@@ -108,6 +114,14 @@ registry! {
     CARD_LIMIT_EXCEEDED = PAYMENT_REQUIRED, "card_limit_exceeded", "Card limit exceeded";
     PAYMENT_TIMEOUT = GATEWAY_TIMEOUT, "payment_timeout", "Payment timeout";
     PAYMENT_PROVIDER_UNAVAILABLE = SERVICE_UNAVAILABLE, "payment_provider_unavailable", "Payment provider unavailable";
+
+    // Backups.
+    /// A backup's destination that is not an absolute path, or lies inside the data directory.
+    INVALID_BACKUP_PATH = UNPROCESSABLE_ENTITY, "invalid_backup_path", "Invalid backup path";
+    /// Something already exists at the backup's destination.
+    BACKUP_EXISTS = CONFLICT, "backup_exists", "Backup exists";
+    /// The copy could not be written (the text says where and why); nothing is left of it.
+    BACKUP_FAILED = INTERNAL_SERVER_ERROR, "backup_failed", "Backup failed";
 
     // The server's own state.
     NOT_READY = SERVICE_UNAVAILABLE, "not_ready", "Not ready";
@@ -320,6 +334,8 @@ fn account_problem(refused: &AccountError) -> Result<ProblemType, Problem> {
         // A token for an account that no longer exists.
         AccountError::UserNotFound(_) => return Err(Problem::unauthenticated()),
         AccountError::InvalidRefresh => T::INVALID_REFRESH,
+        AccountError::UserDisabled(_) => T::ACCOUNT_DISABLED,
+        AccountError::SelfLockout => T::SELF_LOCKOUT,
     })
 }
 

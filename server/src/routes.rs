@@ -1,11 +1,13 @@
 //! Every route, and the OpenAPI document generated from their annotations.
 
 mod accounts;
+mod backups;
 mod catalog;
 mod events;
 mod ops;
 mod orders;
 mod session;
+mod users;
 
 use axum::Router;
 use axum::routing::get;
@@ -59,6 +61,8 @@ pub fn router(state: AppState) -> Router {
             accounts::routes(state.clone())
                 .merge(catalog::routes())
                 .merge(orders::routes())
+                .merge(users::routes())
+                .merge(backups::routes())
                 .merge(events::routes()),
         )
         .split_for_parts();

@@ -95,23 +95,9 @@ fn admin_list_path(status: Option<&str>) -> String {
 pub async fn run(client: &mut Client, command: OrdersCommand) -> anyhow::Result<()> {
     match command {
         OrdersCommand::List(args) => {
-            let mut orders = Vec::new();
-            let mut cursor: Option<String> = None;
-            let path = admin_list_path(args.status.as_deref());
-            let separator = if path.contains('?') { '&' } else { '?' };
-            while orders.len() < args.limit {
-                let limit = (args.limit - orders.len()).min(super::PAGE_LIMIT);
-                let page_path = match &cursor {
-                    Some(cursor) => format!("{path}{separator}limit={limit}&cursor={cursor}"),
-                    None => format!("{path}{separator}limit={limit}"),
-                };
-                let page = client.get(&page_path).await?;
-                orders.extend(page["items"].as_array().cloned().unwrap_or_default());
-                match page["next_cursor"].as_str() {
-                    Some(next) => cursor = Some(next.to_string()),
-                    None => break,
-                }
-            }
+            let orders = client
+                .list_up_to(&admin_list_path(args.status.as_deref()), args.limit)
+                .await?;
             print_orders(client, &orders)
         }
         OrdersCommand::Show(args) => {

@@ -99,7 +99,12 @@ pub struct Profile {
     pub role: Role,
     /// When the account was created, in ms since the Unix epoch.
     pub created_ms: Millis,
+    /// Since when an admin has the account disabled, in ms since the Unix epoch, if it is.
+    pub disabled_ms: Option<Millis>,
 }
+
+/// The most accounts one page of [`Engine::users_page`] answers.
+pub const USERS_PAGE_MAX: usize = 200;
 
 impl std::fmt::Debug for Profile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -237,10 +242,97 @@ impl Engine {
             .map(|u| (u.id, u.role, u.password_hash))
     }
 
-    /// The account's role; `None` for a user the engine does not know, so a token of an
-    /// account that is gone passes no check.
+    /// The account's role; `None` for a user the engine does not know or an admin disabled,
+    /// so a token of an account that is gone or disabled passes no check.
     pub fn role_of(&self, user: UserId) -> Option<Role> {
-        self.inner.state.accounts.user(user).map(|u| u.role)
+        self.inner.state.accounts.active_role(user)
+    }
+
+    /// Up to `limit` (at most [`USERS_PAGE_MAX`]) accounts with ids after `after`, in id
+    /// order, of `role` if given, decrypted for an admin; and whether more follow.
+    pub fn users_page(
+        &self,
+        after: Option<UserId>,
+        role: Option<Role>,
+        limit: usize,
+    ) -> Result<(Vec<Profile>, bool), EngineError> {
+        let (users, more) =
+            self.inner
+                .state
+                .accounts
+                .users_page(after, role, limit.clamp(1, USERS_PAGE_MAX));
+        let profiles = users
+            .iter()
+            .map(|u| self.open_profile(u))
+            .collect::<Result<_, _>>()?;
+        Ok((profiles, more))
+    }
+
+    /// The account behind an email address, decrypted for an admin.
+    pub fn profile_by_email(&self, email: &Email) -> Result<Option<Profile>, EngineError> {
+        let email_index = self.keys().blind_index(email.as_str());
+        self.inner
+            .state
+            .accounts
+            .user_by_email(&email_index)
+            .map(|u| self.open_profile(&u))
+            .transpose()
+    }
+
+    /// How many sessions of the account are live now.
+    pub fn live_sessions(&self, user: UserId) -> usize {
+        self.inner
+            .state
+            .accounts
+            .live_sessions_of(user, self.now_ms())
+    }
+
+    /// Gives `user` the `role`, on behalf of the admin `by`. An admin cannot demote
+    /// themselves (`SelfLockout`). `None` when the account has that role already.
+    pub fn set_role(
+        &self,
+        by: UserId,
+        user: UserId,
+        role: Role,
+    ) -> Result<Option<Ticket>, EngineError> {
+        let accounts = &self.inner.state.accounts;
+        let current = accounts
+            .user(user)
+            .ok_or(AccountError::UserNotFound(user))?
+            .role;
+        if current == role {
+            return Ok(None);
+        }
+        if by == user {
+            return Err(AccountError::SelfLockout.into());
+        }
+        let wal = self.ready_wal()?;
+        accounts
+            .change_role(user, role, &|r| wal.append(r.into()))
+            .map(Some)
+    }
+
+    /// Disables `user` on behalf of the admin `by`: from the record on, it cannot log in, its
+    /// access tokens pass no check, and its sessions end. Refused for the admin's own account
+    /// (`SelfLockout`); `None` for one disabled already.
+    pub fn disable_user(&self, by: UserId, user: UserId) -> Result<Option<Ticket>, EngineError> {
+        if by == user {
+            return Err(AccountError::SelfLockout.into());
+        }
+        let wal = self.ready_wal()?;
+        self.inner
+            .state
+            .accounts
+            .disable(user, self.now_ms(), &|r| wal.append(r.into()))
+    }
+
+    /// Enables a disabled account: it may log in again (`None` if it was not disabled).
+    pub fn enable_user(&self, user: UserId) -> Result<Option<Ticket>, EngineError> {
+        let wal = self.ready_wal()?;
+        self.inner
+            .state
+            .accounts
+            .enable(user, &|r| wal.append(r.into()))
     }
 
     /// The account's data, decrypted for its owner.
@@ -454,6 +546,7 @@ impl Engine {
                 .transpose()?,
             role: user.role,
             created_ms: user.created_ms,
+            disabled_ms: self.inner.state.accounts.disabled_since(user.id),
         })
     }
 }

@@ -77,10 +77,22 @@ impl LoginAttempt {
 
     /// Decides the login from what [`check`](LoginAttempt::check) answered: the account and
     /// its role, with the failure budget cleared; or `InvalidCredentials`, the failure kept.
+    /// The right password of a disabled account is `UserDisabled` (told only to whoever knows
+    /// the password).
     pub fn finish(self, verified: bool) -> Result<(UserId, Role), EngineError> {
         match self.account {
             Some((user, role, _)) if verified => {
                 self.engine.inner.login_throttle.clear(&self.key);
+                if self
+                    .engine
+                    .inner
+                    .state
+                    .accounts
+                    .disabled_since(user)
+                    .is_some()
+                {
+                    return Err(AccountError::UserDisabled(user).into());
+                }
                 Ok((user, role))
             }
             _ => Err(EngineError::Account(AccountError::InvalidCredentials)),

@@ -47,6 +47,48 @@ pub struct StateImage {
     pub order_users: OrderUsersImage,
     /// What orders that left the hot tier sold.
     pub retired: RetiredImage,
+    /// Accounts an admin disabled, and since when (ms), by id.
+    pub disabled_users: Vec<(UserId, Millis)>,
+}
+
+/// The image as snapshot format 3 laid it out (before accounts could be disabled): the same
+/// but for `disabled_users`, which was nothing then. Read, never written.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct StateImageV3 {
+    pub seq: Seq,
+    pub next_reservation: u64,
+    pub skus: Vec<SkuImage>,
+    pub reservations: Vec<ReservationImage>,
+    pub holds: Vec<HoldImage>,
+    pub accounts: AccountsImage,
+    pub next_product: u64,
+    pub products: Vec<Product>,
+    pub wishlists: Vec<(UserId, Vec<WishItem>)>,
+    pub next_order: u64,
+    pub orders: Vec<Order>,
+    pub order_users: OrderUsersImage,
+    pub retired: RetiredImage,
+}
+
+impl From<StateImageV3> for StateImage {
+    fn from(v3: StateImageV3) -> Self {
+        StateImage {
+            seq: v3.seq,
+            next_reservation: v3.next_reservation,
+            skus: v3.skus,
+            reservations: v3.reservations,
+            holds: v3.holds,
+            accounts: v3.accounts,
+            next_product: v3.next_product,
+            products: v3.products,
+            wishlists: v3.wishlists,
+            next_order: v3.next_order,
+            orders: v3.orders,
+            order_users: v3.order_users,
+            retired: v3.retired,
+            disabled_users: Vec::new(),
+        }
+    }
 }
 
 /// The units sold by orders that left the hot tier with their units sold (delivered, their
@@ -92,6 +134,7 @@ impl From<StateImageV2> for StateImage {
             orders: v2.orders,
             order_users: v2.order_users,
             retired: RetiredImage::default(),
+            disabled_users: Vec::new(),
         }
     }
 }
@@ -175,6 +218,7 @@ impl From<StateImageV1> for StateImage {
             },
             orders: v1.orders,
             retired: RetiredImage::default(),
+            disabled_users: Vec::new(),
         }
     }
 }
@@ -282,6 +326,7 @@ impl State {
                 held.sort_unstable();
                 RetiredImage { sold, held }
             },
+            disabled_users: self.accounts.disabled_image(),
         }
     }
 
@@ -302,6 +347,7 @@ impl State {
             order_users: OrderUsers::from_image(&image.order_users),
             ..Default::default()
         };
+        state.accounts.restore_disabled(&image.disabled_users);
         for order in &image.orders {
             for line in &order.lines {
                 state.order_owned.insert(line.reservation, order.id);

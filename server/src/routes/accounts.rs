@@ -241,6 +241,7 @@ struct SessionResponse {
     responses(
         (status = 200, body = SessionResponse),
         (status = 401, description = "`invalid_credentials` (also for an unknown email)", body = Problem),
+        (status = 403, description = "`account_disabled`: the right password of an account an admin disabled", body = Problem),
         (status = 429, description = "`rate_limited`: 10 failed tries for one account within 15 minutes, or the per-IP budget", body = Problem),
     ))]
 async fn login(

@@ -45,9 +45,9 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
-/// An authenticated admin; anyone else gets 403 `forbidden`. The role is read from the engine,
-/// not trusted from the token, so a demotion takes effect at once.
-pub struct Admin;
+/// An authenticated admin (their id); anyone else gets 403 `forbidden`. The role is read from
+/// the engine, not trusted from the token, so a demotion takes effect at once.
+pub struct Admin(pub UserId);
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = Problem;
@@ -61,6 +61,6 @@ impl FromRequestParts<AppState> for Admin {
         if engine.role_of(caller.user) != Some(allot_engine::Role::Admin) {
             return Err(Problem::forbidden());
         }
-        Ok(Self)
+        Ok(Self(caller.user))
     }
 }

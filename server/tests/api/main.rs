@@ -13,3 +13,4 @@ mod mail;
 mod ops;
 mod orders;
 mod stock_stream;
+mod users;

@@ -259,3 +259,41 @@ async fn metrics_count_placements_and_payments_and_read_the_shop_for_admins_only
     assert!(value(&after, "allot_resident_memory_bytes", &[]).unwrap() > 0.0);
     shop.close().await;
 }
+
+/// `POST /admin/backups`: an admin's online copy into the backup directory, refused for a
+/// name that is not one plain directory name, for one that exists, and for a customer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_takes_an_online_backup_once_per_path() {
+    let backups = tempfile::tempdir().unwrap();
+    let mut shop = Shop::builder().backup_dir(backups.path()).open().await;
+    let to = backups.path().join("nightly");
+    let body = serde_json::json!({ "name": "nightly" });
+    assert_problem(
+        &shop.min_ji.post("/admin/backups", body.clone()).await,
+        403,
+        "forbidden",
+    );
+    assert!(!to.exists());
+    assert_problem(
+        &shop
+            .admin
+            .post("/admin/backups", serde_json::json!({ "name": "../escape" }))
+            .await,
+        422,
+        "invalid_backup_path",
+    );
+    assert!(!backups.path().join("../escape").exists());
+    let made = shop.admin.post("/admin/backups", body.clone()).await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    assert_eq!(made.body["clean"], true, "{:?}", made.body);
+    assert!(made.body["last_seq"].as_u64().unwrap() > 0);
+    assert!(to.join("store").is_dir() && to.join("keys").is_file());
+    let inspection = allot_engine::inspect(&to).unwrap();
+    assert!(inspection.is_clean(), "{:?}", inspection.problems);
+    assert_problem(
+        &shop.admin.post("/admin/backups", body).await,
+        409,
+        "backup_exists",
+    );
+    shop.close().await;
+}

@@ -33,6 +33,9 @@ pub struct AppOptions {
     pub stock_feed: StockFeedConfig,
     /// How long after delivery a return may be asked for; the engine's default when `None`.
     pub return_window_ms: Option<u64>,
+    /// Where online backups may go; the server's default (beside the data directory) when
+    /// `None`.
+    pub backup_dir: Option<std::path::PathBuf>,
 }
 
 impl AppOptions {
@@ -47,6 +50,7 @@ impl AppOptions {
             payment_resolve_interval_ms: None,
             stock_feed: StockFeedConfig::default(),
             return_window_ms: None,
+            backup_dir: None,
         }
     }
 }
@@ -82,6 +86,7 @@ impl TestApp {
                     .payment_resolve_interval_ms
                     .unwrap_or(defaults.payment_resolve_interval_ms),
                 stock_feed: options.stock_feed,
+                backup_dir: options.backup_dir.clone(),
             },
             mailer.clone(),
         );

@@ -57,6 +57,12 @@ impl ShopBuilder {
         self
     }
 
+    /// Online backups may go into `dir`.
+    pub fn backup_dir(mut self, dir: &std::path::Path) -> Self {
+        self.options.backup_dir = Some(dir.to_path_buf());
+        self
+    }
+
     /// Mail goes out through `transport` instead of into files.
     pub fn mail(mut self, transport: MailTransportConfig) -> Self {
         self.options.mail = transport;
