@@ -51,6 +51,11 @@ enum Command {
     /// --status paid
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// Whether a running server is ready (`GET /readyz`): exit 0 if it is, 1 if not (for a
+    /// container's HEALTHCHECK, or a script waiting for a start).
+    ///
+    /// Example: allot ready --url http://127.0.0.1:8080
+    Ready(ReadyArgs),
     /// Tools for tests: a purchase load against a data directory.
     #[command(subcommand, hide = true)]
     Debug(load::DebugCommand),
@@ -112,6 +117,7 @@ fn main() -> ExitCode {
         Command::Db(command) => db::run(command),
         Command::Admin(command) => admin::run(command),
         Command::Debug(command) => load::run(command),
+        Command::Ready(args) => ready(&args),
     };
     match result {
         Ok(code) => code,
@@ -131,6 +137,50 @@ fn init_tracing(format: LogFormat) {
     match format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+}
+
+#[derive(clap::Args)]
+struct ReadyArgs {
+    /// The server's base URL.
+    #[arg(long, env = "ALLOT_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// How long to wait for an answer, in seconds.
+    #[arg(long, default_value_t = 5)]
+    timeout_s: u64,
+}
+
+/// `allot ready`: the server's `/readyz`, said in one line.
+fn ready(args: &ReadyArgs) -> anyhow::Result<ExitCode> {
+    let url = format!("{}/readyz", args.url.trim_end_matches('/'));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let answer = runtime.block_on(async {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(args.timeout_s))
+            .build()?;
+        let response = http.get(&url).send().await?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        anyhow::Ok((status, body))
+    });
+    match answer {
+        Ok((status, body)) if status.is_success() => {
+            println!("ready at seq {}", body["last_seq"]);
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok((status, body)) => {
+            println!(
+                "not ready ({status}): {}",
+                body["detail"].as_str().unwrap_or("no detail")
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        Err(error) => {
+            println!("not ready: {url}: {error:#}");
+            Ok(ExitCode::FAILURE)
+        }
     }
 }
 

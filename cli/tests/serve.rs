@@ -360,7 +360,19 @@ async fn serve_runs_on_a_configuration_file_and_logs_json_lines() {
     wait_ready(&client, &server.base).await;
     let products = get_json(&client, &server.base, "/api/v1/products").await;
     assert_eq!(products["items"], serde_json::json!([]), "no demo catalog");
+    // The container's health check.
+    let ready = Command::new(ALLOT)
+        .args(["ready", "--url", &server.base])
+        .output()
+        .unwrap();
+    assert!(ready.status.success(), "{ready:?}");
+    assert!(String::from_utf8_lossy(&ready.stdout).starts_with("ready at seq"));
     server.stop();
+    let gone = Command::new(ALLOT)
+        .args(["ready", "--url", &server.base, "--timeout-s", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(gone.status.code(), Some(1), "{gone:?}");
     assert!(data.join("store").is_dir(), "the file's data directory");
     let logged = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = logged.lines().filter(|l| !l.is_empty()).collect();
