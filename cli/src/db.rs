@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Subcommand;
 
-use allot_engine::{CopyReport, Engine, EngineConfig, SystemClock, inspect};
+use allot_engine::{CopyReport, Engine, EngineConfig, SystemClock, inspect, inspect_with};
 
 use crate::DataDirArg;
 
@@ -85,7 +85,10 @@ pub fn run(command: DbCommand) -> anyhow::Result<ExitCode> {
 
 fn verify(args: &DbArgs) -> anyhow::Result<ExitCode> {
     let dir = &args.data.data_dir;
-    let inspection = inspect(dir).with_context(|| format!("reading {}", dir.display()))?;
+    let inspection = {
+        let bar = crate::progress::Bar::new();
+        inspect_with(dir, &bar).with_context(|| format!("reading {}", dir.display()))?
+    };
     if args.json {
         println!(
             "{}",
@@ -251,7 +254,7 @@ fn backup(args: &BackupArgs) -> anyhow::Result<ExitCode> {
         return online_backup(args, url);
     }
     let dir = &args.data.data_dir;
-    let report = allot_engine::backup(dir, &args.to)
+    let report = allot_engine::backup_with(dir, &args.to, &crate::progress::Bar::new())
         .with_context(|| format!("backing up {}", dir.display()))?;
     println!(
         "backed up {} to {}: {}",
@@ -307,8 +310,9 @@ fn online_backup(args: &BackupArgs, url: &str) -> anyhow::Result<ExitCode> {
 
 fn restore(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
     let dir = &args.data.data_dir;
-    let report = allot_engine::restore(&args.from, dir, args.force)
-        .with_context(|| format!("restoring {} into {}", args.from.display(), dir.display()))?;
+    let report =
+        allot_engine::restore_with(&args.from, dir, args.force, &crate::progress::Bar::new())
+            .with_context(|| format!("restoring {} into {}", args.from.display(), dir.display()))?;
     println!(
         "restored {} into {}: {}",
         args.from.display(),

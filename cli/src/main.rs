@@ -5,6 +5,7 @@ mod config;
 mod db;
 mod demo;
 mod load;
+mod progress;
 mod remote;
 mod serve;
 

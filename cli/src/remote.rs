@@ -233,6 +233,16 @@ impl Client {
 
     /// The first `most` items of a paged list at `path` (which may carry a query already).
     pub async fn list_up_to(&mut self, path: &str, most: usize) -> anyhow::Result<Vec<Value>> {
+        self.list_up_to_with(path, most, &mut |_| {}).await
+    }
+
+    /// [`list_up_to`](Self::list_up_to), telling `on_page` how many items each page brought.
+    pub async fn list_up_to_with(
+        &mut self,
+        path: &str,
+        most: usize,
+        on_page: &mut (dyn FnMut(usize) + Send),
+    ) -> anyhow::Result<Vec<Value>> {
         let separator = if path.contains('?') { '&' } else { '?' };
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
@@ -245,6 +255,7 @@ impl Client {
             let page = self.get(&page_path).await?;
             if let Some(found) = page["items"].as_array() {
                 items.extend(found.iter().cloned());
+                on_page(found.len());
             }
             match page["next_cursor"].as_str() {
                 Some(next) => cursor = Some(next.to_string()),

@@ -140,6 +140,11 @@ fn a_backup_is_a_whole_verified_copy_and_a_restore_brings_it_back() {
     let backup = dir.path().join("backups/monday");
     let said = succeeds(backup_to(&data, &backup));
     assert!(said.contains("verify: clean"), "{said}");
+    // Piped, the progress bar draws nothing.
+    assert!(
+        !said.contains("copying") && !said.contains("replaying"),
+        "{said}"
+    );
     assert_eq!(contents(&backup), original);
     assert_eq!(
         std::fs::read(backup.join("keys")).unwrap(),

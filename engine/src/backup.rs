@@ -27,7 +27,8 @@ use std::sync::Arc;
 
 use crate::clock::ManualClock;
 use crate::crypto::Keys;
-use crate::inspect::inspect;
+use crate::inspect::{inspect, inspect_with};
+use crate::progress::{Progress, Silent};
 use crate::record::Seq;
 use crate::store::{DirLock, Store};
 use crate::{Engine, EngineConfig, OpenError};
@@ -133,6 +134,15 @@ pub struct CopyReport {
 /// verifies the copy and its key file. A copy with problems, or one that cannot be read at all,
 /// is kept (it is what there is), and reported: the caller decides how loudly.
 pub fn backup(data_dir: &Path, to: &Path) -> Result<CopyReport, BackupError> {
+    backup_with(data_dir, to, &Silent)
+}
+
+/// [`backup`], telling `progress` how far the copy (in bytes) and its check have come.
+pub fn backup_with(
+    data_dir: &Path,
+    to: &Path,
+    progress: &dyn Progress,
+) -> Result<CopyReport, BackupError> {
     require_data_dir(data_dir)?;
     if to.exists() {
         return Err(BackupError::DestinationExists(to.display().to_string()));
@@ -140,7 +150,7 @@ pub fn backup(data_dir: &Path, to: &Path) -> Result<CopyReport, BackupError> {
     refuse_overlap(data_dir, to)?;
     let _lock = DirLock::acquire(data_dir)?;
     let staging = beside(to, "partial")?;
-    let copied = copy_tree(data_dir, &staging).and_then(|totals| {
+    let copied = copy_tree(data_dir, &staging, progress).and_then(|totals| {
         std::fs::rename(&staging, to).map_err(io(to))?;
         Ok(totals)
     });
@@ -152,7 +162,7 @@ pub fn backup(data_dir: &Path, to: &Path) -> Result<CopyReport, BackupError> {
         }
     };
     let unsynced = sync_parent(to);
-    let (last_seq, mut problems) = match inspect(to) {
+    let (last_seq, mut problems) = match inspect_with(to, progress) {
         Ok(inspection) => (inspection.last_seq, inspection.problems),
         Err(error) => (0, vec![format!("the copy cannot be read: {error}")]),
     };
@@ -280,7 +290,7 @@ fn copy_live(source: &Store, data_dir: &Path, to: &Path) -> Result<(u64, u64), B
         let target = to.join(&name);
         let kind = entry.file_type().map_err(io(&source))?;
         if kind.is_dir() {
-            copy_dir(&source, &target, false, &mut totals)?;
+            copy_dir(&source, &target, false, &mut totals, &Silent)?;
         } else if kind.is_file() {
             totals.1 += std::fs::copy(&source, &target).map_err(io(&source))?;
             totals.0 += 1;
@@ -300,6 +310,16 @@ fn copy_live(source: &Store, data_dir: &Path, to: &Path) -> Result<(u64, u64), B
 /// and then passed verification. An existing non-empty `data_dir` is replaced only with
 /// `replace`, and is then moved aside to `<data_dir>.before-restore-<ms>`.
 pub fn restore(from: &Path, data_dir: &Path, replace: bool) -> Result<CopyReport, BackupError> {
+    restore_with(from, data_dir, replace, &Silent)
+}
+
+/// [`restore`], telling `progress` how far the copy (in bytes) and its check have come.
+pub fn restore_with(
+    from: &Path,
+    data_dir: &Path,
+    replace: bool,
+    progress: &dyn Progress,
+) -> Result<CopyReport, BackupError> {
     require_data_dir(from)?;
     refuse_overlap(from, data_dir)?;
     let occupied = is_occupied(data_dir)?;
@@ -317,10 +337,10 @@ pub fn restore(from: &Path, data_dir: &Path, replace: bool) -> Result<CopyReport
         None
     };
     let staging = beside(data_dir, "restoring")?;
-    let prepared = copy_tree(from, &staging).and_then(|totals| {
+    let prepared = copy_tree(from, &staging, progress).and_then(|totals| {
         check_keys(&staging)?;
         let tail_cut = open_as_a_server_would(&staging)?;
-        let inspection = inspect(&staging)?;
+        let inspection = inspect_with(&staging, progress)?;
         if !inspection.is_clean() {
             return Err(BackupError::NotClean {
                 path: from.display().to_string(),
@@ -509,13 +529,35 @@ fn resolved(path: &Path) -> Result<PathBuf, BackupError> {
 
 /// Copies the tree `from` into the new directory `to`, every file and directory fsynced, the
 /// top-level lock file left out. Answers the files and bytes copied.
-fn copy_tree(from: &Path, to: &Path) -> Result<(u64, u64), BackupError> {
+fn copy_tree(from: &Path, to: &Path, progress: &dyn Progress) -> Result<(u64, u64), BackupError> {
+    progress.start("copying (bytes)", bytes_in(from)?);
     let mut totals = (0, 0);
-    copy_dir(from, to, true, &mut totals)?;
+    copy_dir(from, to, true, &mut totals, progress)?;
     Ok(totals)
 }
 
-fn copy_dir(from: &Path, to: &Path, top: bool, totals: &mut (u64, u64)) -> Result<(), BackupError> {
+/// The bytes of the plain files under `dir`, for a progress bar's length.
+fn bytes_in(dir: &Path) -> Result<u64, BackupError> {
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let kind = entry.file_type().map_err(io(&entry.path()))?;
+        if kind.is_dir() {
+            bytes += bytes_in(&entry.path())?;
+        } else if kind.is_file() {
+            bytes += entry.metadata().map_err(io(&entry.path()))?.len();
+        }
+    }
+    Ok(bytes)
+}
+
+fn copy_dir(
+    from: &Path,
+    to: &Path,
+    top: bool,
+    totals: &mut (u64, u64),
+    progress: &dyn Progress,
+) -> Result<(), BackupError> {
     std::fs::create_dir(to).map_err(io(to))?;
     for entry in std::fs::read_dir(from).map_err(io(from))? {
         let entry = entry.map_err(io(from))?;
@@ -526,10 +568,12 @@ fn copy_dir(from: &Path, to: &Path, top: bool, totals: &mut (u64, u64)) -> Resul
         let kind = entry.file_type().map_err(io(&source))?;
         let target = to.join(entry.file_name());
         if kind.is_dir() {
-            copy_dir(&source, &target, false, totals)?;
+            copy_dir(&source, &target, false, totals, progress)?;
         } else if kind.is_file() {
-            totals.1 += std::fs::copy(&source, &target).map_err(io(&source))?;
+            let bytes = std::fs::copy(&source, &target).map_err(io(&source))?;
+            totals.1 += bytes;
             totals.0 += 1;
+            progress.advance(bytes);
             crate::durable::sync_file(&target).map_err(io(&target))?;
         } else {
             return Err(BackupError::Unexpected {
@@ -561,7 +605,7 @@ mod tests {
         std::fs::write(from.join("store/db"), b"0123456789").unwrap();
         std::fs::write(from.join("store/blobs/LOCK"), b"not the top one").unwrap();
         let to = dir.path().join("to");
-        assert_eq!(copy_tree(&from, &to).unwrap(), (3, 26));
+        assert_eq!(copy_tree(&from, &to, &Silent).unwrap(), (3, 26));
         assert!(!to.join(LOCK_FILE).exists());
         assert_eq!(std::fs::read(to.join("store/db")).unwrap(), b"0123456789");
         assert!(to.join("store/blobs/LOCK").exists());
@@ -569,7 +613,7 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", from.join("store/link")).unwrap();
         let again = dir.path().join("again");
         assert!(matches!(
-            copy_tree(&from, &again),
+            copy_tree(&from, &again, &Silent),
             Err(BackupError::Unexpected { .. })
         ));
     }

@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::progress::Progress;
+
 use crate::config::EngineConfig;
 use crate::error::OpenError;
 use crate::ids::OrderId;
@@ -78,6 +80,11 @@ impl Inspection {
 /// open; a directory with no `store` in it is `OpenError::Corrupt`. Damage found in the data is
 /// reported in `Inspection::problems`, not as an error. Reads every batch: for offline tools.
 pub fn inspect(data_dir: &Path) -> Result<Inspection, OpenError> {
+    inspect_with(data_dir, &crate::progress::Silent)
+}
+
+/// [`inspect`], telling `progress` how far the replay of the log has come (in batches).
+pub fn inspect_with(data_dir: &Path, progress: &dyn Progress) -> Result<Inspection, OpenError> {
     if !data_dir.join("store").is_dir() {
         return Err(OpenError::Corrupt(format!(
             "{} is not an allot data directory",
@@ -152,7 +159,9 @@ pub fn inspect(data_dir: &Path) -> Result<Inspection, OpenError> {
     let mut snapshots_compared = Vec::new();
     snapshots.retain(|(info, image)| image.is_some() && info.seq > state.seq());
     let mut pending = snapshots.into_iter().peekable();
+    progress.start("replaying the log (batches)", log_batches as u64);
     'batches: for read in store.batches_from(state.seq() + 1) {
+        progress.advance(1);
         match read {
             BatchRead::Good { first_seq, records } => {
                 for (offset, record) in records.iter().enumerate() {

@@ -66,6 +66,7 @@ pub(crate) mod limits;
 pub(crate) mod orders;
 pub(crate) mod password;
 pub(crate) mod payment;
+pub(crate) mod progress;
 pub(crate) mod record;
 pub(crate) mod recovery;
 pub(crate) mod state;
@@ -80,7 +81,7 @@ pub use accounts::AccountError;
 pub use accounts::{
     EMAIL_BYTES_MAX, EMAIL_PATTERN, EXPIRED_KEPT_MS, Email, VERIFICATION_CODE_TTL_MS,
 };
-pub use backup::{BackupError, CopyReport, backup, restore};
+pub use backup::{BackupError, CopyReport, backup, backup_with, restore, restore_with};
 pub use catalog::CatalogError;
 pub use catalog::{
     DEFAULT_CURRENCY, NewProduct, Product, ProductChange, ProductChangeForm, ProductForm,
@@ -103,7 +104,7 @@ pub use engine::{Engine, EngineStats};
 pub use error::{ApplyError, EngineError, Internal, LogFailure, OpenError};
 pub use events::{Event, EventKind, PAGE_MAX as EVENTS_PAGE_MAX, Subject};
 pub use ids::{InvalidId, OrderId, ProductId, ReservationId, Sku, UserId};
-pub use inspect::{ColdCheck, Inspection, SnapshotInfo, inspect};
+pub use inspect::{ColdCheck, Inspection, SnapshotInfo, inspect, inspect_with};
 pub use limits::{
     IP_BUDGET_ADDRESSES_MAX, IpBudget, LOGIN_FAILURE_WINDOW_MS, LOGIN_FAILURES_MAX,
     LOGIN_THROTTLE_ACCOUNTS_MAX, RetryAfter,
@@ -125,6 +126,7 @@ pub use payment::{
     CARD_NUMBER_DIGITS_MAX, CARD_NUMBER_DIGITS_MIN, Card, ChargeOutcome, ChargeStatus, InvalidCard,
     PaymentProvider, PaymentSimulator, ProviderTimeout,
 };
+pub use progress::{Progress, Silent};
 pub use record::{PaymentFailure, ProductDetails, ProductKind, Record, ReleaseReason, Role, Seq};
 pub use recovery::{RecoveryReport, TailCut};
 pub use state::StockError;

@@ -124,9 +124,16 @@ pub async fn run(client: &mut Client, command: OrdersCommand) -> anyhow::Result<
             print_orders(client, &[order])
         }
         OrdersCommand::Export(args) => {
-            let orders = client
-                .list_all(&admin_list_path(args.status.as_deref()))
-                .await?;
+            let orders = {
+                let bar = crate::progress::Bar::counting("orders read");
+                client
+                    .list_up_to_with(
+                        &admin_list_path(args.status.as_deref()),
+                        usize::MAX,
+                        &mut |n| allot_engine::Progress::advance(&bar, n as u64),
+                    )
+                    .await?
+            };
             let mut out: Box<dyn Write> = match &args.output {
                 Some(path) => Box::new(std::io::BufWriter::new(
                     std::fs::File::create(path)
