@@ -64,12 +64,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let mut definition = Cli::command();
-    definition.build();
-    let serve = definition
-        .find_subcommand("serve")
-        .expect("allot has a serve command")
-        .clone();
+    let (_, serve) = definition();
     let file = match config::load_file(&serve, &args) {
         Ok(file) => file,
         Err(error) => {
@@ -78,12 +73,7 @@ fn main() -> ExitCode {
         }
     };
     // Anew: clap reads each flag's variable when the flag is defined.
-    let mut definition = Cli::command();
-    definition.build();
-    let serve = definition
-        .find_subcommand("serve")
-        .expect("allot has a serve command")
-        .clone();
+    let (mut definition, serve) = definition();
     let matches = match definition.try_get_matches_from_mut(&args) {
         Ok(matches) => matches,
         Err(error) => {
@@ -127,6 +117,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The command line's definition, built (global flags in place), and its `serve` command.
+fn definition() -> (clap::Command, clap::Command) {
+    let mut definition = Cli::command();
+    definition.build();
+    let serve = definition
+        .find_subcommand("serve")
+        .expect("allot has a serve command")
+        .clone();
+    (definition, serve)
 }
 
 fn init_tracing(format: LogFormat) {

@@ -199,6 +199,11 @@ async fn an_operator_runs_the_shop_from_the_command_line() {
         ],
     );
     assert!(stderr.contains("422"), "{stderr}");
+    // A bad argument is refused before anything is sent.
+    let stderr = refused(&config, &base, &["orders", "list", "--limit", "lots"]);
+    assert!(stderr.contains("--limit"), "{stderr}");
+    let stderr = refused(&config, &base, &["users", "list", "--role", "owner"]);
+    assert!(stderr.contains("--role"), "{stderr}");
     let after = ok_json(&config, &base, &["products", "list"]);
     assert_eq!(after.as_array().unwrap().len(), 5);
 

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use crate::clock::ManualClock;
 use crate::crypto::Keys;
-use crate::inspect::{inspect, inspect_with};
+use crate::inspect::inspect_with;
 use crate::progress::{Progress, Silent};
 use crate::record::Seq;
 use crate::store::{DirLock, Store};
@@ -154,10 +154,21 @@ pub fn backup_with(
         std::fs::rename(&staging, to).map_err(io(to))?;
         Ok(totals)
     });
+    finish_backup(copied, &staging, to, progress)
+}
+
+/// The end of a backup: a failed copy's staging directory removed, or the copy (in place at
+/// `to`) verified and its key file read, with its rename made durable.
+fn finish_backup(
+    copied: Result<(u64, u64), BackupError>,
+    staging: &Path,
+    to: &Path,
+    progress: &dyn Progress,
+) -> Result<CopyReport, BackupError> {
     let (files, bytes) = match copied {
         Ok(totals) => totals,
         Err(error) => {
-            let _ = std::fs::remove_dir_all(&staging);
+            let _ = std::fs::remove_dir_all(staging);
             return Err(error);
         }
     };
@@ -207,30 +218,7 @@ impl Engine {
             std::fs::rename(&staging, to).map_err(io(to))?;
             Ok(totals)
         });
-        let (files, bytes) = match copied {
-            Ok(totals) => totals,
-            Err(error) => {
-                let _ = std::fs::remove_dir_all(&staging);
-                return Err(error);
-            }
-        };
-        let unsynced = sync_parent(to);
-        let (last_seq, mut problems) = match inspect(to) {
-            Ok(inspection) => (inspection.last_seq, inspection.problems),
-            Err(error) => (0, vec![format!("the copy cannot be read: {error}")]),
-        };
-        if let Err(error) = check_keys(to) {
-            problems.push(error.to_string());
-        }
-        Ok(CopyReport {
-            files,
-            bytes,
-            last_seq,
-            problems,
-            tail_cut: false,
-            moved_aside: None,
-            unsynced,
-        })
+        finish_backup(copied, &staging, to, &Silent)
     }
 }
 
