@@ -20,7 +20,9 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelValue, EncodeMetric, LabelValueEncoder, NoLabelSet,
+};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
@@ -51,13 +53,57 @@ pub struct ProblemKind(pub &'static str);
 
 type Labels = Vec<(&'static str, String)>;
 
+/// A label value of the figures counted per request, made without allocating: the request
+/// path's template, the method and the problem type are `'static` (templates are interned
+/// once, [`Metrics::template`]), the status a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Value {
+    Text(&'static str),
+    Status(u16),
+}
+
+impl EncodeLabelValue for Value {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        match self {
+            Value::Text(text) => text.encode(encoder),
+            Value::Status(status) => status.encode(encoder),
+        }
+    }
+}
+
+/// Route, method, status.
+type RequestLabels = [(&'static str, Value); 3];
+/// Route, method.
+type LatencyLabels = [(&'static str, Value); 2];
+/// Outcome, reason.
+type OutcomeLabels = [(&'static str, Value); 2];
+
+/// The method as a `'static` label: the standard ones by name, any other as `other` (a
+/// client's invented method must not grow the label set).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// The figures counted as they happen, and the registry that renders them with the shop's.
 pub struct Metrics {
     registry: Registry,
-    requests: Family<Labels, Counter>,
-    latency: Family<Labels, Histogram, fn() -> Histogram>,
-    placements: Family<Labels, Counter>,
-    payments: Family<Labels, Counter>,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<LatencyLabels, Histogram, fn() -> Histogram>,
+    placements: Family<OutcomeLabels, Counter>,
+    payments: Family<OutcomeLabels, Counter>,
+    /// The route templates seen, each leaked once as a `'static` label (the router has a
+    /// fixed few).
+    templates: parking_lot::RwLock<std::collections::HashSet<&'static str>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -70,27 +116,27 @@ impl Metrics {
     /// The registry, with the shop's figures read from `state` at each scrape.
     pub fn new(state: ShopCollector) -> Self {
         let mut registry = Registry::default();
-        let requests = Family::<Labels, Counter>::default();
+        let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "allot_http_requests",
             "HTTP requests answered, by route template, method and status",
             requests.clone(),
         );
-        let latency: Family<Labels, Histogram, fn() -> Histogram> =
+        let latency: Family<LatencyLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(latency_histogram);
         registry.register(
             "allot_http_request_duration_seconds",
             "Time from a request's arrival to its answer's headers, by route template and method",
             latency.clone(),
         );
-        let placements = Family::<Labels, Counter>::default();
+        let placements = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "allot_placements",
             "POST /orders answered: outcome placed (an idempotent replay included) or refused, \
              with the problem type as reason",
             placements.clone(),
         );
-        let payments = Family::<Labels, Counter>::default();
+        let payments = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "allot_payments",
             "POST /orders/{id}/payment answered: outcome paid or refused, with the problem type \
@@ -104,6 +150,7 @@ impl Metrics {
             latency,
             placements,
             payments,
+            templates: parking_lot::RwLock::default(),
         }
     }
 
@@ -115,35 +162,57 @@ impl Metrics {
         text
     }
 
-    fn observe(&self, route: &str, method: &str, status: u16, seconds: f64, problem: Option<&str>) {
-        let labels = vec![
-            ("route", route.to_string()),
-            ("method", method.to_string()),
-            ("status", status.to_string()),
-        ];
-        self.requests.get_or_create(&labels).inc();
-        self.latency
-            .get_or_create(&vec![
-                ("route", route.to_string()),
-                ("method", method.to_string()),
+    /// `template` as a `'static` label: the same one every time, leaked the first time.
+    fn template(&self, template: &str) -> &'static str {
+        if let Some(known) = self.templates.read().get(template) {
+            return known;
+        }
+        let mut templates = self.templates.write();
+        if let Some(known) = templates.get(template) {
+            return known;
+        }
+        let leaked: &'static str = Box::leak(template.to_owned().into_boxed_str());
+        templates.insert(leaked);
+        leaked
+    }
+
+    fn observe(
+        &self,
+        route: &'static str,
+        method: &'static str,
+        status: u16,
+        seconds: f64,
+        problem: Option<&'static str>,
+    ) {
+        let (route, method) = (Value::Text(route), Value::Text(method));
+        self.requests
+            .get_or_create(&[
+                ("route", route),
+                ("method", method),
+                ("status", Value::Status(status)),
             ])
+            .inc();
+        self.latency
+            .get_or_create(&[("route", route), ("method", method)])
             .observe(seconds);
-        if method != "POST" {
+        if method != Value::Text("POST") {
             return;
         }
         let (family, success) = match route {
-            "/api/v1/orders" => (&self.placements, "placed"),
-            "/api/v1/orders/{id}/payment" => (&self.payments, "paid"),
+            Value::Text("/api/v1/orders") => (&self.placements, "placed"),
+            Value::Text("/api/v1/orders/{id}/payment") => (&self.payments, "paid"),
             _ => return,
         };
-        let outcome = match problem {
-            None if status < 400 => vec![("outcome", success.into()), ("reason", String::new())],
-            reason => vec![
-                ("outcome", "refused".into()),
-                ("reason", reason.unwrap_or("unknown").to_string()),
-            ],
+        let (outcome, reason) = match problem {
+            None if status < 400 => (success, ""),
+            reason => ("refused", reason.unwrap_or("unknown")),
         };
-        family.get_or_create(&outcome).inc();
+        family
+            .get_or_create(&[
+                ("outcome", Value::Text(outcome)),
+                ("reason", Value::Text(reason)),
+            ])
+            .inc();
     }
 }
 
@@ -158,19 +227,20 @@ fn latency_histogram() -> Histogram {
 /// Counts every request: its route template, method, status and latency.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
+    let metrics = state.metrics();
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or(UNMATCHED.to_string(), |path| path.as_str().to_string());
-    let method = request.method().as_str().to_string();
+        .map_or(UNMATCHED, |path| metrics.template(path.as_str()));
+    let method = method_label(request.method());
     let response = next.run(request).await;
     let problem = response
         .extensions()
         .get::<ProblemKind>()
         .map(|kind| kind.0);
-    state.metrics().observe(
-        &route,
-        &method,
+    metrics.observe(
+        route,
+        method,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
         problem,
