@@ -36,10 +36,20 @@ const NOT_IN_A_FILE: [&str; 2] = ["config", "print_config"];
 /// The configuration file `allot serve` was given (`--config FILE`, `--config=FILE`, or
 /// `ALLOT_CONFIG`), from the command line as typed.
 fn named_file(args: &[OsString]) -> Option<PathBuf> {
-    if args.get(1).is_none_or(|a| a != "serve") {
+    // The subcommand comes first, or after the one global flag (`--log-format F`).
+    let mut first = 1;
+    if args.get(first).is_some_and(|a| a == "--log-format") {
+        first += 2;
+    } else if args
+        .get(first)
+        .is_some_and(|a| a.to_string_lossy().starts_with("--log-format="))
+    {
+        first += 1;
+    }
+    if args.get(first).is_none_or(|a| a != "serve") {
         return None;
     }
-    let mut rest = args.iter().skip(2);
+    let mut rest = args.iter().skip(first + 1);
     while let Some(arg) = rest.next() {
         let text = arg.to_string_lossy();
         if text == CONFIG_FLAG {

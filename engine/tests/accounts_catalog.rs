@@ -150,6 +150,16 @@ fn exercise(engine: &Engine, clock: &ManualClock) {
         engine.set_role(boss, boss, allot_engine::Role::Customer),
         Err(EngineError::Account(AccountError::SelfLockout))
     ));
+    // The offline way back in: create-admin on a disabled account enables it.
+    engine
+        .disable_user(mina, boss)
+        .unwrap()
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(engine.role_of(boss), None);
+    durable(engine.create_admin(&admin, hash.clone()));
+    assert_eq!(engine.role_of(boss), Some(allot_engine::Role::Admin));
     let (page, more) = engine.users_page(None, None, 2).unwrap();
     assert!(more);
     assert_eq!(page.len(), 2);

@@ -205,7 +205,8 @@ impl Engine {
         Ok((id, ticket))
     }
 
-    /// Creates an admin account, or promotes an existing one and sets its password.
+    /// Creates an admin account, or promotes an existing one, sets its password and enables it
+    /// if an admin had disabled it (the way back in for an operator locked out).
     pub fn create_admin(
         &self,
         email: &Email,
@@ -216,6 +217,7 @@ impl Engine {
         if let Some(existing) = accounts.user_by_email(&email_index) {
             let wal = self.ready_wal()?;
             let _ = accounts.change_role(existing.id, Role::Admin, &|r| wal.append(r.into()))?;
+            let _ = accounts.enable(existing.id, &|r| wal.append(r.into()))?;
             let ticket =
                 accounts.change_password(existing.id, password_hash, &|r| wal.append(r.into()))?;
             return Ok((existing.id, ticket));
