@@ -71,6 +71,49 @@ pub fn needs_admin(path: &str) -> bool {
 
 const PROBLEM_JSON: &str = "application/problem+json";
 
+/// The operations that take an order's id, linked from a placement's answer.
+const ORDER_OPERATIONS: [&str; 8] = [
+    "get_order",
+    "pay_order",
+    "cancel_order",
+    "return_order",
+    "admin_order",
+    "ship_order",
+    "deliver_order",
+    "approve_return",
+];
+
+/// Links from `POST /orders`' 201 to every operation that takes the order's id (OpenAPI
+/// links), so that a client, or a conformance fuzzer's stateful phase, can follow an order it
+/// placed.
+fn link_placed_orders(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::link::LinkBuilder;
+
+    let Some(place) = openapi
+        .paths
+        .paths
+        .get_mut("/api/v1/orders")
+        .and_then(|item| item.post.as_mut())
+    else {
+        return;
+    };
+    let Some(RefOr::T(created)) = place.responses.responses.get_mut("201") else {
+        return;
+    };
+    for operation in ORDER_OPERATIONS {
+        // utoipa 5.5 writes `Link::operation_id` as `operation_id`, which OpenAPI does not know:
+        // the field is set through the extensions, which are written as they are named.
+        let link = LinkBuilder::new()
+            .parameter("id", "$response.body#/id")
+            .extensions(Some(utoipa::openapi::extensions::Extensions::from_iter([
+                ("operationId", operation),
+            ])))
+            .build();
+        created.links.insert(operation.to_string(), RefOr::T(link));
+    }
+}
+
 impl utoipa::Modify for SharedAnswers {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::HttpMethod;
@@ -138,6 +181,7 @@ impl utoipa::Modify for SharedAnswers {
             }
         }
         list_problem_types(openapi);
+        link_placed_orders(openapi);
     }
 }
 

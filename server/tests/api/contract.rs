@@ -166,3 +166,36 @@ async fn every_problem_is_problem_json_of_a_registered_type() {
     }
     app.stop().await;
 }
+
+/// A placement's answer links every operation that takes the order's id, and each link names
+/// an operation the document has.
+#[test]
+fn a_placed_order_links_the_operations_on_it() {
+    let doc: serde_json::Value =
+        serde_json::from_str(include_str!("openapi.json")).expect("the committed document");
+    let links = doc["paths"]["/api/v1/orders"]["post"]["responses"]["201"]["links"]
+        .as_object()
+        .expect("links on 201");
+    let operations: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .filter_map(|op| op["operationId"].as_str())
+        .collect();
+    for name in [
+        "get_order",
+        "pay_order",
+        "cancel_order",
+        "return_order",
+        "admin_order",
+        "ship_order",
+        "deliver_order",
+        "approve_return",
+    ] {
+        let link = &links[name];
+        assert_eq!(link["operationId"], name);
+        assert_eq!(link["parameters"]["id"], "$response.body#/id");
+        assert!(operations.contains(&name), "{name} is no operation");
+    }
+}
