@@ -51,6 +51,11 @@ const UNMATCHED: &str = "unmatched";
 #[derive(Debug, Clone, Copy)]
 pub struct ProblemKind(pub &'static str);
 
+/// In the extensions of a placement's answer that repeated an order placed before under the
+/// same Idempotency-Key: counted as `replayed`, not as a new placement.
+#[derive(Debug, Clone, Copy)]
+pub struct Replayed;
+
 type Labels = Vec<(&'static str, String)>;
 
 /// A label value of the figures counted per request, made without allocating: the request
@@ -132,8 +137,8 @@ impl Metrics {
         let placements = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "allot_placements",
-            "POST /orders answered: outcome placed (an idempotent replay included) or refused, \
-             with the problem type as reason",
+            "POST /orders answered: outcome placed, replayed (the same Idempotency-Key again) or \
+             refused, with the problem type as reason",
             placements.clone(),
         );
         let payments = Family::<OutcomeLabels, Counter>::default();
@@ -183,6 +188,7 @@ impl Metrics {
         status: u16,
         seconds: f64,
         problem: Option<&'static str>,
+        replayed: bool,
     ) {
         let (route, method) = (Value::Text(route), Value::Text(method));
         self.requests
@@ -204,6 +210,7 @@ impl Metrics {
             _ => return,
         };
         let (outcome, reason) = match problem {
+            None if replayed => ("replayed", ""),
             None if status < 400 => (success, ""),
             reason => ("refused", reason.unwrap_or("unknown")),
         };
@@ -238,12 +245,14 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         .extensions()
         .get::<ProblemKind>()
         .map(|kind| kind.0);
+    let replayed = response.extensions().get::<Replayed>().is_some();
     metrics.observe(
         route,
         method,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
         problem,
+        replayed,
     );
     response
 }

@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -189,7 +190,7 @@ async fn place_order(
     caller: Authenticated,
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     ApiJson(body): ApiJson<OrderForm>,
-) -> Result<(StatusCode, Json<OrderJson>), Problem> {
+) -> Result<axum::response::Response, Problem> {
     let request = OrderRequest::try_from(body)?;
     // Once a drop is sold out nearly every attempt is refused: answer those before the cost
     // of a placement. A key used before always goes on, to answer its order again.
@@ -197,14 +198,19 @@ async fn place_order(
         return Err(refusal.into());
     }
     let ttl = state.shared.config.reservation_ttl_ms;
-    let order = match engine.place_order(caller.user, &key, &request, ttl)? {
+    let (order, replayed) = match engine.place_order(caller.user, &key, &request, ttl)? {
         Placement::Placed(order, ticket) => {
             ticket.durable().await?;
-            order
+            (order, false)
         }
-        Placement::Replayed(order) => engine.read_order(order.id).await?.unwrap_or(order),
+        Placement::Replayed(order) => (engine.read_order(order.id).await?.unwrap_or(order), true),
     };
-    Ok((StatusCode::CREATED, Json(order_json(&engine, &order))))
+    let mut response = (StatusCode::CREATED, Json(order_json(&engine, &order))).into_response();
+    if replayed {
+        // Counted apart from new placements (`allot_placements_total{outcome="replayed"}`).
+        response.extensions_mut().insert(crate::metrics::Replayed);
+    }
+    Ok(response)
 }
 
 #[derive(Deserialize, IntoParams)]

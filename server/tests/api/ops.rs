@@ -141,6 +141,9 @@ async fn metrics_count_placements_and_payments_and_read_the_shop_for_admins_only
     assert_eq!(first.status, 201, "{:?}", first.body);
     let second = shop.ji_woo.place("second", body(1)).await;
     assert_eq!(second.status, 201, "{:?}", second.body);
+    // The same key again answers the same order: a replay, not a placement.
+    let again = shop.ji_woo.place("second", body(1)).await;
+    assert_eq!(again.body["id"], second.body["id"]);
     assert_problem(&shop.ji_woo.place("greedy", body(5)).await, 409, "sold_out");
     let paid = pay(
         &mut shop.min_ji,
@@ -159,6 +162,14 @@ async fn metrics_count_placements_and_payments_and_read_the_shop_for_admins_only
 
     let after = scrape(&shop.admin).await;
     assert_eq!(placed(&after), Some(2.0));
+    assert_eq!(
+        value(
+            &after,
+            "allot_placements_total",
+            &[("outcome", "replayed"), ("reason", "")]
+        ),
+        Some(1.0)
+    );
     assert_eq!(
         value(
             &after,
@@ -194,7 +205,8 @@ async fn metrics_count_placements_and_payments_and_read_the_shop_for_admins_only
             ],
         )
     };
-    assert_eq!((requests("201"), requests("409")), (Some(2.0), Some(1.0)));
+    // Two placements and the replay answered 201.
+    assert_eq!((requests("201"), requests("409")), (Some(3.0), Some(1.0)));
     let latency = &after.families["allot_http_request_duration_seconds"];
     assert_eq!(latency.family_type, PrometheusType::Histogram);
     assert!(
