@@ -142,6 +142,11 @@ async fn a_backup_of_a_running_shop_holds_every_order_acknowledged_before_it() {
     .await
     .unwrap();
     let during = acks.lock().unwrap().len();
+    // The load goes on past the backup's start before it is stopped.
+    while acks.lock().unwrap().len() <= before.len() {
+        assert!(Instant::now() < deadline, "the load stopped");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     stop.store(true, Ordering::Release);
     let mut placed = 0;
     for buyer in buyers {
