@@ -10,9 +10,6 @@
 # Any other argument goes to locust (`--drop prd_5` names the drop; default: the first product
 # on sale). It exits non-zero if any request failed.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-root="$PWD"
-venv="$root/target/locust-venv"
 
 host=""
 tokens=""
@@ -29,6 +26,11 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "$host" ] && [ -n "$tokens" ] || { echo "usage: run.sh --host URL --tokens FILE [--smoke] [--drop ID] [locust args]" >&2; exit 2; }
+[ -r "$tokens" ] || { echo "run.sh: cannot read the tokens file $tokens" >&2; exit 2; }
+tokens="$(realpath "$tokens")"
+cd "$(dirname "$0")/.."
+root="$PWD"
+venv="$root/target/locust-venv"
 
 mkdir -p "$root/target"
 (
