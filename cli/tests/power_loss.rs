@@ -21,7 +21,8 @@
 //! LazyFS itself crashes now and then (a segfault on a sparse write, a defect of LazyFS): its
 //! mount then answers "not connected" and the server's writes fail. That is a power cut the
 //! seed did not pick, and the round ends at it as at a kill (`Round::disk_died`,
-//! `LazyFs::power_cut`); every check after the restart still holds.
+//! `LazyFs::power_cut`); every check after the restart still holds. A crash while the checks
+//! run is one more power cut, after which the checks run again (`checked`).
 //!
 //! Seeds are random per run and printed; `ALLOT_POWER_LOSS_SEEDS=1,2` replays given ones (how
 //! requests interleave is still up to the machine). `ALLOT_POWER_LOSS_ROUNDS` sets the rounds
@@ -69,6 +70,8 @@ const AIM_DELAY_MS_MAX: u64 = 30;
 /// Every answer comes in well within this, or the test gives up (not a claim about speed).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const WAIT_MAX: Duration = Duration::from_secs(60);
+/// How long a restarted server may take to recover before it counts as gone.
+const READY_WAIT: Duration = Duration::from_secs(60);
 const POLL_PAUSE: Duration = Duration::from_millis(100);
 /// Placements sent again after each restart.
 const REPLAYS_PER_RESTART: usize = 20;
@@ -395,13 +398,13 @@ async fn run_seed(seed: u64, rounds: u64) {
     let admin = log_in(&http, &server.base, ADMIN_EMAIL).await;
     let tokens = log_in_customers(&http, &server.base, CUSTOMERS).await;
 
-    let checker = Checker {
+    let checker = Arc::new(Checker {
         seed,
         http: http.clone(),
         admin,
         tokens,
         product,
-    };
+    });
     let (admin, tokens, product) = (&checker.admin, &checker.tokens, &checker.product);
     for number in 1..=rounds {
         let round = Arc::new(Round {
@@ -464,23 +467,34 @@ async fn run_seed(seed: u64, rounds: u64) {
         );
 
         server = start(&data);
-        wait_ready(&http, &server.base, &format!("seed {seed}")).await;
         let acked = acks.lock().unwrap().clone();
-        let orders = check_acks(&checker, &server.base, &acked, &mut rng).await;
-        let (charged, _) = charges(&data);
-        for (order, times) in &charged {
-            assert!(
-                *times <= 1,
-                "seed {seed}: {order} was charged {times} times"
-            );
-            assert!(
-                orders.contains_key(order),
-                "seed {seed}: {order} was charged but the shop does not know it"
-            );
-        }
+        rng = checked(seed, &mut lazyfs, &mut server, &data, &http, |base| {
+            let (checker, acked, data, mut rng) =
+                (checker.clone(), acked.clone(), data.clone(), rng);
+            tokio::spawn(async move {
+                let orders = check_acks(&checker, &base, &acked, &mut rng).await;
+                let (charged, _) = charges(&data);
+                for (order, times) in &charged {
+                    assert!(
+                        *times <= 1,
+                        "seed {seed}: {order} was charged {times} times"
+                    );
+                    assert!(
+                        orders.contains_key(order),
+                        "seed {seed}: {order} was charged but the shop does not know it"
+                    );
+                }
+                rng
+            })
+        })
+        .await;
     }
 
-    let orders = wait_for_payments(seed, &http, &server.base, admin).await;
+    let orders = checked(seed, &mut lazyfs, &mut server, &data, &http, |base| {
+        let (http, admin) = (http.clone(), admin.clone());
+        tokio::spawn(async move { wait_for_payments(seed, &http, &base, &admin).await })
+    })
+    .await;
     let (charged, refunded) = charges(&data);
     for (order, times) in &charged {
         assert!(
@@ -508,6 +522,69 @@ async fn run_seed(seed: u64, rounds: u64) {
     tokio::task::spawn_blocking(move || drop(lazyfs))
         .await
         .unwrap();
+}
+
+/// Runs the checks that follow a restart, once the restarted `server` is ready (`check`
+/// spawns them against its base URL), and answers what they answer. LazyFS dies on its own now
+/// and then (the module's docs): if it dies while the server recovers or the checks run, what
+/// the server answers means nothing, and that is one more power cut. The server is killed, the
+/// disk remounted, the server started again, and the checks run again, every acknowledgement
+/// still owed. Any other failure is the test's.
+async fn checked<T: Send + 'static>(
+    seed: u64,
+    lazyfs: &mut LazyFs,
+    server: &mut Server,
+    data: &Path,
+    http: &reqwest::Client,
+    mut check: impl FnMut(String) -> tokio::task::JoinHandle<T>,
+) -> T {
+    loop {
+        let when = if ready_or_gone(server, http).await {
+            match check(server.base.clone()).await {
+                Ok(answer) => return answer,
+                Err(failure) if !failure.is_panic() => panic!("seed {seed}: the checks: {failure}"),
+                Err(failure) if lazyfs.crashed().is_none() => {
+                    std::panic::resume_unwind(failure.into_panic())
+                }
+                Err(_) => "the checks ran",
+            }
+        } else {
+            assert!(
+                lazyfs.crashed().is_some(),
+                "seed {seed}: the server stopped or never became ready, and lazyfs is alive"
+            );
+            "the server recovered"
+        };
+        println!(
+            "seed {seed}: lazyfs died while {when}; one more power cut, then the checks again"
+        );
+        let _ = server.child.kill();
+        let _ = server.child.wait();
+        tokio::task::block_in_place(|| {
+            lazyfs.power_cut();
+            lazyfs.mount();
+        });
+        *server = start(data);
+    }
+}
+
+/// Waits for the server's `/readyz`; false if its process ended first, or after
+/// `READY_WAIT`.
+async fn ready_or_gone(server: &mut Server, http: &reqwest::Client) -> bool {
+    let deadline = Instant::now() + READY_WAIT;
+    while Instant::now() < deadline {
+        if server.child.try_wait().ok().flatten().is_some() {
+            return false;
+        }
+        let url = format!("{}/readyz", server.base);
+        if let Ok(answer) = http.get(&url).send().await
+            && answer.status() == 200
+        {
+            return true;
+        }
+        tokio::time::sleep(POLL_PAUSE).await;
+    }
+    false
 }
 
 /// Waits until a blob file appears on the disk below that was not there when the wait began:
