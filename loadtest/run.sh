@@ -30,20 +30,12 @@ done
 tokens="$(realpath "$tokens")"
 cd "$(dirname "$0")/.."
 root="$PWD"
-venv="$root/target/locust-venv"
-
-mkdir -p "$root/target"
-(
-    flock 9
-    if [ ! -x "$venv/bin/locust" ]; then
-        rm -rf "$venv"
-        python3 -m venv "$venv"
-        "$venv/bin/pip" install -q 'locust>=2.32,<3'
-    fi
-) 9>"$root/target/locust-venv.lock"
+# shellcheck source=scripts/venv.sh
+source "$root/scripts/venv.sh"
+ensure_venv "$root" locust-venv locust 'locust>=2.32,<3'
 
 [ "$smoke" = 1 ] && rest=(-u 8 -r 8 -t 5s "${rest[@]}")
 export ALLOT_TOKENS="$tokens"
 [ -n "$drop" ] && export ALLOT_DROP="$drop"
-exec "$venv/bin/locust" -f "$root/loadtest/locustfile.py" --headless --only-summary \
+exec "$VENV/bin/locust" -f "$root/loadtest/locustfile.py" --headless --only-summary \
     --host "$host" "${rest[@]}"

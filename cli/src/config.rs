@@ -76,9 +76,7 @@ pub fn load_file(serve: &Command, args: &[OsString]) -> anyhow::Result<FileSetti
     let mut variables = Vec::new();
     for (key, value) in &table {
         let name = key.replace('-', "_");
-        let arg = serve
-            .get_arguments()
-            .find(|a| a.get_id().as_str() == name && !NOT_IN_A_FILE.contains(&name.as_str()));
+        let arg = settings(serve).find(|a| a.get_id().as_str() == name);
         let Some(variable) = arg.and_then(|a| a.get_env()) else {
             bail!(
                 "{}: unknown setting `{key}`; the settings are the flags of `allot serve` \
@@ -109,13 +107,17 @@ pub fn load_file(serve: &Command, args: &[OsString]) -> anyhow::Result<FileSetti
     })
 }
 
-/// The keys a configuration file may hold.
-fn known_settings(serve: &Command) -> Vec<String> {
+/// The flags a configuration file may set: those with a variable, but what names the file
+/// and what prints the configuration.
+fn settings(serve: &Command) -> impl Iterator<Item = &clap::Arg> {
     serve
         .get_arguments()
         .filter(|a| a.get_env().is_some() && !NOT_IN_A_FILE.contains(&a.get_id().as_str()))
-        .map(|a| a.get_id().to_string())
-        .collect()
+}
+
+/// The keys a configuration file may hold.
+fn known_settings(serve: &Command) -> Vec<String> {
+    settings(serve).map(|a| a.get_id().to_string()).collect()
 }
 
 /// Where a setting came from, as `--print-config` says it.
@@ -137,11 +139,8 @@ fn source(serve: &Command, matches: &ArgMatches, id: &str, file: &FileSettings) 
 /// back, each with its source; secrets redacted.
 pub fn print(serve: &Command, matches: &ArgMatches, file: &FileSettings) -> String {
     let mut out = String::from("# allot serve: the configuration in effect (secrets redacted)\n");
-    for arg in serve.get_arguments() {
+    for arg in settings(serve) {
         let id = arg.get_id().as_str();
-        if NOT_IN_A_FILE.contains(&id) || arg.get_env().is_none() {
-            continue;
-        }
         let value = matches
             .get_raw(id)
             .and_then(|mut values| values.next())

@@ -64,7 +64,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let (_, serve) = definition();
+    let (definition_before, serve) = definition();
     let file = match config::load_file(&serve, &args) {
         Ok(file) => file,
         Err(error) => {
@@ -72,8 +72,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Anew: clap reads each flag's variable when the flag is defined.
-    let (mut definition, serve) = definition();
+    // Anew if a file set variables: clap reads each flag's variable when the flag is defined.
+    let (mut definition, serve) = if file.variables.is_empty() {
+        (definition_before, serve)
+    } else {
+        definition()
+    };
     let matches = match definition.try_get_matches_from_mut(&args) {
         Ok(matches) => matches,
         Err(error) => {

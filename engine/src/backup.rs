@@ -268,27 +268,7 @@ fn copy_live(source: &Store, data_dir: &Path, to: &Path) -> Result<(u64, u64), B
     crate::durable::sync_dir(&to.join(STORE_DIR)).map_err(io(to))?;
     // The key file, mail, the payment simulator's journal: after the log, so that a charge
     // the copied log asked for is in the copied journal.
-    for entry in std::fs::read_dir(data_dir).map_err(io(data_dir))? {
-        let entry = entry.map_err(io(data_dir))?;
-        let name = entry.file_name();
-        if name == LOCK_FILE || name == STORE_DIR {
-            continue;
-        }
-        let source = entry.path();
-        let target = to.join(&name);
-        let kind = entry.file_type().map_err(io(&source))?;
-        if kind.is_dir() {
-            copy_dir(&source, &target, false, &mut totals, &Silent)?;
-        } else if kind.is_file() {
-            totals.1 += std::fs::copy(&source, &target).map_err(io(&source))?;
-            totals.0 += 1;
-            crate::durable::sync_file(&target).map_err(io(&target))?;
-        } else {
-            return Err(BackupError::Unexpected {
-                path: source.display().to_string(),
-            });
-        }
-    }
+    copy_entries(data_dir, to, &[LOCK_FILE, STORE_DIR], &mut totals, &Silent)?;
     sync_dir(to)?;
     Ok(totals)
 }
@@ -520,7 +500,7 @@ fn resolved(path: &Path) -> Result<PathBuf, BackupError> {
 fn copy_tree(from: &Path, to: &Path, progress: &dyn Progress) -> Result<(u64, u64), BackupError> {
     progress.start("copying (bytes)", bytes_in(from)?);
     let mut totals = (0, 0);
-    copy_dir(from, to, true, &mut totals, progress)?;
+    copy_dir(from, to, &[LOCK_FILE], &mut totals, progress)?;
     Ok(totals)
 }
 
@@ -542,21 +522,37 @@ fn bytes_in(dir: &Path) -> Result<u64, BackupError> {
 fn copy_dir(
     from: &Path,
     to: &Path,
-    top: bool,
+    skip: &[&str],
     totals: &mut (u64, u64),
     progress: &dyn Progress,
 ) -> Result<(), BackupError> {
     std::fs::create_dir(to).map_err(io(to))?;
+    copy_entries(from, to, skip, totals, progress)?;
+    // As private as the original (a data directory holds mail and keys).
+    let permissions = std::fs::metadata(from).map_err(io(from))?.permissions();
+    std::fs::set_permissions(to, permissions).map_err(io(to))?;
+    sync_dir(to)
+}
+
+/// Copies what `from` holds, but the names in `skip`, into the existing directory `to`:
+/// directories whole ([`copy_dir`]), files fsynced, anything else refused.
+fn copy_entries(
+    from: &Path,
+    to: &Path,
+    skip: &[&str],
+    totals: &mut (u64, u64),
+    progress: &dyn Progress,
+) -> Result<(), BackupError> {
     for entry in std::fs::read_dir(from).map_err(io(from))? {
         let entry = entry.map_err(io(from))?;
         let source = entry.path();
-        if top && entry.file_name() == LOCK_FILE {
+        if skip.iter().any(|name| entry.file_name() == *name) {
             continue;
         }
         let kind = entry.file_type().map_err(io(&source))?;
         let target = to.join(entry.file_name());
         if kind.is_dir() {
-            copy_dir(&source, &target, false, totals, progress)?;
+            copy_dir(&source, &target, &[], totals, progress)?;
         } else if kind.is_file() {
             let bytes = std::fs::copy(&source, &target).map_err(io(&source))?;
             totals.1 += bytes;
@@ -569,10 +565,7 @@ fn copy_dir(
             });
         }
     }
-    // As private as the original (a data directory holds mail and keys).
-    let permissions = std::fs::metadata(from).map_err(io(from))?.permissions();
-    std::fs::set_permissions(to, permissions).map_err(io(to))?;
-    sync_dir(to)
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<(), BackupError> {

@@ -20,19 +20,13 @@ role="${2:-admin}"
 seed="${3:-}"
 case "$role" in admin | customer) ;; *) echo "role must be admin or customer" >&2; exit 2 ;; esac
 work="$(mktemp -d)"
-venv="$root/target/schemathesis-venv"
 password='Adm1n-pass-phrase'
 trap 'kill "${server:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-mkdir -p "$root/target"
-(
-    flock 9 # two runs at once make the virtualenv once
-    if [ ! -x "$venv/bin/schemathesis" ]; then
-        rm -rf "$venv"
-        python3 -m venv "$venv"
-        "$venv/bin/pip" install -q 'schemathesis>=4.32,<5'
-    fi
-) 9>"$root/target/schemathesis-venv.lock"
+# shellcheck source=scripts/venv.sh
+source "$root/scripts/venv.sh"
+ensure_venv "$root" schemathesis-venv schemathesis 'schemathesis>=4.32,<5'
+venv="$VENV"
 # cli/tests/conformance.rs passes the binary cargo built for it.
 allot="${ALLOT_BIN:-}"
 if [ -z "$allot" ]; then
