@@ -399,7 +399,7 @@ pub enum BatchRead {
 /// Opens sled, waiting a moment if its own file lock is still held. The directory's `LOCK`
 /// is ours already, so no other process has the store: a held sled lock is this process's
 /// previous engine, closed a moment ago, whose last sled worker thread is still letting go.
-fn open_sled(config: &sled::Config) -> Result<sled::Db, sled::Error> {
+pub(crate) fn open_sled(config: &sled::Config) -> Result<sled::Db, sled::Error> {
     const TRIES: u32 = 100;
     const PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
     let mut tries = 0;

@@ -20,6 +20,15 @@ use crate::record::{ProductDetails, ProductKind};
 /// invariant check of a state image, the log's batch encoding, the store's files on disk.
 pub mod internals {
     pub use crate::durable::SledFiles;
+
+    /// sled itself on the store of the data directory `data_dir`, for a test that reads or
+    /// damages it below the engine, once the engine let go of it: sled's last worker thread of
+    /// an engine closed a moment ago may still hold sled's file lock, which this waits out
+    /// (`store::open_sled`).
+    pub fn open_sled(data_dir: &std::path::Path) -> sled::Db {
+        let config = sled::Config::new().path(data_dir.join("store"));
+        crate::store::open_sled(&config).expect("sled opens the store")
+    }
     pub use crate::state::check_invariants_of;
     pub use crate::wal::batch;
 

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use allot_engine::testkit::internals::open_sled;
 use allot_engine::{
     Engine, EngineConfig, ManualClock, Sku, StateImage, UserId,
     testkit::{assert_mentions, config, durable},
@@ -30,7 +31,7 @@ fn prepare(dir: &std::path::Path) -> (StateImage, u64) {
 }
 
 fn damage(dir: &std::path::Path, key: u64, how: impl FnOnce(&mut Vec<u8>)) {
-    let db = sled::open(dir.join("store")).unwrap();
+    let db = open_sled(dir);
     let log = db.open_tree("log").unwrap();
     let mut value = log
         .get(key.to_be_bytes())
@@ -100,7 +101,7 @@ fn a_well_formed_but_impossible_record_is_reported_and_never_applied() {
         (id, next_seq)
     };
     {
-        let db = sled::open(dir.path().join("store")).unwrap();
+        let db = open_sled(dir.path());
         let forged = vec![allot_engine::Record::ReservationReleased {
             reservation: id,
             reason: allot_engine::ReleaseReason::Cancelled,
@@ -149,7 +150,7 @@ fn damage_before_intact_batches_refuses_to_open_and_cuts_nothing() {
 }
 
 fn sled_batches(dir: &std::path::Path) -> usize {
-    let db = sled::open(dir.join("store")).unwrap();
+    let db = open_sled(dir);
     db.open_tree("log").unwrap().len()
 }
 
@@ -177,7 +178,7 @@ fn an_unreadable_snapshot_is_refused_replayed_around_and_dropped() {
         image
     };
     let newest = {
-        let db = sled::open(dir.path().join("store")).unwrap();
+        let db = open_sled(dir.path());
         let snapshots = db.open_tree("snapshots").unwrap();
         assert_eq!(snapshots.len(), 2);
         let (key, value) = snapshots.last().unwrap().unwrap();
@@ -193,7 +194,7 @@ fn an_unreadable_snapshot_is_refused_replayed_around_and_dropped() {
     assert_eq!(engine.image(), before, "replayed from the older snapshot");
     engine.close().unwrap();
     drop(engine);
-    let db = sled::open(dir.path().join("store")).unwrap();
+    let db = open_sled(dir.path());
     let snapshots = db.open_tree("snapshots").unwrap();
     assert!(
         snapshots.get(&newest).unwrap().is_none(),

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use allot_engine::testkit::internals::open_sled;
 use allot_engine::{
     Engine, EngineConfig, Event, EventKind, LineRequest, ManualClock, OrderId, PaymentOutcome,
     Placement, ProductId, Subject, UserId,
@@ -259,22 +260,6 @@ fn verify_compares_the_events_with_the_log_and_leaves_what_a_crash_leaves_to_ope
         "{:?}",
         unreadable.problems
     );
-}
-
-/// sled itself on the store, once the engine let go of it.
-fn open_sled(dir: &std::path::Path) -> sled::Db {
-    let mut tries = 0;
-    loop {
-        match sled::open(dir.join("store")) {
-            Ok(db) => break db,
-            Err(error) if tries < 100 => {
-                tries += 1;
-                eprintln!("sled not open yet: {error}");
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(error) => panic!("sled does not open: {error}"),
-        }
-    }
 }
 
 /// Retention: after a snapshot, events beyond the newest `events_kept_records` records, and those

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use allot_engine::testkit::internals::open_sled;
 use allot_engine::{
     CheckpointHealth, Engine, EngineConfig, EngineError, Internal, ManualClock, OpenError, Sku,
     UserId,
@@ -38,7 +39,7 @@ fn prepare(dir: &Path) -> (u64, u64) {
 
 /// Changes the stored snapshot `seq` with `how`.
 fn alter_snapshot(dir: &Path, seq: u64, how: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
-    let db = sled::open(dir.join("store")).unwrap();
+    let db = open_sled(dir);
     let tree = db.open_tree("snapshots").unwrap();
     let mut value = tree.get(seq.to_be_bytes()).unwrap().unwrap().to_vec();
     how(&mut value);
@@ -48,7 +49,7 @@ fn alter_snapshot(dir: &Path, seq: u64, how: impl FnOnce(&mut Vec<u8>)) -> Vec<u
 }
 
 fn stored(dir: &Path, tree: &str, seq: u64) -> Option<Vec<u8>> {
-    let db = sled::open(dir.join("store")).unwrap();
+    let db = open_sled(dir);
     let value = db.open_tree(tree).unwrap().get(seq.to_be_bytes()).unwrap();
     value.map(|v| v.to_vec())
 }
@@ -109,7 +110,7 @@ fn when_no_snapshot_can_be_used_and_the_log_was_pruned_nothing_is_removed() {
         engine.snapshot_now().unwrap();
         engine.close().unwrap();
     }
-    let db = sled::open(dir.path().join("store")).unwrap();
+    let db = open_sled(dir.path());
     let snapshots = db.open_tree("snapshots").unwrap();
     let seqs: Vec<u64> = snapshots
         .iter()
