@@ -1,6 +1,7 @@
 //! `allot`: serves the shop, administers a data directory offline, and drives load.
 
 mod admin;
+mod bench;
 mod config;
 mod db;
 mod demo;
@@ -57,6 +58,11 @@ enum Command {
     ///
     /// Example: allot ready --url http://127.0.0.1:8080
     Ready(ReadyArgs),
+    /// Benchmarks against a shop: an open-loop drop with its invariants checked.
+    ///
+    /// Example: allot bench drop --rate 2000 --duration 10 --report drop.html
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Tools for tests: a purchase load against a data directory.
     #[command(subcommand, hide = true)]
     Debug(load::DebugCommand),
@@ -111,6 +117,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Db(command) => db::run(command),
         Command::Admin(command) => admin::run(command),
+        Command::Bench(command) => bench::run(command),
         Command::Debug(command) => load::run(command),
         Command::Ready(args) => ready(&args),
     };
