@@ -105,7 +105,10 @@ impl Shop {
             tokio::task::spawn_blocking(move || make_accounts(&setup_dir, customers))
                 .await
                 .context("the offline setup ended")??;
-        let server = Server::start(&dir, hold_seconds)?;
+        let serve_dir = dir.clone();
+        let server = tokio::task::spawn_blocking(move || Server::start(&serve_dir, hold_seconds))
+            .await
+            .context("starting the server")??;
         let api = Api::new(server.base.clone(), admin)?;
         let mut shop = Shop {
             api,
