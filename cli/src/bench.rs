@@ -49,17 +49,24 @@ pub enum BenchCommand {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct DropArgs {
-    /// A running server to drop on; its customers are `--tokens`, its admin `--admin-token`.
-    /// Without it, a shop is set up offline and served by a child `allot serve`.
-    #[arg(long, requires_all = ["tokens", "admin_token"])]
+    /// A running server to drop on; its customers are `--tokens`, and the drop is a product
+    /// made with `--admin-token` or the existing `--product`. Without it, a shop is set up
+    /// offline and served by a child `allot serve`.
+    #[arg(long, requires = "tokens")]
     url: Option<String>,
     /// With `--url`: a file of customers' access tokens, one a line (loadtest/setup_users.py
     /// writes one).
     #[arg(long, requires = "url")]
     tokens: Option<PathBuf>,
     /// With `--url`: an admin's access token, to create the drop's product.
-    #[arg(long, requires = "url")]
+    #[arg(long, requires = "url", conflicts_with = "product")]
     admin_token: Option<String>,
+    /// With `--url`: drop on this existing limited product (for instance one scheduled with
+    /// `allot admin drops schedule`) instead of creating one; its stock, limit and opening are
+    /// read from the API. Its buyers must all be in `--tokens`, or the count of paid units
+    /// cannot add up.
+    #[arg(long, requires = "url")]
+    product: Option<String>,
     /// Offline: the stopped data directory to set the shop up in and serve (kept afterwards);
     /// default a temporary directory, removed at the end.
     #[arg(long, conflicts_with = "url")]
@@ -126,6 +133,10 @@ impl DropArgs {
         ensure!(
             (1..=CUSTOMERS_MAX).contains(&self.customers),
             "--customers must be 1 to {CUSTOMERS_MAX}"
+        );
+        ensure!(
+            self.url.is_none() || self.admin_token.is_some() || self.product.is_some(),
+            "--url needs --admin-token (to create the drop's product) or --product (an existing one)"
         );
         ensure!(self.stock >= 1, "--stock must be at least 1");
         ensure!(self.limit >= 1, "--limit must be at least 1");
@@ -208,9 +219,13 @@ async fn drop_on(
 ) -> anyhow::Result<(report::Figures, Vec<check::Check>)> {
     let api = shop.api();
     let plan = args.plan();
-    let sale = api
-        .create_drop(args.stock, args.limit, OPENING_LEAD, plan.duration)
-        .await?;
+    let sale = match &args.product {
+        Some(product) => api.existing_drop(product).await?,
+        None => {
+            api.create_drop(args.stock, args.limit, OPENING_LEAD, plan.duration)
+                .await?
+        }
+    };
     let watcher = check::Watcher::start(api.clone(), sale.product.clone(), sale.opens_at);
     let bar = Bar::new();
     let tally = crowd::run(&api, &sale, &shop.customers, &plan, &bar).await;

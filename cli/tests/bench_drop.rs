@@ -211,6 +211,35 @@ async fn a_drop_on_a_running_server_checks_it_through_the_api() {
     // A limit of 1 for 6 customers: whoever holds a unit is refused a second.
     assert!(count(&figures, "place", 409, "purchase_limit_exceeded") > 0);
     assert!(figures["final_stock"]["sold"].as_u64().unwrap() <= 4);
+
+    // A second drop on the product the first made, now on sale: no admin token, the stock,
+    // limit and opening read from the API, the first drop's orders counted too.
+    let product = figures["product"].as_str().unwrap().to_string();
+    let args: Vec<String> = [
+        "--url",
+        base.as_str(),
+        "--tokens",
+        file.to_str().unwrap(),
+        "--product",
+        product.as_str(),
+        "--rate",
+        "40",
+        "--duration",
+        "1",
+        "--json",
+    ]
+    .map(String::from)
+    .into();
+    let output = tokio::task::spawn_blocking(move || {
+        bench(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    let again = passed_figures(&output);
+    assert_eq!(again["product"], product.as_str());
+    assert_eq!(check_names(&again), CHECKS);
+    assert_eq!(again["plan"]["stock"], 4);
+    assert_eq!(again["plan"]["per_customer_limit"], 1);
     server.stop();
     support::assert_db_verify(&data, "after the drop");
 }
@@ -222,6 +251,11 @@ fn bad_arguments_are_refused_before_anything_runs() {
         (&["--pay-share", "1.5"][..], "--pay-share must be 0 to 1"),
         (&["--duration", "NaN"][..], "--duration must be above 0"),
         (&["--url", "http://127.0.0.1:9"][..], "--tokens"),
+        (
+            &["--url", "http://127.0.0.1:9", "--tokens", "t.txt"][..],
+            "--admin-token",
+        ),
+        (&["--product", "prd_1"][..], "--url"),
         (&["--tokens", "t.txt"][..], "--url"),
     ] {
         let output = bench(args);

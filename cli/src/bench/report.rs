@@ -62,6 +62,7 @@ pub struct AnswerCount {
 /// What a drop measured, and what it checked.
 pub struct Figures {
     pub mode: &'static str,
+    pub product: String,
     pub customers: usize,
     pub stock: u64,
     pub limit: u64,
@@ -113,6 +114,7 @@ impl Figures {
                 "offline"
             },
             customers,
+            product: sale.product.clone(),
             stock: sale.stock,
             limit: sale.limit,
             rate: args.rate,
@@ -150,6 +152,7 @@ impl Figures {
     pub fn to_json(&self) -> Value {
         json!({
             "mode": self.mode,
+            "product": self.product,
             "plan": {
                 "customers": self.customers,
                 "stock": self.stock,

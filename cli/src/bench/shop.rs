@@ -45,14 +45,15 @@ pub struct Shop {
 }
 
 impl Shop {
-    /// A running server at `url`: customers from the tokens file, the admin's token given.
+    /// A running server at `url`: customers from the tokens file, and the admin's token if
+    /// the drop's product is to be made.
     pub fn remote(
         url: &str,
         tokens: Option<&Path>,
         admin_token: Option<&str>,
     ) -> anyhow::Result<Shop> {
-        let (Some(tokens), Some(admin)) = (tokens, admin_token) else {
-            bail!("--url needs --tokens and --admin-token");
+        let Some(tokens) = tokens else {
+            bail!("--url needs --tokens");
         };
         let text = std::fs::read_to_string(tokens)
             .with_context(|| format!("read the tokens file {}", tokens.display()))?;
@@ -73,7 +74,7 @@ impl Shop {
             "--url must be an http:// URL, got {url}"
         );
         Ok(Shop {
-            api: Api::new(base, admin.to_string())?,
+            api: Api::new(base, admin_token.map(String::from), customers[0].clone())?,
             customers,
             server: None,
             data_dir: None,
@@ -109,7 +110,7 @@ impl Shop {
         let server = tokio::task::spawn_blocking(move || Server::start(&serve_dir, hold_seconds))
             .await
             .context("starting the server")??;
-        let api = Api::new(server.base.clone(), admin)?;
+        let api = Api::new(server.base.clone(), Some(admin.clone()), admin)?;
         let mut shop = Shop {
             api,
             customers: tokens,
@@ -369,23 +370,30 @@ impl Units {
     }
 }
 
-/// The API as the simulator uses it: the admin's token for setup, any token for the rest.
+/// The API as the simulator uses it: the admin's token to make the product, `reader`'s to
+/// watch the stock.
 #[derive(Clone)]
 pub struct Api {
     pub http: reqwest::Client,
     pub base: String,
-    admin: String,
+    admin: Option<String>,
+    reader: String,
 }
 
 impl Api {
-    fn new(base: String, admin: String) -> anyhow::Result<Api> {
+    fn new(base: String, admin: Option<String>, reader: String) -> anyhow::Result<Api> {
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .pool_max_idle_per_host(usize::MAX)
             .tcp_nodelay(true)
             .build()
             .context("an HTTP client")?;
-        Ok(Api { http, base, admin })
+        Ok(Api {
+            http,
+            base,
+            admin,
+            reader,
+        })
     }
 
     async fn ready(&self) -> bool {
@@ -423,11 +431,11 @@ impl Api {
         lead: Duration,
         arrivals: Duration,
     ) -> anyhow::Result<Sale> {
+        let Some(admin) = &self.admin else {
+            bail!("making the drop's product needs an admin's token");
+        };
         let run = random_token()[..8].to_string();
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .context("the system clock is before 1970")?
-            .as_millis() as u64;
+        let now_ms = wall_ms()?;
         let lead_ms = lead.as_millis() as u64;
         // The API's times are whole seconds: the opening is the next whole second after the lead.
         let opens_ms = (now_ms + lead_ms).div_ceil(1_000) * 1_000;
@@ -447,7 +455,7 @@ impl Api {
             .call(
                 reqwest::Method::POST,
                 "/api/v1/admin/products",
-                &self.admin,
+                admin,
                 Some(&body),
             )
             .await?;
@@ -470,11 +478,49 @@ impl Api {
         })
     }
 
+    /// The drop of the existing limited product `product`: its stock, limit and opening as
+    /// the API reads them (a sale already open opens now, for the crowd).
+    pub async fn existing_drop(&self, product: &str) -> anyhow::Result<Sale> {
+        let path = format!("/api/v1/products/{product}");
+        let read = self
+            .call(reqwest::Method::GET, &path, &self.reader, None)
+            .await?;
+        ensure!(
+            read.status == 200,
+            "{path} answered {}: {}",
+            read.status,
+            read.body
+        );
+        let body = &read.body;
+        ensure!(
+            body["kind"] == "limited" && body["status"] != "closed",
+            "{product} is not a limited product on sale or upcoming: {body}"
+        );
+        let (Some(stock), Some(limit)) = (
+            body["stock_total"].as_u64(),
+            body["per_user_limit"].as_u64(),
+        ) else {
+            bail!("{product} has no stock_total or per_user_limit: {body}");
+        };
+        let opens_ms = body["sale_opens_at"]
+            .as_str()
+            .and_then(allot_engine::parse_rfc3339)
+            .with_context(|| format!("{product} has no sale_opens_at: {body}"))?;
+        let wait = Duration::from_millis(opens_ms.saturating_sub(wall_ms()?));
+        Ok(Sale {
+            product: product.to_string(),
+            stock,
+            limit,
+            opens_at: Instant::now() + wait,
+            run: random_token()[..8].to_string(),
+        })
+    }
+
     /// The product's units now.
     pub async fn stock(&self, product: &str) -> anyhow::Result<Units> {
         let path = format!("/api/v1/products/{product}/stock");
         let read = self
-            .call(reqwest::Method::GET, &path, &self.admin, None)
+            .call(reqwest::Method::GET, &path, &self.reader, None)
             .await?;
         ensure!(
             read.status == 200,
@@ -519,4 +565,12 @@ impl Api {
             }
         }
     }
+}
+
+/// The wall clock, in ms since the Unix epoch (the API's times).
+fn wall_ms() -> anyhow::Result<u64> {
+    Ok(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_millis() as u64)
 }
