@@ -35,6 +35,14 @@ fn bench(args: &[&str]) -> Output {
         .expect("allot runs")
 }
 
+/// `bench` off the async workers, for a test that serves the shop on them.
+async fn bench_aside(args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+    tokio::task::spawn_blocking(move || bench(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+        .expect("allot ran")
+}
+
 /// The JSON figures of a run that must have passed.
 fn passed_figures(output: &Output) -> Value {
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -178,7 +186,7 @@ async fn a_drop_on_a_running_server_checks_it_through_the_api() {
     let admin = log_in(&http, &server.base, ADMIN_EMAIL).await;
 
     let base = server.base.clone();
-    let args: Vec<String> = [
+    let args = [
         "--url",
         base.as_str(),
         "--tokens",
@@ -196,14 +204,8 @@ async fn a_drop_on_a_running_server_checks_it_through_the_api() {
         "--pay-share",
         "1",
         "--json",
-    ]
-    .map(String::from)
-    .into();
-    let output = tokio::task::spawn_blocking(move || {
-        bench(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    })
-    .await
-    .unwrap();
+    ];
+    let output = bench_aside(&args).await;
     let figures = passed_figures(&output);
     assert_eq!(figures["mode"], "remote");
     assert_eq!(figures["plan"]["customers"], CUSTOMERS);
@@ -215,7 +217,7 @@ async fn a_drop_on_a_running_server_checks_it_through_the_api() {
     // A second drop on the product the first made, now on sale: no admin token, the stock,
     // limit and opening read from the API, the first drop's orders counted too.
     let product = figures["product"].as_str().unwrap().to_string();
-    let args: Vec<String> = [
+    let args = [
         "--url",
         base.as_str(),
         "--tokens",
@@ -227,14 +229,8 @@ async fn a_drop_on_a_running_server_checks_it_through_the_api() {
         "--duration",
         "1",
         "--json",
-    ]
-    .map(String::from)
-    .into();
-    let output = tokio::task::spawn_blocking(move || {
-        bench(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    })
-    .await
-    .unwrap();
+    ];
+    let output = bench_aside(&args).await;
     let again = passed_figures(&output);
     assert_eq!(again["product"], product.as_str());
     assert_eq!(check_names(&again), CHECKS);

@@ -365,11 +365,7 @@ mod tests {
     fn sample(at_ms: i64, remaining: u64, reserved: u64, sold: u64) -> Sample {
         Sample {
             at_ms,
-            units: Some(Units {
-                remaining,
-                reserved,
-                sold,
-            }),
+            units: Some(units(remaining, reserved, sold)),
         }
     }
 
@@ -379,6 +375,14 @@ mod tests {
             id: id.into(),
             status: status.into(),
             quantity,
+        }
+    }
+
+    fn units(remaining: u64, reserved: u64, sold: u64) -> Units {
+        Units {
+            remaining,
+            reserved,
+            sold,
         }
     }
 
@@ -410,11 +414,7 @@ mod tests {
 
     #[test]
     fn a_clean_drop_passes_every_check() {
-        let end = Units {
-            remaining: 7,
-            reserved: 0,
-            sold: 3,
-        };
+        let end = units(7, 0, 3);
         let orders = vec![
             order(0, "ord_1", "paid", 2),
             order(1, "ord_2", "paid", 1),
@@ -433,11 +433,7 @@ mod tests {
     fn each_violation_fails_its_own_check() {
         // One sample oversells and loses a unit; a customer owns 3 of a limit of 2; an order
         // still holds; paid orders hold fewer units than were sold.
-        let end = Units {
-            remaining: 0,
-            reserved: 0,
-            sold: 11,
-        };
+        let end = units(0, 0, 11);
         let orders = vec![
             order(0, "ord_1", "paid", 2),
             order(0, "ord_2", "pending_payment", 1),
@@ -472,11 +468,7 @@ mod tests {
         tally
             .answers
             .insert((Step::Place, 500, "internal".into()), 1);
-        let end = Units {
-            remaining: 10,
-            reserved: 0,
-            sold: 0,
-        };
+        let end = units(10, 0, 0);
         let orders = vec![order(0, "ord_1", "expired", 1)];
         let samples = [Sample {
             at_ms: 0,

@@ -478,12 +478,10 @@ impl Api {
         })
     }
 
-    /// The drop of the existing limited product `product`: its stock, limit and opening as
-    /// the API reads them (a sale already open opens now, for the crowd).
-    pub async fn existing_drop(&self, product: &str) -> anyhow::Result<Sale> {
-        let path = format!("/api/v1/products/{product}");
+    /// The body of `GET path`, which must answer 200.
+    async fn read(&self, path: &str) -> anyhow::Result<Value> {
         let read = self
-            .call(reqwest::Method::GET, &path, &self.reader, None)
+            .call(reqwest::Method::GET, path, &self.reader, None)
             .await?;
         ensure!(
             read.status == 200,
@@ -491,7 +489,13 @@ impl Api {
             read.status,
             read.body
         );
-        let body = &read.body;
+        Ok(read.body)
+    }
+
+    /// The drop of the existing limited product `product`: its stock, limit and opening as
+    /// the API reads them (a sale already open opens now, for the crowd).
+    pub async fn existing_drop(&self, product: &str) -> anyhow::Result<Sale> {
+        let body = &self.read(&format!("/api/v1/products/{product}")).await?;
         ensure!(
             body["kind"] == "limited" && body["status"] != "closed",
             "{product} is not a limited product on sale or upcoming: {body}"
@@ -519,19 +523,11 @@ impl Api {
     /// The product's units now.
     pub async fn stock(&self, product: &str) -> anyhow::Result<Units> {
         let path = format!("/api/v1/products/{product}/stock");
-        let read = self
-            .call(reqwest::Method::GET, &path, &self.reader, None)
-            .await?;
-        ensure!(
-            read.status == 200,
-            "{path} answered {}: {}",
-            read.status,
-            read.body
-        );
+        let body = self.read(&path).await?;
         let count = |field: &str| {
-            read.body[field]
+            body[field]
                 .as_u64()
-                .with_context(|| format!("{path}: {field} is not a count: {}", read.body))
+                .with_context(|| format!("{path}: {field} is not a count: {body}"))
         };
         Ok(Units {
             remaining: count("remaining")?,
