@@ -549,16 +549,20 @@ fn copy_entries(
         if skip.iter().any(|name| entry.file_name() == *name) {
             continue;
         }
-        let kind = entry.file_type().map_err(io(&source))?;
+        let kind = match entry.file_type() {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            kind => kind.map_err(io(&source))?,
+        };
         let target = to.join(entry.file_name());
         if kind.is_dir() {
             copy_dir(&source, &target, &[], totals, progress)?;
         } else if kind.is_file() {
-            let bytes = std::fs::copy(&source, &target).map_err(io(&source))?;
+            let Some(bytes) = copy_file(&source, &target)? else {
+                continue;
+            };
             totals.1 += bytes;
             totals.0 += 1;
             progress.advance(bytes);
-            crate::durable::sync_file(&target).map_err(io(&target))?;
         } else {
             return Err(BackupError::Unexpected {
                 path: source.display().to_string(),
@@ -568,6 +572,22 @@ fn copy_entries(
     Ok(())
 }
 
+/// Copies the file `source` to `target` and syncs the copy; answers its bytes, or `None` if
+/// `source` was gone by then. An online backup lists the files beside the store while the
+/// server writes them: a mail written to a temporary name and renamed, for one, may be listed
+/// under the name it had a moment before. A file that vanished is left out, as a copy taken a
+/// moment earlier or later would leave it; its new name is copied if the listing holds it.
+fn copy_file(source: &Path, target: &Path) -> Result<Option<u64>, BackupError> {
+    match std::fs::copy(source, target) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound && !source.exists() => Ok(None),
+        copied => {
+            let bytes = copied.map_err(io(source))?;
+            crate::durable::sync_file(target).map_err(io(target))?;
+            Ok(Some(bytes))
+        }
+    }
+}
+
 fn sync_dir(dir: &Path) -> Result<(), BackupError> {
     crate::durable::sync_dir(dir).map_err(io(dir))
 }
@@ -575,6 +595,23 @@ fn sync_dir(dir: &Path) -> Result<(), BackupError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_gone_before_it_is_copied_is_left_out_and_other_failures_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join(".mail.eml.tmp");
+        assert_eq!(copy_file(&gone, &dir.path().join("copy")).unwrap(), None);
+        assert!(!dir.path().join("copy").exists());
+
+        let kept = dir.path().join("mail.eml");
+        std::fs::write(&kept, b"Subject: hi").unwrap();
+        let target = dir.path().join("copied.eml");
+        assert_eq!(copy_file(&kept, &target).unwrap(), Some(11));
+        assert_eq!(std::fs::read(&target).unwrap(), b"Subject: hi");
+        // A target that cannot be written is a failure, not a file left out.
+        let nowhere = dir.path().join("no-such-dir").join("copy");
+        assert!(copy_file(&kept, &nowhere).is_err());
+    }
 
     #[test]
     fn a_copy_leaves_the_lock_file_out_and_refuses_what_a_data_directory_never_holds() {
