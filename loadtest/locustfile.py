@@ -81,6 +81,13 @@ class Customer(HttpUser):
     def on_start(self) -> None:
         self.client.headers["Authorization"] = f"Bearer {_next_token()}"
         self.drop = os.environ.get("ALLOT_DROP") or self._first_on_sale()
+        if os.environ.get("ALLOT_SMOKE"):
+            # A smoke run is a few seconds: every journey once first, so none is left to chance.
+            self.browse()
+            self.wishlist()
+            self.watch()
+            self.buy()
+            self.orders()
 
     def _first_on_sale(self) -> str:
         with self.client.get(

@@ -34,7 +34,10 @@ root="$PWD"
 source "$root/scripts/venv.sh"
 ensure_venv "$root" locust-venv locust 'locust>=2.32,<3'
 
-[ "$smoke" = 1 ] && rest=(-u 8 -r 8 -t 5s "${rest[@]}")
+if [ "$smoke" = 1 ]; then
+    rest=(-u 8 -r 8 -t 5s "${rest[@]}")
+    export ALLOT_SMOKE=1
+fi
 export ALLOT_TOKENS="$tokens"
 [ -n "$drop" ] && export ALLOT_DROP="$drop"
 exec "$VENV/bin/locust" -f "$root/loadtest/locustfile.py" --headless --only-summary \
