@@ -276,10 +276,12 @@ async fn stock(State(shop): State<Shared>) -> Response {
         Mode::Postgres => postgres_units(&shop).await,
     };
     match read {
+        // Redis's counter and MariaDB's orders are read apart: units taken from the counter
+        // whose order is not inserted yet are "reserved"; one never inserted stays so.
         Ok((remaining, sold)) => Json(json!({
             "product_id": PRODUCT,
             "remaining": remaining,
-            "reserved": 0,
+            "reserved": shop.stock.saturating_sub(remaining + sold),
             "sold": sold,
         }))
         .into_response(),
