@@ -137,6 +137,14 @@ struct Shop {
     waiters: parking_lot::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
 }
 
+impl Shop {
+    /// A MariaDB connection from the pool (the Redis modes only).
+    async fn mysql_conn(&self) -> Result<mysql_async::Conn, String> {
+        let pool = self.mysql.as_ref().ok_or("no mysql")?;
+        pool.get_conn().await.map_err(|e| e.to_string())
+    }
+}
+
 type Shared = Arc<Shop>;
 
 /// What an order attempt came to.
@@ -295,13 +303,7 @@ async fn stock(State(shop): State<Shared>) -> Response {
 async fn mysql_units(shop: &Shop) -> Result<(u64, u64), String> {
     use mysql_async::prelude::Queryable;
     let mut redis = shop.redis.clone().ok_or("no redis")?;
-    let mut conn = shop
-        .mysql
-        .as_ref()
-        .ok_or("no mysql")?
-        .get_conn()
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut conn = shop.mysql_conn().await?;
     let sold: Option<u64> = conn
         .query_first("SELECT CAST(COALESCE(SUM(quantity), 0) AS UNSIGNED) FROM orders")
         .await
@@ -419,13 +421,7 @@ async fn redis_lua(
         -1 => return Ok(Outcome::SoldOut),
         _ => {}
     }
-    let mut conn = shop
-        .mysql
-        .as_ref()
-        .ok_or("no mysql")?
-        .get_conn()
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut conn = shop.mysql_conn().await?;
     conn.exec_drop(
         "INSERT INTO orders (customer, product, quantity, idempotency_key) VALUES (?, ?, ?, ?)",
         (customer, PRODUCT, quantity, key),
@@ -557,13 +553,7 @@ async fn locked_order(
     quantity: u64,
 ) -> Result<Outcome, String> {
     use mysql_async::prelude::Queryable;
-    let mut conn = shop
-        .mysql
-        .as_ref()
-        .ok_or("no mysql")?
-        .get_conn()
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut conn = shop.mysql_conn().await?;
     let mut tx = conn
         .start_transaction(mysql_async::TxOpts::default())
         .await
@@ -670,18 +660,15 @@ async fn orders(State(shop): State<Shared>, headers: HeaderMap) -> Response {
         Mode::Hello => Ok(Vec::new()),
         Mode::RedisLua | Mode::FairLock => {
             use mysql_async::prelude::Queryable;
-            match shop.mysql.as_ref() {
-                None => Err("no mysql".into()),
-                Some(pool) => match pool.get_conn().await {
-                    Err(e) => Err(e.to_string()),
-                    Ok(mut conn) => conn
-                        .exec(
-                            "SELECT CAST(id AS UNSIGNED), CAST(quantity AS UNSIGNED) FROM orders WHERE customer = ?",
-                            (customer,),
-                        )
-                        .await
-                        .map_err(|e| e.to_string()),
-                },
+            match shop.mysql_conn().await {
+                Err(error) => Err(error),
+                Ok(mut conn) => conn
+                    .exec(
+                        "SELECT CAST(id AS UNSIGNED), CAST(quantity AS UNSIGNED) FROM orders WHERE customer = ?",
+                        (customer,),
+                    )
+                    .await
+                    .map_err(|e| e.to_string()),
             }
         }
         Mode::Postgres => match shop.postgres.as_ref() {
